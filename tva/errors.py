@@ -1,0 +1,94 @@
+"""Every error tva-agent raises on purpose, in two families.
+
+* ``LocalError`` — local misuse: a bad command-line argument, a broken config file, nonsense
+  passed to a policy function. The caller (usually a person) can fix it; it carries a ``hint``.
+* ``RemoteDataError`` — bad data that came from outside this process's control: a peer's frame,
+  a forged or stale delta, a tampered invite, a corrupt state file. It is logged and counted,
+  never fatal, and never changes state.
+
+Why two families: the daemon must keep running through any amount of the second kind, while the
+CLI must turn the first kind into one clear line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+
+class TvaError(Exception):
+    """Base of every deliberate tva-agent error."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        if hint:
+            self.hint = hint
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# --- local misuse -------------------------------------------------------------------------------
+
+
+class LocalError(TvaError):
+    """The caller asked for something invalid; the hint says how to fix it."""
+
+
+class InvalidInput(LocalError, ValueError):
+    """A value passed in (argument, config entry, policy input) is out of its domain."""
+
+
+class ConfigError(LocalError):
+    """The configuration file or environment is unreadable or inconsistent."""
+
+
+class NotInitialised(LocalError):
+    """The state directory holds no fleet yet."""
+
+
+class DaemonUnavailable(LocalError):
+    """A command needs the running daemon and could not reach it."""
+
+
+# --- bad remote data ----------------------------------------------------------------------------
+
+
+class RemoteDataError(TvaError):
+    """Data from outside (a peer, a file, an invite) is malformed or untrustworthy."""
+
+
+class DecodeError(RemoteDataError):
+    """Bytes that do not decode into the expected structure."""
+
+
+class TooLarge(RemoteDataError):
+    """A frame, field or message exceeds its size limit."""
+
+
+class UnsupportedVersion(RemoteDataError):
+    """A frame or record carries a format version this build does not speak."""
+
+
+class SignatureError(RemoteDataError):
+    """A signature does not verify, or the signer is not the claimed owner."""
+
+
+class StaleData(RemoteDataError):
+    """Data older than what is already held (a replay); harmless, refused."""
+
+
+class GapError(RemoteDataError):
+    """A delta that starts after what is held: applying it would skip changes."""
+
+
+class RevokedPeer(RemoteDataError):
+    """Data or a connection from a host the fleet has revoked."""
+
+
+class InviteError(RemoteDataError):
+    """An invite that is malformed, tampered, expired, wrongly signed or already redeemed."""
+
+
+class StateCorrupt(RemoteDataError):
+    """A state file on disk is truncated or corrupt; the last good state is kept."""
