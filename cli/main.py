@@ -1,13 +1,222 @@
-"""`tva-agent` entry point (filled in by the agent/CLI work)."""
+"""`tva-agent` — the command people run.
+
+Commands talk to the running daemon when there is one (writes included, so the daemon stays
+the only writer of its state dir) and otherwise work on the state dir directly. Read commands
+take ``--json``: a stable machine interface documented in the README. Errors are one line with
+a hint and a non-zero exit: 2 for misuse, 3 when the daemon is needed but unreachable, 1 for
+anything else.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
 import sys
+from pathlib import Path
+from typing import Any
+
+from cli import output
+from tva.errors import DaemonUnavailable, LocalError, TvaError
+
+EXIT_ERROR, EXIT_USAGE, EXIT_DAEMON = 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tva-agent", description="Peer-to-peer agent of a household media fleet.")
+    p.add_argument("--state-dir", type=Path, help="state directory (default: XDG state dir, /var/lib when root)")
+    p.add_argument("--config", type=Path, help="TOML config file (default: XDG config dir, /etc when root)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def read(name: str, help_: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_)
+        c.add_argument("--json", action="store_true", help="machine-readable output")
+        return c
+
+    c = sub.add_parser("init", help="found a new fleet with this host as its first member")
+    c.add_argument("--name", required=True, help="the fleet's name")
+    c.add_argument("--host-class", choices=["desktop", "server", "nas", "seedbox", "portable"])
+    c.add_argument("--json", action="store_true")
+
+    c = read("invite", "print an invite token for another host")
+    c.add_argument("--role", choices=["member", "friend"], default="member")
+    c.add_argument("--ttl", default="24h", help="validity, e.g. 30m, 24h, 7d (default 24h)")
+
+    c = sub.add_parser("join", help="join a fleet with an invite token")
+    c.add_argument("invite")
+    c.add_argument("--run", action="store_true", help="keep running as the daemon after joining")
+    c.add_argument("--json", action="store_true")
+    _run_flags(c)
+
+    c = sub.add_parser("run", help="run the agent (founds a one-node fleet on first run)")
+    _run_flags(c)
+
+    read("status", "this agent and its fleet")
+    read("hosts", "the fleet's hosts and their liveness")
+    h = sub.add_parser("holdings", help="declare or list this host's content")
+    hs = h.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = hs.add_parser("add", help="declare content this host holds")
+    c.add_argument("content")
+    c.add_argument("--infohash", required=True)
+    c.add_argument("--size", type=int, required=True, help="size in bytes")
+    c.add_argument("--policy", choices=["public", "f2f_only", "search_only"], default="public")
+    c.add_argument("--source", choices=["local", "public", "private-tracker"], default="local")
+    c.add_argument("--json", action="store_true")
+    c = hs.add_parser("rm", help="stop declaring content")
+    c.add_argument("content")
+    c.add_argument("--json", action="store_true")
+    c = hs.add_parser("list", help="every host's holdings")
+    c.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("pin", help="keep N copies of an item in the fleet")
+    c.add_argument("content", help="a content id or an infohash")
+    c.add_argument("--copies", type=int, required=True)
+    c.add_argument("--max", type=int, dest="max_copies")
+    c.add_argument("--json", action="store_true")
+    c = sub.add_parser("unpin", help="stop keeping copies of an item")
+    c.add_argument("content")
+    c.add_argument("--json", action="store_true")
+
+    read("custody", "copies of every pinned item and repairs under way")
+    read("duties", "which host holds which duty")
+    c = read("reaper", "health of this host's torrents")
+    c.add_argument("--apply", action="store_true", help="send safe nudges (reannounce, verify) and connect fleet holders")
+    c = read("peers-for", "where to get an infohash, by source")
+    c.add_argument("infohash")
+    c = read("custodians-of", "the hosts holding a content id")
+    c.add_argument("content")
+    c = sub.add_parser("revoke", help="remove a host from the fleet for good")
+    c.add_argument("host", help="a peer id or a host name")
+    c.add_argument("--reason", default="")
+    c.add_argument("--json", action="store_true")
+    return p
+
+
+def _run_flags(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--listen", action="append", help="libp2p listen multiaddr (repeatable)")
+    c.add_argument("--api", help="HTTP API HOST:PORT (default 127.0.0.1:4811)")
+    c.add_argument("--media-root", help="directory of this host's media")
+    c.add_argument("--host-name", help="this host's name in the fleet (default: hostname)")
+    c.add_argument("--host-class", choices=["desktop", "server", "nas", "seedbox", "portable"])
+
+
+def parse_ttl_ms(text: str) -> int:
+    from tva.errors import InvalidInput
+
+    units = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise InvalidInput(f"cannot read duration {text!r}", hint="use e.g. 30m, 24h or 7d")
+    return int(text[:-1]) * units[text[-1]]
+
+
+def _config(args: argparse.Namespace):
+    from agent.config import load_config
+
+    flags: dict[str, Any] = {"state_dir": args.state_dir}
+    for name in ("listen", "api", "media_root", "host_name", "host_class"):
+        flags[name] = getattr(args, name, None)
+    return load_config(file=args.config, flags=flags)
+
+
+# (command, action) -> (HTTP method, path template, body builder); reads and writes alike.
+def _request_for(args: argparse.Namespace) -> tuple[str, str, dict | None]:
+    cmd = args.command
+    if cmd in ("status", "hosts", "custody", "duties"):
+        return "GET", "/" + cmd, None
+    if cmd == "reaper":
+        return ("POST", "/reaper/apply", {}) if args.apply else ("GET", "/reaper", None)
+    if cmd == "peers-for":
+        return "GET", f"/peers_for/{_path_part(args.infohash)}", None
+    if cmd == "custodians-of":
+        return "GET", f"/custodians_of/{_path_part(args.content)}", None
+    if cmd == "holdings":
+        if args.action == "list":
+            return "GET", "/holdings", None
+        if args.action == "rm":
+            return "DELETE", f"/holdings/{_path_part(args.content)}", None
+        return "POST", "/holdings", {"content": args.content, "infohash": args.infohash,
+                                     "size_bytes": args.size, "policy": args.policy, "source": args.source}
+    if cmd == "pin":
+        return "POST", "/pins", {"content": args.content, "copies": args.copies, "max_copies": args.max_copies}
+    if cmd == "unpin":
+        return "DELETE", f"/pins/{_path_part(args.content)}", None
+    if cmd == "revoke":
+        return "POST", "/revocations", {"host": args.host, "reason": args.reason}
+    if cmd == "invite":
+        return "POST", "/invites", {"role": args.role, "ttl_ms": parse_ttl_ms(args.ttl)}
+    raise AssertionError(cmd)
+
+
+def _path_part(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+def _offline(args: argparse.Namespace, cfg) -> Any:
+    """Carry out a command on the state dir when no daemon runs (the same service code the daemon uses)."""
+    from agent.service import open_offline
+
+    method, path, body = _request_for(args)
+    with open_offline(cfg) as service:
+        return service.dispatch(method, path, body)
+
+
+def _render(args: argparse.Namespace, result: Any) -> None:
+    from cli import render
+
+    if getattr(args, "json", False):
+        output.emit_json(result)
+    else:
+        render.human(args, result)
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("tva-agent: not built yet", file=sys.stderr)
-    return 2
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command in ("run", "init", "join"):
+            from cli import lifecycle
+
+            return lifecycle.main(args, _config(args))
+        # Fast path: the daemon answers, and nothing heavy is imported.
+        from agent.config import default_state_dir
+        from cli.client import call, daemon_info
+
+        state_dir = args.state_dir or default_state_dir()
+        info = daemon_info(state_dir) if args.config is None else None
+        if info is not None:
+            method, path, body = _request_for(args)
+            result = call(info, method, path, body)
+        else:
+            if args.command == "reaper" and args.apply:
+                raise DaemonUnavailable("reaper --apply needs the running daemon (it owns the torrent engine)",
+                                        hint="start it with: tva-agent run")
+            result = _offline(args, _config(args))
+        _render(args, result)
+        return 0
+    except DaemonUnavailable as exc:
+        _fail(args, exc)
+        return EXIT_DAEMON
+    except LocalError as exc:
+        _fail(args, exc)
+        return EXIT_USAGE
+    except TvaError as exc:
+        _fail(args, exc)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(args: argparse.Namespace, exc: TvaError) -> None:
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps({"error": exc.message, "hint": exc.hint}) + "\n")
+    line = f"tva-agent: error: {exc.message}"
+    if exc.hint:
+        line += f"\n  hint: {exc.hint}"
+    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

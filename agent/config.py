@@ -1,0 +1,179 @@
+"""Configuration: embedded defaults < TOML file < ``TVA_*`` environment < command-line flags.
+
+The defaults are complete: ``tva-agent run`` with no file and no flags founds a one-node fleet
+and serves. Every layer is validated the same way, and a bad value names its layer and key
+(``config.toml: api: …``, ``TVA_API: …``) so the fix is obvious.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from tva.errors import ConfigError
+
+HOST_CLASSES = ("desktop", "server", "nas", "seedbox", "portable")
+WG_BACKENDS = ("auto", "kernel", "userspace", "off")
+TORRENT_ENGINES = ("libtorrent", "transmission", "off")
+CONFIG_FILE_BYTES_MAX = 256 * 1024
+DEFAULT_P2P_PORT = 4810
+DEFAULT_API_PORT = 4811
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def default_state_dir() -> Path:
+    if _is_root():
+        return Path("/var/lib/tva-agent")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "tva-agent"
+
+
+def default_config_file() -> Path:
+    if _is_root():
+        return Path("/etc/tva-agent/config.toml")
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "tva-agent" / "config.toml"
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path = field(default_factory=default_state_dir)
+    host_name: str = field(default_factory=lambda: socket.gethostname()[:64] or "host")
+    host_class: str = "desktop"
+    listen: tuple[str, ...] = (f"/ip4/0.0.0.0/tcp/{DEFAULT_P2P_PORT}",)
+    api: str = f"127.0.0.1:{DEFAULT_API_PORT}"
+    api_token: str = ""  # empty: generated on first run and kept in the state dir
+    media_root: Path | None = None  # None: <state_dir>/media
+    gossip_interval_ms: int = 500
+    probe_interval_ms: int = 1000
+    tick_interval_ms: int = 2000
+    save_interval_ms: int = 2000
+    disk_reserve_bytes: int = 1 << 30
+    wg_backend: str = "auto"
+    wg_listen_port: int = 51820
+    torrent_engine: str = "libtorrent"
+    torrent_port: int = 0  # 0: pick a free port
+    transmission_url: str = "http://127.0.0.1:9091/transmission/rpc"
+    transmission_user: str = ""
+    transmission_password: str = ""
+    public_swarm: bool = False  # allow DHT/LSD/UPnP toward the outside when this host has the duty
+
+    def media_dir(self) -> Path:
+        return self.media_root if self.media_root is not None else self.state_dir / "media"
+
+    def api_host_port(self) -> tuple[str, int]:
+        return parse_host_port(self.api, "api")
+
+
+def parse_host_port(text: str, key: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{key}: expected HOST:PORT, got {text!r}", hint="e.g. 127.0.0.1:4811")
+    return host.strip("[]"), int(port)
+
+
+def _coerce(name: str, raw: object, where: str) -> object:
+    """Turn a TOML/env/flag value into the field's type, or explain what is wrong."""
+    kinds = {f.name: f.type for f in fields(Config)}
+    kind = kinds.get(name)
+    if kind is None:
+        raise ConfigError(f"{where}: unknown setting {name!r}",
+                          hint="known settings: " + ", ".join(sorted(kinds)))
+    try:
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError
+            value: object = int(raw)  # type: ignore[call-overload]
+            if value < 0:  # type: ignore[operator]
+                raise ValueError
+        elif kind == "bool":
+            if isinstance(raw, bool):
+                value = raw
+            elif str(raw).lower() in ("1", "true", "yes", "on"):
+                value = True
+            elif str(raw).lower() in ("0", "false", "no", "off"):
+                value = False
+            else:
+                raise ValueError
+        elif kind in ("Path", "Path | None"):
+            value = Path(str(raw)).expanduser() if str(raw) else None
+            if value is None and kind == "Path":
+                raise ValueError
+        elif kind == "tuple[str, ...]":
+            items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+            value = tuple(str(x).strip() for x in items if str(x).strip())
+        else:
+            if not isinstance(raw, str | int) or isinstance(raw, bool):
+                raise ValueError
+            value = str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {name} has an invalid value {raw!r} (expected {kind})") from None
+    return value
+
+
+def validate(cfg: Config) -> Config:
+    if cfg.host_class not in HOST_CLASSES:
+        raise ConfigError(f"host_class {cfg.host_class!r} is unknown",
+                          hint="one of: " + ", ".join(HOST_CLASSES))
+    if cfg.wg_backend not in WG_BACKENDS:
+        raise ConfigError(f"wg_backend {cfg.wg_backend!r} is unknown", hint="one of: " + ", ".join(WG_BACKENDS))
+    if cfg.torrent_engine not in TORRENT_ENGINES:
+        raise ConfigError(f"torrent_engine {cfg.torrent_engine!r} is unknown",
+                          hint="one of: " + ", ".join(TORRENT_ENGINES))
+    if not cfg.host_name or len(cfg.host_name) > 64:
+        raise ConfigError("host_name must be 1–64 characters")
+    if not cfg.listen or any(not a.startswith("/ip") or "/tcp/" not in a for a in cfg.listen):
+        raise ConfigError(f"listen: expected TCP multiaddrs, got {list(cfg.listen)!r}",
+                          hint="e.g. /ip4/0.0.0.0/tcp/4810")
+    parse_host_port(cfg.api, "api")
+    for name in ("gossip_interval_ms", "probe_interval_ms", "tick_interval_ms", "save_interval_ms"):
+        if not 10 <= getattr(cfg, name) <= 3_600_000:
+            raise ConfigError(f"{name} must be between 10 and 3600000 ms")
+    for name in ("wg_listen_port", "torrent_port"):
+        if getattr(cfg, name) > 65535:
+            raise ConfigError(f"{name} must be a port number (0–65535)")
+    return cfg
+
+
+def load_file(path: Path) -> dict[str, object]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(data) > CONFIG_FILE_BYTES_MAX:
+        raise ConfigError(f"{path}: larger than {CONFIG_FILE_BYTES_MAX} bytes")
+    try:
+        table = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})", hint="fix the file or move it away") from None
+    return {k: _coerce(k, v, str(path)) for k, v in table.items()}
+
+
+def load_config(
+    *, file: Path | None = None, env: dict[str, str] | None = None, flags: dict[str, object] | None = None,
+) -> Config:
+    """Build the effective config from all layers (flags with value None are 'not given')."""
+    env = dict(os.environ) if env is None else env
+    explicit_file = file or (Path(env["TVA_CONFIG"]) if env.get("TVA_CONFIG") else None)
+    path = explicit_file or default_config_file()
+    if explicit_file is not None and not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    values: dict[str, object] = load_file(path)
+    names = {f.name for f in fields(Config)}
+    for key, raw in env.items():
+        if key.startswith("TVA_") and key not in ("TVA_CONFIG", "TVA_SOAK", "TVA_VENV"):
+            name = key[4:].lower()
+            if name in names:
+                values[name] = _coerce(name, raw, key)
+    for name, raw in (flags or {}).items():
+        if raw is not None:
+            values[name] = _coerce(name, raw, "--" + name.replace("_", "-"))
+    return validate(replace(Config(), **values))

@@ -1,0 +1,114 @@
+"""The shell around the pure mesh core: timers, frames in, effects out.
+
+The core is synchronous and trio runs one task at a time, so any task may call ``submit``; the
+effects it returns are carried out without awaiting in between, except sends, which go to a
+bounded queue per peer. Why per peer: a send to a host that is down waits for a dial time-out,
+and that must not delay gossip to every other host. A full queue drops the frame (counted) —
+anti-entropy repairs what rumour mongering loses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from mesh.core import types as t
+from mesh.transport import Transport
+
+log = logging.getLogger("tva.mesh")
+
+PEER_QUEUE_FRAMES_MAX = 32
+TIMER_SLICE_MS_MAX = 1000  # wake at least this often even if the core asks for later
+
+
+def monotonic_ms() -> int:
+    return int(trio.current_time() * 1000)
+
+
+class MeshDriver:
+    def __init__(self, node, transport: Transport, *,
+                 on_liveness: Callable[[str, str], None] = lambda _p, _s: None,
+                 on_state: Callable[[bool, bool], None] = lambda _f, _d: None) -> None:
+        self.node = node
+        self.transport = transport
+        self._on_liveness = on_liveness
+        self._on_state = on_state
+        self._queues: dict[str, trio.MemorySendChannel[bytes]] = {}
+        self._nursery: trio.Nursery | None = None
+        self.counters: dict[str, int] = {}
+
+    # --- events in ----------------------------------------------------------------------------
+
+    def submit(self, event) -> None:
+        try:
+            effects = self.node.handle(event, monotonic_ms())
+        except Exception:  # a core bug must not take the daemon down; it is logged loudly
+            log.exception("mesh core failed on %s", type(event).__name__)
+            self._count("core_errors")
+            return
+        for effect in effects:
+            self._carry_out(effect)
+
+    def _carry_out(self, effect) -> None:
+        if isinstance(effect, t.Send):
+            self._enqueue(effect.peer, effect.data)
+        elif isinstance(effect, t.LivenessChanged):
+            log.info("host %s is %s (incarnation %d)", effect.peer[:16], effect.state.value, effect.incarnation)
+            self._on_liveness(effect.peer, effect.state.value)
+        elif isinstance(effect, t.StateChanged):
+            self._on_state(effect.feeds, effect.doc)
+        elif isinstance(effect, t.Log):
+            log.log(logging.WARNING if effect.level == "warning" else
+                    logging.INFO if effect.level == "info" else logging.DEBUG, "%s", effect.message)
+        elif isinstance(effect, t.Counter):
+            self._count(effect.name, effect.inc)
+
+    def _count(self, name: str, inc: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + inc
+
+    # --- sends --------------------------------------------------------------------------------
+
+    def _enqueue(self, peer: str, data: bytes) -> None:
+        queue = self._queues.get(peer)
+        if queue is None:
+            if self._nursery is None:
+                self._count("send_before_start")
+                return
+            queue, receive = trio.open_memory_channel[bytes](PEER_QUEUE_FRAMES_MAX)
+            self._queues[peer] = queue
+            self._nursery.start_soon(self._sender, peer, receive)
+        try:
+            queue.send_nowait(data)
+        except trio.WouldBlock:
+            self._count("send_queue_drops")
+
+    async def _sender(self, peer: str, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+        async with receive:
+            async for data in receive:
+                ok = await self.transport.send(peer, data)
+                if not ok:
+                    self.submit(t.PeerUnreachable(peer))
+
+    # --- loops --------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._receive_loop)
+            nursery.start_soon(self._timer_loop)
+            task_status.started()
+
+    async def _receive_loop(self) -> None:
+        async for peer, data in self.transport.incoming():
+            self.submit(t.FrameReceived(peer, data))
+
+    async def _timer_loop(self) -> None:
+        # The core names its next deadline; events that need an immediate send return the Send
+        # right away, so sleeping until the deadline (capped) never delays a fresh change.
+        while True:
+            self.submit(t.Tick())
+            deadline = self.node.next_deadline_ms()
+            wait_ms = TIMER_SLICE_MS_MAX if deadline is None else deadline - monotonic_ms()
+            await trio.sleep(max(1, min(wait_ms, TIMER_SLICE_MS_MAX)) / 1000)

@@ -1,0 +1,266 @@
+"""The daemon: one trio nursery that owns the transport, the mesh, planning, persistence and the API.
+
+Start-up order matters and is expressed with ``nursery.start``: the transport listens before the
+card (which names its addresses) is published; the mesh runs before the API accepts writes that
+push to it; ``daemon.json`` (how the CLI finds us) is written last and removed first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from collections.abc import Callable
+
+import trio
+
+from agent import rpc, views
+from agent.config import Config
+from agent.mesh_driver import MeshDriver
+from agent.netinfo import dialable
+from agent.probes import UptimeScore, disk_free_bytes
+from agent.service import Service, wall_ms
+from agent.state import NodeState
+from cli.client import DAEMON_FILE
+from crdt import records
+from mesh import invites
+from mesh.core import types as t
+from mesh.transport import Transport
+from tva.errors import InviteError, RemoteDataError, TvaError
+
+log = logging.getLogger("tva.agent")
+
+JOIN_REPLY_BYTES_MAX = 3 * 1024 * 1024
+
+
+class Agent:
+    def __init__(self, cfg: Config, state: NodeState, transport: Transport, *,
+                 clock_ms: Callable[[], int] = wall_ms, mesh_config=None, rng: random.Random | None = None) -> None:
+        from mesh.core.config import MeshConfig
+        from mesh.core.node import MeshNode
+
+        self.cfg = cfg
+        self.state = state
+        self.transport = transport
+        self.clock_ms = clock_ms
+        self._liveness: dict[str, str] = {}
+        self._dirty = False
+        self._stopping = trio.Event()
+        self._api_port = 0
+        self.uptime = UptimeScore(state.local.uptime_score, state.local.uptime_sample_ms).after_downtime(clock_ms())
+        self.state.set_uptime(self.uptime.score, self.uptime.last_sample_ms)
+        mesh_config = mesh_config or MeshConfig(
+            gossip_interval_ms=min(cfg.gossip_interval_ms, 200), sync_interval_ms=cfg.gossip_interval_ms,
+            probe_interval_ms=cfg.probe_interval_ms, probe_timeout_ms=max(1, cfg.probe_interval_ms // 2),
+            frame_bytes_max=transport_frame_max(transport))
+        self.node = MeshNode(state.peer_id, mesh_config, feeds=state.feeds, doc=state.doc,
+                             rng=rng or random.Random(os.urandom(16)))
+        self.driver = MeshDriver(self.node, transport, on_liveness=self._on_liveness, on_state=self._on_remote_state)
+        self.service = Service(state, clock_ms=clock_ms, live=self._live_info, on_change=self._on_local_change,
+                               media_dir=cfg.media_dir(), bootstrap=self._bootstrap_addrs,
+                               extras=self._status_extras)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self.transport.set_peer_filter(lambda peer: peer not in self.state.revoked())
+                self.transport.set_request_handler(self._handle_request)
+                await nursery.start(self.transport.run)
+                self._publish_card()
+                await nursery.start(self.driver.run)
+                self._members_changed()
+                self._learn_peer_addrs()
+                nursery.start_soon(self._policy_loop)
+                nursery.start_soon(self._housekeeping_loop)
+                from agent.http import serve_api
+
+                self._api_port = await nursery.start(serve_api, self.service, self.cfg, self.state.local.api_token)
+                self._write_daemon_file()
+                log.info("agent %s of fleet %s running; api on %s", self.state.peer_id, self.state.fleet.fleet_name,
+                         self._api_address())
+                task_status.started()
+                await self._stopping.wait()
+                await self._leave_gracefully()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._remove_daemon_file()
+            with trio.CancelScope(shield=True):
+                self._save()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _leave_gracefully(self) -> None:
+        # Tell peers we are leaving (left, not dead) and give the rumour a moment to spread.
+        self.driver.submit(t.Leave())
+        with trio.move_on_after(1.0):
+            while True:
+                await trio.sleep(0.1)
+                self.driver.submit(t.Tick())
+
+    # --- state changes ------------------------------------------------------------------------
+
+    def _on_local_change(self, delta: bytes | None, doc_changed: bool) -> None:
+        self._dirty = True
+        if doc_changed:
+            self._members_changed()
+        self.driver.submit(t.LocalChanged(delta=delta, doc_changed=doc_changed))
+
+    def _on_remote_state(self, feeds: bool, doc: bool) -> None:
+        self._dirty = True
+        if doc:
+            self.state.refresh_membership()
+            self._members_changed()
+        if feeds:
+            self._learn_peer_addrs()
+        self.service.invalidate()
+
+    def _on_liveness(self, peer: str, state: str) -> None:
+        self._liveness[peer] = state
+        self.service.invalidate()
+
+    def _members_changed(self) -> None:
+        members = self.state.members()
+        cards = records.cards(self.state.feeds)
+        classes = {p: cards[p].host_class for p in members if p in cards}
+        self.driver.submit(t.MembersChanged(members=frozenset(members), classes=classes))
+        self.service.invalidate()
+
+    def _learn_peer_addrs(self) -> None:
+        for peer, card in records.cards(self.state.feeds).items():
+            if peer != self.state.peer_id and card.listen_addrs:
+                self.transport.add_peer_addrs(peer, list(card.listen_addrs))
+
+    def _live_info(self) -> views.LiveInfo:
+        presence = {}
+        for peer, p in self.node.presence().items():
+            presence[peer] = views.Presence(p.disk_free_bytes, p.uptime_score)
+        return views.LiveInfo(liveness=dict(self._liveness), presence=presence, daemon=True)
+
+    # --- the host card ------------------------------------------------------------------------
+
+    def _bootstrap_addrs(self) -> list[str]:
+        return dialable(self.transport.listen_addrs())
+
+    def _publish_card(self) -> None:
+        old = self.state.card()
+        card = records.HostCard(
+            name=self.cfg.host_name, host_class=self.cfg.host_class,
+            services=old.services if old else (), wg_public_key=old.wg_public_key if old else "",
+            overlay_ipv4=old.overlay_ipv4 if old else "", overlay_ipv6=old.overlay_ipv6 if old else "",
+            listen_addrs=tuple(self._bootstrap_addrs()[: records.LISTEN_ADDRS_MAX]),
+            api_port=self._api_port, torrent_port=old.torrent_port if old else 0)
+        if card != old:
+            self.state.own.put(records.CARD_KEY, records.encode_card(card))
+            self.service._commit()
+
+    # --- loops --------------------------------------------------------------------------------
+
+    async def _policy_loop(self) -> None:
+        while True:
+            await trio.sleep(self.cfg.tick_interval_ms / 1000)
+            self.service.invalidate()
+            try:
+                self.service.custody_plans()
+            except TvaError as exc:
+                log.warning("planning failed: %s", exc.message)
+
+    async def _housekeeping_loop(self) -> None:
+        """Soft state to the mesh, uptime, and saving — each on its own period, one task."""
+        last_save = self.clock_ms()
+        while True:
+            await trio.sleep(min(self.cfg.save_interval_ms, self.cfg.probe_interval_ms) / 1000)
+            now = self.clock_ms()
+            self.uptime = self.uptime.sample(now)
+            self.state.set_uptime(self.uptime.score, self.uptime.last_sample_ms)
+            disk = disk_free_bytes(self.cfg.media_dir())
+            self.driver.submit(t.SetSoftState(disk_free_bytes=disk or 0, uptime_score=self.uptime.score,
+                                              endpoints=tuple(self._bootstrap_addrs()[:8]),
+                                              host_class=self.cfg.host_class))
+            if self._dirty and now - last_save >= self.cfg.save_interval_ms:
+                self._save()
+                last_save = now
+
+    def _save(self) -> None:
+        try:
+            self.state.save()
+            self._dirty = False
+        except OSError as exc:
+            log.error("could not save state to %s: %s (will retry)", self.cfg.state_dir, exc)
+
+    # --- peer queries -------------------------------------------------------------------------
+
+    async def _handle_request(self, peer: str, payload: bytes) -> bytes:
+        query = rpc.decode_query(payload)
+        if query.kind == "join":
+            return self._admit(peer, query.body)
+        if peer not in self.state.members():
+            raise RemoteDataError("only members may query this agent")
+        if query.kind == "peers_for":
+            return rpc.encode_reply(self.service.peers_for(query.body["infohash"]))
+        return rpc.encode_reply(self.service.status())
+
+    def _admit(self, joiner: str, body: dict) -> bytes:
+        now = self.clock_ms()
+        doc = self.state.doc
+        try:
+            inv = invites.parse_invite(body["invite"])
+            invites.check_admission(inv, now_ms=now, fleet_id=self.state.fleet.fleet_id,
+                                    members=self.state.members(), revoked=self.state.revoked(),
+                                    redeemed=frozenset(doc.redeemed()), joiner=joiner)
+        except InviteError as exc:
+            log.info("refused join of %s: %s", joiner[:16], exc.message)
+            raise
+        from crdt.identity import public_from_peer_id
+
+        # The joiner's card comes signed by its own key; only that owner's delta is accepted.
+        allowed = set(self.state.feeds.allowed or ()) | {public_from_peer_id(joiner)}
+        self.state.feeds.set_allowed(frozenset(allowed))
+        applied = self.state.feeds.apply_delta(body["card_delta"])
+        if applied.owner != public_from_peer_id(joiner):
+            raise RemoteDataError("the join request carried another host's feed")
+        card = records.card_of(self.state.feeds.feed(applied.owner))
+        name = card.name if card else joiner[:12]
+        doc.redeem_invite(inv.nonce_hex, joiner, now)
+        doc.admit(joiner, name, "member", inv.nonce_hex, self.state.peer_id, now)
+        self.service._commit(doc_changed=True)
+        self._learn_peer_addrs()
+        log.info("admitted %s (%s) with invite %s…", name, joiner[:16], inv.nonce_hex[:8])
+        doc_bytes = doc.save()
+        deltas = self.state.feeds.deltas_since({}, JOIN_REPLY_BYTES_MAX - len(doc_bytes))
+        return rpc.encode_reply({"doc": doc_bytes, "deltas": deltas, "fleet_name": self.state.fleet.fleet_name})
+
+    # --- discovery by the CLI -----------------------------------------------------------------
+
+    def _api_address(self) -> str:
+        host, _ = self.cfg.api_host_port()
+        return f"{host}:{self._api_port}"
+
+    def _status_extras(self) -> dict:
+        return {"api": self._api_address(), "listen_addrs": self._bootstrap_addrs(), "daemon": True,
+                "mesh": dict(self.driver.counters), "transport": self.transport.stats()}
+
+    def _write_daemon_file(self) -> None:
+        path = self.cfg.state_dir / DAEMON_FILE
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pid": os.getpid(), "api": self._api_address(), "token": self.state.local.api_token,
+                       "peer_id": self.state.peer_id}, f)
+        os.replace(tmp, path)
+
+    def _remove_daemon_file(self) -> None:
+        try:
+            info = json.loads((self.cfg.state_dir / DAEMON_FILE).read_text())
+            if info.get("pid") == os.getpid():
+                (self.cfg.state_dir / DAEMON_FILE).unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def transport_frame_max(transport: Transport) -> int:
+    limits = getattr(transport, "limits", None)
+    return getattr(limits, "frame_bytes_max", 4 * 1024 * 1024)

@@ -1,0 +1,271 @@
+"""The agent's operations, shared by the daemon's HTTP API and the CLI's offline mode.
+
+Reads adapt the replicated state into the policy core (agent.views) once per state change and
+serve every answer from that snapshot; writes change the state through ``NodeState`` and
+report what changed via ``on_change`` so the daemon can push it to the mesh at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from agent import views
+from agent.policy import custody as custody_policy
+from agent.policy import duties as duty_policy
+from agent.policy import peers as peers_policy
+from agent.probes import disk_free_bytes
+from agent.state import NodeState
+from crdt import records
+from mesh import invites
+from tva.errors import InvalidInput
+
+ChangeHook = Callable[[bytes | None, bool], None]  # (own feed delta, fleet document changed)
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Service:
+    def __init__(self, state: NodeState, *, clock_ms: Callable[[], int] = wall_ms,
+                 live: Callable[[], views.LiveInfo] = views.LiveInfo, on_change: ChangeHook | None = None,
+                 media_dir: os.PathLike | None = None, bootstrap: Callable[[], list[str]] = list,
+                 extras: Callable[[], dict[str, Any]] = dict,
+                 external_peers: Callable[[str], list] = lambda _ih: [],
+                 reaper_verdicts: Callable[[], list[dict]] = list) -> None:
+        self.state = state
+        self.clock_ms = clock_ms
+        self._live = live
+        self._on_change = on_change or (lambda _d, _c: None)
+        self._media_dir = media_dir
+        self._bootstrap = bootstrap
+        self._extras = extras
+        self._external_peers = external_peers
+        self._reaper_verdicts = reaper_verdicts
+        self._snapshot: views.Snapshot | None = None
+        self._plans: tuple | None = None
+
+    # --- snapshot cache ---------------------------------------------------------------------------
+
+    def invalidate(self) -> None:
+        """Called whenever feeds, the fleet document or liveness changed."""
+        self._snapshot = None
+        self._plans = None
+
+    def snapshot(self) -> views.Snapshot:
+        if self._snapshot is None:
+            disk = disk_free_bytes(self._media_dir) if self._media_dir is not None else None
+            me = views.Presence(disk, self.state.local.uptime_score)
+            self._snapshot = views.build_snapshot(self.state, self._live(), me)
+        return self._snapshot
+
+    def custody_plans(self) -> tuple:
+        if self._plans is None:
+            self._plans = custody_policy.plan_all(self.snapshot().view, self.clock_ms())
+        return self._plans
+
+    def _name(self, peer: str | None) -> str | None:
+        if peer is None:
+            return None
+        card = self.snapshot().cards.get(peer)
+        if card is not None:
+            return card.name
+        admission = self.state.doc.admissions().get(peer)
+        return admission.name if admission else None
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        snap, live = self.snapshot(), self._live()
+        card = self.state.card()
+        members = self.state.members()
+        alive = sum(1 for p in members if snap.liveness.get(p) in ("alive", "suspect"))
+        out = {
+            "peer_id": self.state.peer_id, "fleet_id": self.state.fleet.fleet_id,
+            "fleet_name": self.state.fleet.fleet_name, "host_name": card.name if card else None,
+            "host_class": card.host_class if card else None, "members": len(members),
+            "members_alive": alive if live.daemon else None, "daemon": live.daemon,
+            "invalid_pins": [{"content": c, "why": w} for c, w in snap.invalid_pins],
+        }
+        out.update(self._extras())
+        return out
+
+    def hosts(self) -> list[dict[str, Any]]:
+        snap, live = self.snapshot(), self._live()
+        counts = {peer: len(items) for peer, items in snap.holdings.items()}
+        rows = []
+        for peer, shown in sorted(snap.liveness.items()):
+            card = snap.cards.get(peer)
+            host = snap.view.hosts.get(peer)
+            presence = live.presence.get(peer)
+            rows.append({
+                "peer_id": peer, "name": self._name(peer), "class": host.host_class if host else None,
+                "state": shown, "overlay_ipv4": (card.overlay_ipv4 or None) if card else None,
+                "overlay_ipv6": (card.overlay_ipv6 or None) if card else None,
+                "disk_free_bytes": host.disk_free_bytes if host else (presence.disk_free_bytes if presence else None),
+                "uptime_score": host.uptime_score if host else None, "holdings": counts.get(peer, 0),
+                "self": peer == self.state.peer_id,
+            })
+        return rows
+
+    def holdings(self) -> list[dict[str, Any]]:
+        snap = self.snapshot()
+        rows = []
+        for peer in sorted(snap.holdings):
+            for content, h in sorted(snap.holdings[peer].items()):
+                rows.append({"host": self._name(peer), "peer_id": peer, "content": content,
+                             "infohash": h.infohash, "size_bytes": h.size_bytes, "state": h.state,
+                             "bytes_done": h.bytes_done, "policy": h.policy, "source": h.source})
+        return rows
+
+    def custody(self) -> list[dict[str, Any]]:
+        rows = []
+        for plan in self.custody_plans():
+            d = plan.to_json_dict()
+            rows.append({**d, "min": plan.min_copies, "max": plan.max_copies,
+                         "baton_name": self._name(plan.baton)})
+        return rows
+
+    def duties(self) -> list[dict[str, Any]]:
+        out = []
+        for a in duty_policy.assign_duties(self.snapshot().view):
+            out.append({**a.to_json_dict(), "primary_name": self._name(a.primary)})
+        return out
+
+    def reaper(self) -> list[dict[str, Any]]:
+        return self._reaper_verdicts()
+
+    def peers_for(self, infohash: str) -> dict[str, Any]:
+        answer = peers_policy.peers_for(self.snapshot().view, infohash, external=self._external_peers(infohash))
+        d = answer.to_json_dict()
+        for p in d.get("peers", []):
+            p.setdefault("host", self._name(p.get("peer_id")))
+        return d
+
+    def custodians_of(self, content: str) -> dict[str, Any]:
+        snap = self.snapshot()
+        holders = snap.view.by_content.get(content) or {}
+        if not holders and content in snap.view.by_infohash:
+            holders = {p: h for p, items in snap.view.by_infohash[content].items() for h in items.values()}
+        rows = [{"peer_id": p, "host": self._name(p), "state": "complete" if h.complete else "partial",
+                 "liveness": snap.liveness.get(p)} for p, h in sorted(holders.items())]
+        return {"content": content, "holders": rows}
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def _commit(self, doc_changed: bool = False) -> bytes | None:
+        delta = self.state.own.commit(self.clock_ms())
+        if doc_changed:
+            self.state.refresh_membership()
+        self.invalidate()
+        self._on_change(delta, doc_changed)
+        return delta
+
+    def add_holding(self, content: str, infohash: str, size_bytes: int, policy: str | None, source: str) -> dict:
+        if policy is None:
+            # A private source stays closed until someone opens it explicitly.
+            policy = "search_only" if source == "private-tracker" else "public"
+        try:
+            h = records.Holding(content, infohash.lower(), size_bytes, "complete", policy, source, size_bytes)
+        except InvalidInput as exc:
+            raise InvalidInput(f"cannot add holding: {exc.message}",
+                               hint="private-tracker content can be opened to f2f_only at most") from None
+        self.state.own.put(records.holding_key(content), records.encode_holding(h))
+        self._commit()
+        return {"message": f"holding {content} added", "content": content, "infohash": h.infohash,
+                "policy": h.policy}
+
+    def remove_holding(self, content: str) -> dict:
+        key = records.holding_key(content)
+        if self.state.own.get(key) is None:
+            raise InvalidInput(f"this host holds no {content!r}", hint="`tva-agent holdings list` shows them")
+        self.state.own.delete(key)
+        self._commit()
+        return {"message": f"holding {content} removed", "content": content}
+
+    def pin(self, content: str, copies: int, max_copies: int | None) -> dict:
+        members = len(self.state.members())
+        if copies > members:
+            raise InvalidInput(f"cannot keep {copies} copies with {members} member host(s)",
+                               hint="pin fewer copies, or invite more hosts")
+        self.state.doc.pin(content, copies, max_copies, self.state.peer_id, self.clock_ms())
+        self._commit(doc_changed=True)
+        return {"message": f"pinned {content}: {copies} copies", "content": content, "min": copies,
+                "max": max_copies}
+
+    def unpin(self, content: str) -> dict:
+        if not self.state.doc.unpin(content):
+            raise InvalidInput(f"{content!r} is not pinned", hint="`tva-agent custody` lists pins")
+        self._commit(doc_changed=True)
+        return {"message": f"unpinned {content}", "content": content}
+
+    def revoke(self, host: str, reason: str) -> dict:
+        peer = self.state.resolve_host(host)
+        if peer == self.state.peer_id:
+            raise InvalidInput("a host cannot revoke itself", hint="revoke it from another member")
+        self.state.doc.revoke(peer, self.state.peer_id, reason or "revoked", self.clock_ms())
+        self._commit(doc_changed=True)
+        return {"message": f"revoked {self._name(peer) or peer}", "peer_id": peer}
+
+    def invite(self, role: str, ttl_ms: int) -> dict:
+        bootstrap = self._bootstrap()
+        token = invites.issue_invite(
+            key=self.state.key, fleet_id=self.state.fleet.fleet_id, fleet_name=self.state.fleet.fleet_name,
+            psk=self.state.fleet.psk, bootstrap=bootstrap, role=role, ttl_ms=ttl_ms,
+            nonce=os.urandom(invites.NONCE_BYTES), now_ms=self.clock_ms())
+        inv = invites.parse_invite(token)
+        return {"invite": token, "role": role, "expires_at_ms": inv.expires_at_ms,
+                "expires_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(inv.expires_at_ms / 1000))}
+
+    # --- offline dispatch (the CLI without a daemon) ---------------------------------------------
+
+    def dispatch(self, method: str, path: str, body: dict | None) -> Any:
+        from urllib.parse import unquote
+
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        b = body or {}
+        routes: dict[tuple[str, str], Callable[[], Any]] = {
+            ("GET", "status"): self.status, ("GET", "hosts"): self.hosts, ("GET", "holdings"): self.holdings,
+            ("GET", "custody"): self.custody, ("GET", "duties"): self.duties, ("GET", "reaper"): self.reaper,
+            ("POST", "holdings"): lambda: self.add_holding(b["content"], b["infohash"], b["size_bytes"],
+                                                           b.get("policy"), b.get("source", "local")),
+            ("POST", "pins"): lambda: self.pin(b["content"], b["copies"], b.get("max_copies")),
+            ("POST", "revocations"): lambda: self.revoke(b["host"], b.get("reason", "")),
+            ("POST", "invites"): lambda: self.invite(b.get("role", "member"), b.get("ttl_ms", 86_400_000)),
+        }
+        if len(parts) == 1 and (method, parts[0]) in routes:
+            return routes[(method, parts[0])]()
+        if len(parts) == 2:
+            kind, arg = parts
+            if method == "GET" and kind == "peers_for":
+                _check_infohash(arg)
+                return self.peers_for(arg.lower())
+            if method == "GET" and kind == "custodians_of":
+                return self.custodians_of(arg)
+            if method == "DELETE" and kind == "holdings":
+                return self.remove_holding(arg)
+            if method == "DELETE" and kind == "pins":
+                return self.unpin(arg)
+        raise InvalidInput(f"unknown operation {method} {path}")
+
+
+def _check_infohash(text: str) -> None:
+    if len(text) != 40 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise InvalidInput(f"not an infohash: {text[:60]!r}", hint="40 hex characters (BitTorrent v1)")
+
+
+@contextmanager
+def open_offline(cfg) -> Iterator[Service]:
+    """The state dir without a daemon: load, act, save (only if something changed)."""
+    from agent.store import StateStore
+
+    state = NodeState.load(StateStore(cfg.state_dir))
+    changed = []
+    service = Service(state, media_dir=cfg.media_dir(), on_change=lambda d, c: changed.append((d, c)))
+    yield service
+    if changed:
+        state.save()

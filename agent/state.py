@@ -1,0 +1,217 @@
+"""A node's whole persistent state: identity, fleet, feeds, fleet document, local bookkeeping.
+
+One object owns it so the daemon and the CLI's offline mode mutate it the same way. Every
+write to disk goes through ``agent.store`` (atomic, checksummed, previous generation kept).
+
+Files in the state dir:
+  identity   the Ed25519 seed (0600; the peer id is derived from it)
+  fleet      fleet id, name, pre-shared key (0600: the PSK is a secret)
+  feeds      every host feed this node holds (crdt.feedset)
+  fleetdoc   the fleet document (automerge save format)
+  local      this node's bookkeeping: uptime score, API token
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import msgpack
+
+from agent.store import StateStore, load_or_create_identity
+from crdt import records
+from crdt.feedset import FeedSet, OwnFeed
+from crdt.fleetdoc import FleetDoc
+from crdt.identity import NodeKey, public_from_peer_id
+from tva.errors import DecodeError, InvalidInput, NotInitialised, StateCorrupt
+
+FLEET_FILE, FEEDS_FILE, DOC_FILE, LOCAL_FILE = "fleet", "feeds", "fleetdoc", "local"
+
+
+@dataclass(frozen=True)
+class FleetInfo:
+    fleet_id: str
+    fleet_name: str
+    psk: bytes
+
+    def encode(self) -> bytes:
+        return msgpack.packb([1, self.fleet_id, self.fleet_name, self.psk], use_bin_type=True)
+
+    @classmethod
+    def decode(cls, data: bytes) -> FleetInfo:
+        try:
+            v, fid, name, psk = msgpack.unpackb(data, raw=False, max_bin_len=64, max_str_len=256)
+        except Exception:
+            raise StateCorrupt("the fleet file is unreadable") from None
+        if v != 1 or not isinstance(fid, str) or not isinstance(name, str) or not isinstance(psk, bytes) \
+                or len(psk) != 32:
+            raise StateCorrupt("the fleet file has an unknown format")
+        return cls(fid, name, psk)
+
+
+@dataclass(frozen=True)
+class LocalInfo:
+    api_token: str
+    uptime_score: float = 0.5
+    uptime_sample_ms: int = 0
+
+    def encode(self) -> bytes:
+        return msgpack.packb([1, self.api_token, self.uptime_score, self.uptime_sample_ms])
+
+    @classmethod
+    def decode(cls, data: bytes) -> LocalInfo:
+        try:
+            v, token, score, at = msgpack.unpackb(data, raw=False, max_str_len=256)
+            if v != 1 or not isinstance(token, str) or not 0 <= float(score) <= 1 or int(at) < 0:
+                raise ValueError
+        except Exception:
+            raise StateCorrupt("the local file has an unknown format") from None
+        return cls(token, float(score), int(at))
+
+
+def actor_of(key: NodeKey) -> bytes:
+    """The automerge actor id of this node: stable across restarts, distinct per node."""
+    return key.public[:16]
+
+
+class NodeState:
+    def __init__(self, store: StateStore, key: NodeKey, fleet: FleetInfo, feeds: FeedSet, doc: FleetDoc,
+                 local: LocalInfo) -> None:
+        self.store = store
+        self.key = key
+        self.fleet = fleet
+        self.feeds = feeds
+        self.doc = doc
+        self.local = local
+        self.own = OwnFeed(key, feeds)
+        self.refresh_membership()
+
+    @property
+    def peer_id(self) -> str:
+        return self.key.peer_id
+
+    # --- construction ---------------------------------------------------------------------------
+
+    @staticmethod
+    def exists(store: StateStore) -> bool:
+        return store.read(FLEET_FILE) is not None
+
+    @classmethod
+    def load(cls, store: StateStore) -> NodeState:
+        fleet_raw = store.read(FLEET_FILE)
+        if fleet_raw is None:
+            raise NotInitialised(f"no fleet in {store.state_dir}",
+                                 hint="found one with `tva-agent init --name NAME` or join with `tva-agent join INVITE`")
+        key = load_or_create_identity(store)
+        fleet = FleetInfo.decode(fleet_raw)
+        feeds_raw, doc_raw, local_raw = store.read(FEEDS_FILE), store.read(DOC_FILE), store.read(LOCAL_FILE)
+        if doc_raw is None:
+            raise StateCorrupt(f"{store.state_dir}: the fleet document is missing",
+                               hint="restore the state dir from a backup, or join the fleet again")
+        try:
+            feeds = FeedSet.from_bytes(feeds_raw) if feeds_raw else FeedSet()
+        except DecodeError as exc:
+            raise StateCorrupt(f"{store.state_dir}: feeds file is corrupt ({exc.message})") from None
+        doc = FleetDoc.load(doc_raw, actor_of(key), expected_fleet_id=fleet.fleet_id)
+        local = LocalInfo.decode(local_raw) if local_raw else LocalInfo(secrets.token_urlsafe(24))
+        return cls(store, key, fleet, feeds, doc, local)
+
+    @classmethod
+    def found(cls, store: StateStore, *, fleet_name: str, card: records.HostCard, now_ms: int,
+              random_bytes: Callable[[int], bytes] = os.urandom) -> NodeState:
+        """`tva-agent init`: a new fleet with this node as founder (one genesis, created here only)."""
+        if cls.exists(store):
+            raise InvalidInput(f"{store.state_dir} already holds a fleet",
+                               hint="use another --state-dir, or remove this one to start over")
+        if not 0 < len(fleet_name) <= 64:
+            raise InvalidInput("fleet name must be 1–64 characters")
+        key = load_or_create_identity(store, random_bytes)
+        fleet = FleetInfo(random_bytes(16).hex(), fleet_name, random_bytes(32))
+        doc = FleetDoc.genesis(fleet.fleet_id, fleet_name, key.peer_id, actor_of(key), now_ms)
+        doc.admit(key.peer_id, card.name, "founder", None, key.peer_id, now_ms)
+        node = cls(store, key, fleet, FeedSet(), doc, LocalInfo(random_bytes(18).hex()))
+        node.own.put("card", records.encode_card(card))
+        node.own.commit(now_ms)
+        node.save()
+        return node
+
+    @classmethod
+    def joined(cls, store: StateStore, key: NodeKey, fleet: FleetInfo, doc_bytes: bytes,
+               deltas: list[bytes], feeds: FeedSet,
+               random_bytes: Callable[[int], bytes] = os.urandom) -> NodeState:
+        """After admission: adopt the fleet document and the feeds the admitting member sent.
+
+        ``feeds`` already holds this node's own feed (its card went with the join request)."""
+        doc = FleetDoc.load(doc_bytes, actor_of(key), expected_fleet_id=fleet.fleet_id)
+        node = cls(store, key, fleet, feeds, doc, LocalInfo(random_bytes(18).hex()))
+        for delta in deltas:
+            node.apply_delta_quietly(delta)
+        node.save()
+        return node
+
+    # --- persistence ----------------------------------------------------------------------------
+
+    def save(self) -> None:
+        self.store.write(FLEET_FILE, self.fleet.encode(), secret=True)
+        self.store.write(FEEDS_FILE, self.feeds.to_bytes())
+        self.store.write(DOC_FILE, self.doc.save())
+        self.store.write(LOCAL_FILE, self.local.encode(), secret=True)
+
+    def set_uptime(self, score: float, sample_ms: int) -> None:
+        self.local = replace(self.local, uptime_score=score, uptime_sample_ms=sample_ms)
+
+    # --- membership -----------------------------------------------------------------------------
+
+    def members(self) -> frozenset[str]:
+        return self.doc.members()
+
+    def revoked(self) -> frozenset[str]:
+        return frozenset(self.doc.revocations())
+
+    def refresh_membership(self) -> None:
+        """Feeds are accepted only from current members; a revoked host's feed is dropped for good."""
+        revoked = self.revoked()
+        for peer in revoked:
+            try:
+                self.feeds.revoke(public_from_peer_id(peer))
+            except DecodeError:
+                continue
+        allowed = []
+        for peer in self.members():
+            try:
+                allowed.append(public_from_peer_id(peer))
+            except DecodeError:
+                continue
+        self.feeds.set_allowed(frozenset(allowed))
+
+    def resolve_host(self, host: str) -> str:
+        """A peer id, or a host name known from cards and admissions → the peer id."""
+        known = self.doc.admissions()
+        if host in known:
+            return host
+        cards = records.cards(self.feeds)
+        by_name = sorted({p for p, c in cards.items() if c.name == host}
+                         | {p for p, a in known.items() if a.name == host})
+        if len(by_name) == 1:
+            return by_name[0]
+        if len(by_name) > 1:
+            raise InvalidInput(f"host name {host!r} is ambiguous", hint="use the peer id: " + ", ".join(by_name))
+        raise InvalidInput(f"unknown host {host!r}", hint="`tva-agent hosts` lists names and peer ids")
+
+    # --- own feed -------------------------------------------------------------------------------
+
+    def card(self) -> records.HostCard | None:
+        raw = self.own.get("card")
+        return records.decode_card(raw) if raw is not None else None
+
+    def apply_delta_quietly(self, delta: bytes) -> bool:
+        """Apply a delta from a trusted bulk source (join reply); bad ones are skipped, not fatal."""
+        from tva.errors import RemoteDataError
+
+        try:
+            self.feeds.apply_delta(delta)
+        except RemoteDataError:
+            return False
+        return True

@@ -1,0 +1,117 @@
+"""Adapting replicated state (feeds + fleet document) and live info into the policy core's inputs.
+
+Kept apart from the service so the mapping between the two vocabularies is in one place:
+* record sources → policy content sources: ``local`` and ``public`` are public sources (the
+  item's policy is what its holder declared), ``private-tracker`` is a private tracker (clamped to
+  ``f2f_only`` at most), ``friend`` is a private source (closed until opened).
+* a host with no card yet (admitted, not synced) is left out: there is nothing to plan with.
+* liveness comes from the failure detector; without a daemon it is unknown, and planning then
+  assumes every member is alive (the CLI says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from agent.policy.inputs import HoldingView, HostView, IntentView, Override, PinView
+from agent.policy.view import FleetView, split_valid_pins
+from crdt import records
+from tva.errors import InvalidInput
+
+SOURCE_MAP = {"local": "public", "public": "public", "private-tracker": "private_tracker", "friend": "private"}
+UNKNOWN = "unknown"
+_HOST_CLASSES = ("desktop", "server", "nas", "seedbox", "portable")
+
+
+@dataclass(frozen=True)
+class Presence:
+    disk_free_bytes: int | None = None
+    uptime_score: float = 0.0
+
+
+@dataclass(frozen=True)
+class LiveInfo:
+    """What the running mesh knows right now (empty when no daemon runs)."""
+
+    liveness: Mapping[str, str] = field(default_factory=dict)
+    presence: Mapping[str, Presence] = field(default_factory=dict)
+    daemon: bool = False
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one planning pass needs, adapted once."""
+
+    view: FleetView
+    cards: dict[str, records.HostCard]
+    holdings: dict[str, dict[str, records.Holding]]
+    liveness: dict[str, str]  # as shown to people: includes "unknown"
+    invalid_pins: tuple[tuple[str, str], ...]
+
+
+def _liveness(peer: str, self_id: str, revoked: frozenset[str], live: LiveInfo) -> str:
+    if peer in revoked:
+        return "revoked"
+    if peer == self_id:
+        return "alive"
+    if not live.daemon:
+        return UNKNOWN
+    return live.liveness.get(peer, UNKNOWN)
+
+
+def build_snapshot(state, live: LiveInfo, self_presence: Presence) -> Snapshot:
+    """``state`` is an ``agent.state.NodeState`` (typed loosely to keep this module import-light)."""
+    doc, self_id = state.doc, state.peer_id
+    revoked = frozenset(doc.revocations())
+    members = doc.members()
+    cards = records.cards(state.feeds)
+    overrides = doc.overrides()
+    shown: dict[str, str] = {}
+    hosts: list[HostView] = []
+    for peer in sorted(members | revoked):
+        card = cards.get(peer)
+        state_shown = _liveness(peer, self_id, revoked, live)
+        shown[peer] = state_shown
+        if card is None:
+            continue
+        # Planning needs a definite liveness: unknown (no daemon) plans as alive.
+        planned = "alive" if state_shown == UNKNOWN else state_shown
+        presence = self_presence if peer == self_id else live.presence.get(peer, Presence())
+        host_class = card.host_class if card.host_class in _HOST_CLASSES else "desktop"
+        try:
+            hosts.append(HostView(
+                peer_id=peer, name=card.name, host_class=host_class, liveness=planned,
+                disk_free_bytes=presence.disk_free_bytes, uptime_score=presence.uptime_score,
+                overlay_ipv4=card.overlay_ipv4 or None, overlay_ipv6=card.overlay_ipv6 or None,
+                torrent_port=card.torrent_port or None, revoked=peer in revoked,
+            ))
+        except InvalidInput:
+            continue  # a card the policy core cannot use (e.g. an unknown class from a newer peer)
+    all_holdings = records.holdings(state.feeds)
+    holding_views: list[HoldingView] = []
+    for peer, items in all_holdings.items():
+        if peer not in shown:
+            continue
+        for h in items.values():
+            holding_views.append(HoldingView(
+                peer_id=peer, content_id=h.content_id, infohash=h.infohash, size_bytes=h.size_bytes,
+                complete=h.state == "complete", policy=h.policy, source=SOURCE_MAP.get(h.source, "private"),
+            ))
+    intents: list[IntentView] = []
+    for baton, items in records.intents(state.feeds).items():
+        if baton in revoked:
+            continue
+        for intent in items.values():
+            intents.append(IntentView(intent.content_id, baton, intent.target_peer_id, intent.lease_until_ms))
+    override_views = []
+    for peer, o in overrides.items():
+        try:
+            override_views.append(Override(peer_id=peer, host_class=o.host_class, services=o.services,
+                                           duty_prefs=tuple(o.duty_prefs or ())))
+        except (InvalidInput, TypeError):
+            continue
+    pins = [PinView(p.content, p.min_copies, p.max_copies) for p in doc.pins().values()]
+    valid_pins, invalid = split_valid_pins(pins, hosts)
+    view = FleetView.build(hosts, holding_views, valid_pins, intents, override_views, revoked)
+    return Snapshot(view, cards, all_holdings, shown, tuple((p.content, why) for p, why in invalid))

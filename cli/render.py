@@ -1,0 +1,76 @@
+"""Human output of each read command (the JSON shapes are documented in the README)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from cli.output import human_bytes, key_values, short_id, table
+
+
+def human(args: argparse.Namespace, result: Any) -> None:
+    cmd = args.command
+    if cmd == "status":
+        _status(result)
+    elif cmd == "hosts":
+        rows = [{**h, "peer": short_id(h.get("peer_id")), "disk": human_bytes(h.get("disk_free_bytes"))}
+                for h in result]
+        table(rows, [("name", "name"), ("peer", "peer id"), ("class", "class"), ("state", "state"),
+                     ("overlay_ipv4", "overlay ipv4"), ("disk", "disk free"), ("holdings", "holdings")])
+    elif cmd == "holdings" and args.action == "list":
+        rows = [{**h, "size": human_bytes(h.get("size_bytes"))} for h in result]
+        table(rows, [("host", "host"), ("content", "content"), ("infohash", "infohash"), ("size", "size"),
+                     ("state", "state"), ("policy", "policy"), ("source", "source")])
+    elif cmd == "custody":
+        rows = [{**c, "copies_of": f"{c['copies']}/{c['min']}" + (f"..{c['max']}" if c.get("max") else ""),
+                 "repairing": ",".join(short_id(r.get("target")) + _progress(r) for r in c.get("repairs", []))}
+                for c in result]
+        table(rows, [("content", "content"), ("status", "status"), ("copies_of", "copies/min"),
+                     ("baton", "baton"), ("repairing", "repairing")], empty="(no pins)")
+    elif cmd == "duties":
+        rows = [{**d, "standbys": [short_id(s) for s in d.get("standbys", [])]} for d in result]
+        table(rows, [("duty", "duty"), ("primary_name", "primary"), ("standbys", "standbys")])
+    elif cmd == "reaper":
+        table(result if isinstance(result, list) else result.get("verdicts", []),
+              [("name", "name"), ("infohash", "infohash"), ("state", "state"), ("reasons", "why"),
+               ("actions", "actions")], empty="(no torrents)")
+    elif cmd == "peers-for":
+        print(f"{result['infohash']}  policy={result['policy']}")
+        table(result.get("peers", []), [("source", "source"), ("host", "host"), ("addr", "address"),
+                                        ("port", "port"), ("peer_id", "peer id")], empty="(no peers)")
+    elif cmd == "custodians-of":
+        table(result.get("holders", []), [("host", "host"), ("peer_id", "peer id"), ("state", "state")],
+              empty="(nobody holds it)")
+    elif cmd == "invite":
+        print(result["invite"])
+        print(f"(role {result['role']}, expires at {result['expires_at']})", file=sys.stderr)
+    else:
+        # writes: one line that says what happened
+        print(result.get("message") or ", ".join(f"{k}={v}" for k, v in sorted(result.items())))
+
+
+def _progress(repair: dict) -> str:
+    done, total = repair.get("bytes_done"), repair.get("size_bytes")
+    if done is None or not total:
+        return ""
+    return f" ({100 * done // total}%)"
+
+
+def _status(s: dict) -> None:
+    pairs = [
+        ("peer id", s.get("peer_id")), ("host", f"{s.get('host_name')} ({s.get('host_class')})"),
+        ("fleet", f"{s.get('fleet_name')} ({s.get('fleet_id')})"),
+        ("members", f"{s.get('members_alive', '?')} alive of {s.get('members', '?')}"),
+        ("daemon", "running" if s.get("daemon") else "not running"),
+    ]
+    if s.get("listen_addrs"):
+        pairs.append(("listening", s["listen_addrs"]))
+    if s.get("api"):
+        pairs.append(("api", s["api"]))
+    wg = s.get("wg") or {}
+    if wg:
+        pairs.append(("tva0", wg.get("mode", "?") + (f" — {wg['reason']}" if wg.get("reason") else "")))
+    if s.get("torrent"):
+        pairs.append(("torrents", s["torrent"]))
+    key_values(pairs)
