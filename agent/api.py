@@ -19,10 +19,10 @@ from typing import Any, Protocol
 from fastapi import Body, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tva.errors import InvalidInput, LocalError, RemoteDataError, TvaError
+from tva.errors import Conflict, NotFound, RemoteDataError, TvaError
 
 log = logging.getLogger("tva.api")
 
@@ -50,26 +50,45 @@ class AgentService(Protocol):
     def invite(self, role: str, ttl_ms: int) -> dict[str, Any]: ...
 
 
+class ErrorOut(BaseModel):
+    error: str
+    hint: str = ""
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": why} for status, why in (
+        (400, "invalid request (the hint says how to fix it)"), (401, "bearer token required off loopback"),
+        (404, "no such host, holding, pin or route"), (409, "refused: conflicting or untrustworthy data"),
+        (422, "a parameter or body field is out of its domain"),
+    )
+}
+
+
 class HoldingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     content: str = Field(pattern=CONTENT_PATTERN)
     infohash: str = Field(pattern=INFOHASH_PATTERN)
     size_bytes: int = Field(ge=0, le=1 << 50)
-    policy: str = Field(default="public", pattern="^(public|f2f_only|search_only)$")
+    # None: public for public sources, search_only (closed) for a private tracker until opened.
+    policy: str | None = Field(default=None, pattern="^(public|f2f_only|search_only)$")
     source: str = Field(default="local", pattern="^(local|public|private-tracker)$")
 
 
 class PinIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     content: str = Field(pattern=CONTENT_PATTERN)
     copies: int = Field(ge=1, le=1000)
     max_copies: int | None = Field(default=None, ge=1, le=1000)
 
 
 class RevokeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     host: str = Field(pattern=HOST_PATTERN)
     reason: str = Field(default="", max_length=200)
 
 
 class InviteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     role: str = Field(default="member", pattern="^(member|friend)$")
     ttl_ms: int = Field(default=24 * 3600 * 1000, ge=1000, le=30 * 24 * 3600 * 1000)
 
@@ -88,7 +107,7 @@ def _error(status: int, message: str, hint: str = "") -> JSONResponse:
 
 
 def build_app(service: AgentService, token: str) -> FastAPI:
-    app = FastAPI(title="tva-agent", version="1", docs_url=None, redoc_url=None)
+    app = FastAPI(title="tva-agent", version="1", docs_url=None, redoc_url=None, responses=ERROR_RESPONSES)
     bearer = re.compile(r"^Bearer ([A-Za-z0-9_\-]{16,128})$")
 
     @app.middleware("http")
@@ -114,11 +133,7 @@ def build_app(service: AgentService, token: str) -> FastAPI:
 
     @app.exception_handler(TvaError)
     async def tva_error(_request: Request, exc: TvaError):
-        status = 404 if "unknown" in exc.message or "not found" in exc.message else 400
-        if isinstance(exc, RemoteDataError):
-            status = 409
-        elif not isinstance(exc, LocalError | InvalidInput):
-            status = 400
+        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict | RemoteDataError) else 400
         return _error(status, exc.message, exc.hint)
 
     @app.get("/health")

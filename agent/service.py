@@ -21,7 +21,7 @@ from agent.probes import disk_free_bytes
 from agent.state import NodeState
 from crdt import records
 from mesh import invites
-from tva.errors import InvalidInput
+from tva.errors import Conflict, InvalidInput, NotFound
 
 ChangeHook = Callable[[bytes | None, bool], None]  # (own feed delta, fleet document changed)
 
@@ -166,23 +166,23 @@ class Service:
         return delta
 
     def add_holding(self, content: str, infohash: str, size_bytes: int, policy: str | None, source: str) -> dict:
+        note = ""
         if policy is None:
             # A private source stays closed until someone opens it explicitly.
             policy = "search_only" if source == "private-tracker" else "public"
-        try:
-            h = records.Holding(content, infohash.lower(), size_bytes, "complete", policy, source, size_bytes)
-        except InvalidInput as exc:
-            raise InvalidInput(f"cannot add holding: {exc.message}",
-                               hint="private-tracker content can be opened to f2f_only at most") from None
+        elif source == "private-tracker" and policy == "public":
+            # Forced, not refused: the source account is at stake, and no request can open it further.
+            policy, note = "f2f_only", "private-tracker content is f2f_only at most"
+        h = records.Holding(content, infohash.lower(), size_bytes, "complete", policy, source, size_bytes)
         self.state.own.put(records.holding_key(content), records.encode_holding(h))
         self._commit()
-        return {"message": f"holding {content} added", "content": content, "infohash": h.infohash,
-                "policy": h.policy}
+        return {"message": f"holding {content} added ({h.policy})" + (f": {note}" if note else ""),
+                "content": content, "infohash": h.infohash, "policy": h.policy, "note": note}
 
     def remove_holding(self, content: str) -> dict:
         key = records.holding_key(content)
         if self.state.own.get(key) is None:
-            raise InvalidInput(f"this host holds no {content!r}", hint="`tva-agent holdings list` shows them")
+            raise NotFound(f"this host holds no {content!r}", hint="`tva-agent holdings list` shows them")
         self.state.own.delete(key)
         self._commit()
         return {"message": f"holding {content} removed", "content": content}
@@ -190,7 +190,7 @@ class Service:
     def pin(self, content: str, copies: int, max_copies: int | None) -> dict:
         members = len(self.state.members())
         if copies > members:
-            raise InvalidInput(f"cannot keep {copies} copies with {members} member host(s)",
+            raise Conflict(f"cannot keep {copies} copies with {members} member host(s)",
                                hint="pin fewer copies, or invite more hosts")
         self.state.doc.pin(content, copies, max_copies, self.state.peer_id, self.clock_ms())
         self._commit(doc_changed=True)
@@ -199,14 +199,14 @@ class Service:
 
     def unpin(self, content: str) -> dict:
         if not self.state.doc.unpin(content):
-            raise InvalidInput(f"{content!r} is not pinned", hint="`tva-agent custody` lists pins")
+            raise NotFound(f"{content!r} is not pinned", hint="`tva-agent custody` lists pins")
         self._commit(doc_changed=True)
         return {"message": f"unpinned {content}", "content": content}
 
     def revoke(self, host: str, reason: str) -> dict:
         peer = self.state.resolve_host(host)
         if peer == self.state.peer_id:
-            raise InvalidInput("a host cannot revoke itself", hint="revoke it from another member")
+            raise Conflict("a host cannot revoke itself", hint="revoke it from another member")
         self.state.doc.revoke(peer, self.state.peer_id, reason or "revoked", self.clock_ms())
         self._commit(doc_changed=True)
         return {"message": f"revoked {self._name(peer) or peer}", "peer_id": peer}

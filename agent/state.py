@@ -25,7 +25,7 @@ from crdt import records
 from crdt.feedset import FeedSet, OwnFeed
 from crdt.fleetdoc import FleetDoc
 from crdt.identity import NodeKey, public_from_peer_id
-from tva.errors import DecodeError, InvalidInput, NotInitialised, StateCorrupt
+from tva.errors import DecodeError, InvalidInput, NotFound, NotInitialised, StateCorrupt
 
 FLEET_FILE, FEEDS_FILE, DOC_FILE, LOCAL_FILE = "fleet", "feeds", "fleetdoc", "local"
 
@@ -198,7 +198,7 @@ class NodeState:
             return by_name[0]
         if len(by_name) > 1:
             raise InvalidInput(f"host name {host!r} is ambiguous", hint="use the peer id: " + ", ".join(by_name))
-        raise InvalidInput(f"unknown host {host!r}", hint="`tva-agent hosts` lists names and peer ids")
+        raise NotFound(f"unknown host {host!r}", hint="`tva-agent hosts` lists names and peer ids")
 
     # --- own feed -------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agent.policy.inputs import HoldingView, HostView, IntentView, Override, PinView
-from agent.policy.view import FleetView, split_valid_pins
+from agent.policy.view import FleetView
 from crdt import records
 from tva.errors import InvalidInput
 
@@ -112,6 +112,7 @@ def build_snapshot(state, live: LiveInfo, self_presence: Presence) -> Snapshot:
         except (InvalidInput, TypeError):
             continue
     pins = [PinView(p.content, p.min_copies, p.max_copies) for p in doc.pins().values()]
-    valid_pins, invalid = split_valid_pins(pins, hosts)
-    view = FleetView.build(hosts, holding_views, valid_pins, intents, override_views, revoked)
-    return Snapshot(view, cards, all_holdings, shown, tuple((p.content, why) for p, why in invalid))
+    # strict=False: one impossible pin (more copies than usable hosts) is reported, not fatal.
+    view = FleetView.build(hosts, holding_views, pins, intents, override_views, revoked, strict=False)
+    rejected = getattr(view, "rejected_pins", ())
+    return Snapshot(view, cards, all_holdings, shown, tuple((p.content, why) for p, why in rejected))

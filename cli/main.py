@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("content")
     c.add_argument("--infohash", required=True)
     c.add_argument("--size", type=int, required=True, help="size in bytes")
-    c.add_argument("--policy", choices=["public", "f2f_only", "search_only"], default="public")
+    c.add_argument("--policy", choices=["public", "f2f_only", "search_only"],
+                   help="default: public; search_only (closed) for private-tracker content until opened")
     c.add_argument("--source", choices=["local", "public", "private-tracker"], default="local")
     c.add_argument("--json", action="store_true")
     c = hs.add_parser("rm", help="stop declaring content")
@@ -208,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: one clear line for people, the traceback with -v
+        logging.getLogger("tva.cli").debug("internal error", exc_info=True)
+        _fail(args, TvaError(f"internal error: {type(exc).__name__}: {exc}",
+                             hint="run again with -v for the traceback, and report it"))
+        return EXIT_ERROR
 
 
 def _fail(args: argparse.Namespace, exc: TvaError) -> None:

@@ -27,7 +27,7 @@ def human(args: argparse.Namespace, result: Any) -> None:
                  "repairing": ",".join(short_id(r.get("target")) + _progress(r) for r in c.get("repairs", []))}
                 for c in result]
         table(rows, [("content", "content"), ("status", "status"), ("copies_of", "copies/min"),
-                     ("baton", "baton"), ("repairing", "repairing")], empty="(no pins)")
+                     ("baton_name", "baton"), ("repairing", "repairing")], empty="(no pins)")
     elif cmd == "duties":
         rows = [{**d, "standbys": [short_id(s) for s in d.get("standbys", [])]} for d in result]
         table(rows, [("duty", "duty"), ("primary_name", "primary"), ("standbys", "standbys")])
@@ -61,7 +61,7 @@ def _status(s: dict) -> None:
     pairs = [
         ("peer id", s.get("peer_id")), ("host", f"{s.get('host_name')} ({s.get('host_class')})"),
         ("fleet", f"{s.get('fleet_name')} ({s.get('fleet_id')})"),
-        ("members", f"{s.get('members_alive', '?')} alive of {s.get('members', '?')}"),
+        ("members", f"{s.get('members')}" + (f" ({s['members_alive']} alive)" if s.get('members_alive') is not None else " (liveness needs the daemon)")),
         ("daemon", "running" if s.get("daemon") else "not running"),
     ]
     if s.get("listen_addrs"):

@@ -39,6 +39,14 @@ class InvalidInput(LocalError, ValueError):
     """A value passed in (argument, config entry, policy input) is out of its domain."""
 
 
+class NotFound(InvalidInput):
+    """The named thing (host, holding, pin) does not exist here."""
+
+
+class Conflict(LocalError):
+    """A well-formed request that the fleet's current state does not allow (e.g. more copies than hosts)."""
+
+
 class ConfigError(LocalError):
     """The configuration file or environment is unreadable or inconsistent."""
 
@@ -92,3 +100,23 @@ class InviteError(RemoteDataError):
 
 class StateCorrupt(RemoteDataError):
     """A state file on disk is truncated or corrupt; the last good state is kept."""
+
+
+class PeerUnavailable(RemoteDataError):
+    """A peer could not be reached, or did not answer a request in time (mesh transport)."""
+
+
+class RequestRefused(RemoteDataError):
+    """A peer answered a request with an error (its handler failed or refused the query)."""
+
+
+class ForeignFleet(RemoteDataError):
+    """Fleet-document data from another genesis (another fleet, or a document forked elsewhere)."""
+
+
+# --- appended by the wg fabric (issue 6) ---------------------------------------------------------
+
+
+class WgBackendError(LocalError):
+    """The WireGuard backend (kernel module or wireguard-go) is missing, refused or failed an
+    operation on ``tva0``; the hint says what to install or check."""
