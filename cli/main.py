@@ -209,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Output piped into e.g. `head`, which stopped reading: not an error of ours.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # a bug: one clear line for people, the traceback with -v
         logging.getLogger("tva.cli").debug("internal error", exc_info=True)
         _fail(args, TvaError(f"internal error: {type(exc).__name__}: {exc}",
