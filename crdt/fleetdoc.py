@@ -366,6 +366,21 @@ class FleetDoc:
             return f["peer"] if good else None
         return self._collect("redeemed", build)
 
+    def set_setting(self, name: str, value: str, by: PeerId, now_ms: int) -> None:
+        """A fleet-wide setting (e.g. ``ipv4_subnet``, chosen by the collision probe at init)."""
+        pattern = sch.SETTINGS.get(name)
+        if pattern is None:
+            raise InvalidInput(f"unknown fleet setting {name!r:.40}", hint="known: " + ", ".join(sch.SETTINGS))
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise InvalidInput(f"invalid value for {name}: {value!r:.60}")
+        self._write("settings", name, {"value": value, "by": sch.check_peer(by, "by"), "at_ms": sch.check_ms(now_ms)})
+
+    def settings(self) -> dict[str, str]:
+        def build(key: str, f: dict[str, Scalar]) -> str | None:
+            pattern, value = sch.SETTINGS.get(key), f.get("value")
+            return value if pattern is not None and isinstance(value, str) and pattern.fullmatch(value) else None
+        return self._collect("settings", build)
+
     def friends(self) -> dict[str, FriendLink]:
         def build(key: str, f: dict[str, Scalar]) -> FriendLink | None:
             link = tuple(sorted((k[2:], v) for k, v in f.items() if k.startswith("l:")))

@@ -31,7 +31,9 @@ LINK_VALUE_CHARS_MAX = 2048
 ACTOR_BYTES_MAX = 64
 MS_MAX = 2**53
 ROLES: frozenset[str] = frozenset({"founder", "member", "friend"})
-TOP_MAPS = ("meta", "pins", "overrides", "admissions", "revocations", "friends", "redeemed")
+TOP_MAPS = ("meta", "pins", "overrides", "admissions", "revocations", "friends", "redeemed", "settings")
+# Fleet-wide settings any member may change (rarely): name -> allowed value pattern.
+SETTINGS = {"ipv4_subnet": re.compile(r"(?:[0-9]{1,3}\.){3}0/24")}
 
 TOKEN_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 ID_RE = re.compile(r"[A-Za-z0-9_=-]{1,128}")

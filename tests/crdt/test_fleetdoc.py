@@ -329,3 +329,14 @@ def test_change_count_parser_agrees_with_what_messages_do():
     assert any(n and n >= 1 and changed for n, changed in counts)  # the one that brought history
     assert all(changed is False for n, changed in counts if n == 0)
     assert sync_change_count(b"") is None and sync_change_count(b"\x42\x05") is None
+
+
+def test_settings_are_validated_and_synced():
+    doc = genesis()
+    doc.set_setting("ipv4_subnet", "10.77.3.0/24", PEERS[0], 5)
+    assert doc.settings() == {"ipv4_subnet": "10.77.3.0/24"}
+    assert FleetDoc.load(doc.save(), ACTORS[1]).settings() == {"ipv4_subnet": "10.77.3.0/24"}
+    for name, value in (("ipv4_subnet", "10.77.3.1/24"), ("ipv4_subnet", "nonsense"), ("colour", "red")):
+        with pytest.raises(InvalidInput):
+            doc.set_setting(name, value, PEERS[0], 6)
+    assert doc.settings() == {"ipv4_subnet": "10.77.3.0/24"}
