@@ -48,6 +48,8 @@ class AgentService(Protocol):
     def unpin(self, content: str) -> dict[str, Any]: ...
     def revoke(self, host: str, reason: str) -> dict[str, Any]: ...
     def invite(self, role: str, ttl_ms: int) -> dict[str, Any]: ...
+    def wg_status(self) -> dict[str, Any]: ...
+    async def wg_control(self, action: str) -> dict[str, Any]: ...
 
 
 class ErrorOut(BaseModel):
@@ -72,6 +74,13 @@ class HoldingIn(BaseModel):
     # None: public for public sources, search_only (closed) for a private tracker until opened.
     policy: str | None = Field(default=None, pattern="^(public|f2f_only|search_only)$")
     source: str = Field(default="local", pattern="^(local|public|private-tracker)$")
+
+
+class TorrentIn(BaseModel):  # [torrents] exactly one of source (magnet or path) and torrent_b64
+    model_config = ConfigDict(extra="forbid")
+    source: str | None = Field(default=None, min_length=1, max_length=8192)
+    torrent_b64: str | None = Field(default=None, min_length=1, max_length=23 * 1024 * 1024)
+    policy: str | None = Field(default=None, pattern="^(public|f2f_only|search_only)$")
 
 
 class PinIn(BaseModel):
@@ -171,6 +180,33 @@ def build_app(service: AgentService, token: str) -> FastAPI:
     @app.get("/custodians_of/{content}")
     async def custodians_of(content: str = Path(pattern=CONTENT_PATTERN)) -> dict:
         return service.custodians_of(content)
+
+    @app.get("/wg")
+    async def wg_status() -> dict:
+        return service.wg_status()
+
+    @app.post("/wg/{action}")
+    async def wg_control(action: str = Path(pattern="^(up|down)$")) -> dict:
+        return await service.wg_control(action)
+
+    # [torrents] the daemon's torrent engine (agent.torrents.TorrentManager as service.torrents)
+    def _torrents():
+        manager = getattr(service, "torrents", None)
+        if manager is None:
+            raise Conflict("this agent runs no torrent engine", hint="start the daemon: tva-agent run")
+        return manager
+
+    @app.get("/torrents")
+    async def torrents_list() -> list[dict]:
+        return await _torrents().listing()
+
+    @app.post("/torrents", status_code=201)
+    async def torrents_add(body: TorrentIn = Body()) -> dict:
+        return await _torrents().add(body.source, body.torrent_b64, body.policy)
+
+    @app.post("/reaper/apply")
+    async def reaper_apply() -> dict:
+        return await _torrents().apply_reaper()
 
     @app.post("/holdings", status_code=201)
     async def add_holding(body: HoldingIn = Body()) -> dict:

@@ -57,6 +57,8 @@ class Config:
     disk_reserve_bytes: int = 1 << 30
     wg_backend: str = "auto"
     wg_listen_port: int = 51820
+    wg_socket_dir: Path | None = None  # None: /var/run/wireguard (wireguard-go's fixed directory)
+    overlay_api: bool = True  # also serve the API (token required) on this host's tva0 addresses
     torrent_engine: str = "libtorrent"
     torrent_port: int = 0  # 0: pick a free port
     transmission_url: str = "http://127.0.0.1:9091/transmission/rpc"

@@ -7,20 +7,23 @@ import logging
 import trio
 
 from agent.api import AgentService, build_app
-from agent.config import Config
 
 log = logging.getLogger("tva.http")
 
 
-async def serve_api(service: AgentService, cfg: Config, token: str, *,
+def bind_text(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve_api(service: AgentService, binds: list[str], token: str, *,
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve until cancelled; ``started(port)`` with the bound port (the config may ask for port 0)."""
+    """Serve until cancelled; ``started(port)`` with the first bound port (a bind may ask for port 0)."""
     from hypercorn.config import Config as HyperConfig
     from hypercorn.trio import serve
 
-    host, port = cfg.api_host_port()
+    port = int(binds[0].rsplit(":", 1)[1])
     hc = HyperConfig()
-    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    hc.bind = list(binds)
     hc.accesslog = None
     hc.errorlog = logging.getLogger("tva.http.hypercorn")
     hc.graceful_timeout = 1.0

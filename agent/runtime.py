@@ -17,6 +17,8 @@ import trio
 
 from agent import rpc, views
 from agent.config import Config
+from agent.fabric import FabricManager
+from agent.http import bind_text, serve_api
 from agent.mesh_driver import MeshDriver
 from agent.netinfo import dialable
 from agent.probes import UptimeScore, disk_free_bytes
@@ -59,7 +61,18 @@ class Agent:
         self.driver = MeshDriver(self.node, transport, on_liveness=self._on_liveness, on_state=self._on_remote_state)
         self.service = Service(state, clock_ms=clock_ms, live=self._live_info, on_change=self._on_local_change,
                                media_dir=cfg.media_dir(), bootstrap=self._bootstrap_addrs,
-                               extras=self._status_extras)
+                               extras=self._status_extras,
+                               # [torrents] DHT peers for peers_for, reaper verdicts (agent.torrents)
+                               external_peers=lambda ih: self.torrents.external_peers(ih),
+                               reaper_verdicts=lambda: self.torrents.verdicts())
+        self._card_extra: dict = {}
+        # [torrents] engine, holdings, repairs, reaper; the API reaches it as service.torrents
+        from agent.torrents import TorrentManager
+
+        self.torrents = TorrentManager(cfg, state, self.service, clock_ms=clock_ms, on_card=self._update_card)
+        self.service.torrents = self.torrents
+        self.fabric = FabricManager(cfg, state, on_card=self._update_card, reconcile_interval_ms=cfg.tick_interval_ms)
+        self.service._wg = self.fabric
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -69,15 +82,20 @@ class Agent:
                 self.transport.set_peer_filter(lambda peer: peer not in self.state.revoked())
                 self.transport.set_request_handler(self._handle_request)
                 await nursery.start(self.transport.run)
+                await nursery.start(self.torrents.run)  # [torrents] before the card: it names torrent_port
                 self._publish_card()
                 await nursery.start(self.driver.run)
                 self._members_changed()
                 self._learn_peer_addrs()
+                await nursery.start(self.fabric.run)
                 nursery.start_soon(self._policy_loop)
                 nursery.start_soon(self._housekeeping_loop)
-                from agent.http import serve_api
-
-                self._api_port = await nursery.start(serve_api, self.service, self.cfg, self.state.local.api_token)
+                host, port = self.cfg.api_host_port()
+                self._api_port = await nursery.start(serve_api, self.service, [bind_text(host, port)],
+                                                     self.state.local.api_token)
+                self._publish_card()
+                if self.cfg.overlay_api:
+                    nursery.start_soon(self._overlay_api_loop)
                 self._write_daemon_file()
                 log.info("agent %s of fleet %s running; api on %s", self.state.peer_id, self.state.fleet.fleet_name,
                          self._api_address())
@@ -117,6 +135,7 @@ class Agent:
         if feeds:
             self._learn_peer_addrs()
         self.service.invalidate()
+        self.fabric.kick()
 
     def _on_liveness(self, peer: str, state: str) -> None:
         self._liveness[peer] = state
@@ -128,6 +147,7 @@ class Agent:
         classes = {p: cards[p].host_class for p in members if p in cards}
         self.driver.submit(t.MembersChanged(members=frozenset(members), classes=classes))
         self.service.invalidate()
+        self.fabric.kick()
 
     def _learn_peer_addrs(self) -> None:
         for peer, card in records.cards(self.state.feeds).items():
@@ -145,19 +165,52 @@ class Agent:
     def _bootstrap_addrs(self) -> list[str]:
         return dialable(self.transport.listen_addrs())
 
+    def _update_card(self, fields: dict) -> None:
+        """A component (fabric, torrents) has new card fields; publish if anything changed."""
+        if any(self._card_extra.get(k) != v for k, v in fields.items()):
+            self._card_extra.update(fields)
+            self._publish_card()
+
     def _publish_card(self) -> None:
         old = self.state.card()
+        extra = self._card_extra
         card = records.HostCard(
             name=self.cfg.host_name, host_class=self.cfg.host_class,
-            services=old.services if old else (), wg_public_key=old.wg_public_key if old else "",
-            overlay_ipv4=old.overlay_ipv4 if old else "", overlay_ipv6=old.overlay_ipv6 if old else "",
+            services=old.services if old else (), wg_public_key=extra.get("wg_public_key", ""),
+            overlay_ipv4=extra.get("overlay_ipv4", ""), overlay_ipv6=extra.get("overlay_ipv6", ""),
             listen_addrs=tuple(self._bootstrap_addrs()[: records.LISTEN_ADDRS_MAX]),
-            api_port=self._api_port, torrent_port=old.torrent_port if old else 0)
+            api_port=self._api_port, torrent_port=extra.get("torrent_port", 0))
         if card != old:
             self.state.own.put(records.CARD_KEY, records.encode_card(card))
             self.service._commit()
 
     # --- loops --------------------------------------------------------------------------------
+
+    async def _overlay_api_loop(self) -> None:
+        """Serve the API on this host's tva0 addresses too (token required there), once they exist."""
+        serving: tuple[str, ...] = ()
+        while True:
+            addrs = self._overlay_addrs()
+            if addrs and addrs != serving:
+                binds = [bind_text(a, self._api_port) for a in addrs]
+                try:
+                    async with trio.open_nursery() as nursery:
+                        await nursery.start(serve_api, self.service, binds, self.state.local.api_token)
+                        serving = addrs
+                        log.info("api also on the overlay: %s", ", ".join(binds))
+                        while self._overlay_addrs() == serving:
+                            await trio.sleep(1)
+                        nursery.cancel_scope.cancel()
+                except OSError as exc:  # tva0 not quite ready (address not assigned yet): retry
+                    log.debug("overlay api not yet: %s", exc)
+                serving = ()
+            await trio.sleep(1)
+
+    def _overlay_addrs(self) -> tuple[str, ...]:
+        st = self.fabric.status()
+        if st.get("mode") not in ("up", "ipv6-only"):
+            return ()
+        return tuple(a for a in (st.get("overlay_ipv4"), st.get("overlay_ipv6")) if a)
 
     async def _policy_loop(self) -> None:
         while True:
@@ -241,7 +294,7 @@ class Agent:
 
     def _status_extras(self) -> dict:
         return {"api": self._api_address(), "listen_addrs": self._bootstrap_addrs(), "daemon": True,
-                "mesh": dict(self.driver.counters), "transport": self.transport.stats()}
+                "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats()}
 
     def _write_daemon_file(self) -> None:
         path = self.cfg.state_dir / DAEMON_FILE

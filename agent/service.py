@@ -19,9 +19,10 @@ from agent.policy import duties as duty_policy
 from agent.policy import peers as peers_policy
 from agent.probes import disk_free_bytes
 from agent.state import NodeState
+from agent.torrents import repair_progress  # [torrents]
 from crdt import records
 from mesh import invites
-from tva.errors import Conflict, InvalidInput, NotFound
+from tva.errors import Conflict, DaemonUnavailable, InvalidInput, NotFound
 
 ChangeHook = Callable[[bytes | None, bool], None]  # (own feed delta, fleet document changed)
 
@@ -36,7 +37,7 @@ class Service:
                  media_dir: os.PathLike | None = None, bootstrap: Callable[[], list[str]] = list,
                  extras: Callable[[], dict[str, Any]] = dict,
                  external_peers: Callable[[str], list] = lambda _ih: [],
-                 reaper_verdicts: Callable[[], list[dict]] = list) -> None:
+                 reaper_verdicts: Callable[[], list[dict]] = list, wg=None) -> None:
         self.state = state
         self.clock_ms = clock_ms
         self._live = live
@@ -46,6 +47,7 @@ class Service:
         self._extras = extras
         self._external_peers = external_peers
         self._reaper_verdicts = reaper_verdicts
+        self._wg = wg  # the daemon's FabricManager; None offline
         self._snapshot: views.Snapshot | None = None
         self._plans: tuple | None = None
 
@@ -127,7 +129,9 @@ class Service:
         for plan in self.custody_plans():
             d = plan.to_json_dict()
             rows.append({**d, "min": plan.min_copies, "max": plan.max_copies,
-                         "baton_name": self._name(plan.baton)})
+                         "baton_name": self._name(plan.baton),
+                         # [torrents] copies in flight: each pending target's bytes done / total
+                         "transfers": repair_progress(self.snapshot(), plan)})
         return rows
 
     def duties(self) -> list[dict[str, Any]]:
@@ -154,6 +158,20 @@ class Service:
         rows = [{"peer_id": p, "host": self._name(p), "state": "complete" if h.complete else "partial",
                  "liveness": snap.liveness.get(p)} for p, h in sorted(holders.items())]
         return {"content": content, "holders": rows}
+
+    def wg_status(self) -> dict[str, Any]:
+        if self._wg is None:
+            return {"interface": {"mode": "unknown", "reason": "the daemon is not running"}, "peers": []}
+        return {"interface": self._wg.status(), "peers": self._wg.peer_status()}
+
+    async def wg_control(self, action: str) -> dict[str, Any]:
+        if self._wg is None:
+            raise DaemonUnavailable("tva0 is managed by the daemon", hint="start it with: tva-agent run")
+        if action == "down":
+            await self._wg.down()
+        else:
+            self._wg.up()
+        return {"message": f"tva0 {action}", **self._wg.status()}
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -231,6 +249,7 @@ class Service:
         routes: dict[tuple[str, str], Callable[[], Any]] = {
             ("GET", "status"): self.status, ("GET", "hosts"): self.hosts, ("GET", "holdings"): self.holdings,
             ("GET", "custody"): self.custody, ("GET", "duties"): self.duties, ("GET", "reaper"): self.reaper,
+            ("GET", "wg"): self.wg_status,
             ("POST", "holdings"): lambda: self.add_holding(b["content"], b["infohash"], b["size_bytes"],
                                                            b.get("policy"), b.get("source", "local")),
             ("POST", "pins"): lambda: self.pin(b["content"], b["copies"], b.get("max_copies")),

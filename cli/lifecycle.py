@@ -52,16 +52,26 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _init(args: argparse.Namespace, cfg: Config) -> int:
-    from agent.service import wall_ms
-    from agent.state import NodeState
-
-    state = NodeState.found(_store(cfg), fleet_name=args.name, card=_card(cfg), now_ms=wall_ms())
-    summary = {"peer_id": state.peer_id, "fleet_id": state.fleet.fleet_id, "fleet_name": state.fleet.fleet_name}
+    state = _found(cfg, args.name)
+    summary = {"peer_id": state.peer_id, "fleet_id": state.fleet.fleet_id, "fleet_name": state.fleet.fleet_name,
+               "ipv4_subnet": state.doc.settings().get("ipv4_subnet")}
     if args.json:
         output.emit_json(summary)
     else:
         print(f"founded fleet {state.fleet.fleet_name} ({state.fleet.fleet_id}); this host is {state.peer_id}")
     return 0
+
+
+def _found(cfg: Config, fleet_name: str):
+    """A new fleet: genesis, then the fleet's IPv4 /24 from the collision probe (IPv6-only if none)."""
+    from agent.fabric import choose_fleet_subnet
+    from agent.service import wall_ms
+    from agent.state import NodeState
+
+    state = NodeState.found(_store(cfg), fleet_name=fleet_name, card=_card(cfg), now_ms=wall_ms())
+    if choose_fleet_subnet(state):
+        state.save()
+    return state
 
 
 def _transport(cfg: Config, seed: bytes, psk: bytes):
@@ -122,12 +132,11 @@ async def _join(cfg: Config, token: str):
 
 async def _run(cfg: Config) -> int:
     from agent.runtime import Agent
-    from agent.service import wall_ms
     from agent.state import NodeState
 
     store = _store(cfg)
     if not NodeState.exists(store):
-        state = NodeState.found(store, fleet_name=cfg.host_name, card=_card(cfg), now_ms=wall_ms())
+        state = _found(cfg, cfg.host_name)
         log.info("founded a one-node fleet %r (%s): invite other hosts with `tva-agent invite`",
                  state.fleet.fleet_name, state.fleet.fleet_id)
     else:

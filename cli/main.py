@@ -87,6 +87,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("infohash")
     c = read("custodians-of", "the hosts holding a content id")
     c.add_argument("content")
+    w = sub.add_parser("wg", help="the tva0 WireGuard fabric")
+    ws = w.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ws.add_parser("up", help="bring tva0 up (after `wg down`)").add_argument("--json", action="store_true")
+    ws.add_parser("down", help="take tva0 down until `wg up`").add_argument("--json", action="store_true")
+    ws.add_parser("status", help="tva0 and its peers: handshakes, bytes").add_argument("--json", action="store_true")
+    c = ws.add_parser("probe", help="would this subnet collide with an address or route here?")
+    c.add_argument("cidr")
+    c.add_argument("--json", action="store_true")
+    from cli import torrent as torrent_cli  # [torrents]
+
+    torrent_cli.add_parser(sub)
     c = sub.add_parser("revoke", help="remove a host from the fleet for good")
     c.add_argument("host", help="a peer id or a host name")
     c.add_argument("--reason", default="")
@@ -146,6 +157,12 @@ def _request_for(args: argparse.Namespace) -> tuple[str, str, dict | None]:
         return "POST", "/revocations", {"host": args.host, "reason": args.reason}
     if cmd == "invite":
         return "POST", "/invites", {"role": args.role, "ttl_ms": parse_ttl_ms(args.ttl)}
+    if cmd == "torrent":  # [torrents]
+        from cli import torrent as torrent_cli
+
+        return torrent_cli.request_for(args)
+    if cmd == "wg":
+        return ("GET", "/wg", None) if args.action == "status" else ("POST", f"/wg/{args.action}", {})
     raise AssertionError(cmd)
 
 
@@ -169,6 +186,10 @@ def _render(args: argparse.Namespace, result: Any) -> None:
 
     if getattr(args, "json", False):
         output.emit_json(result)
+    elif args.command == "torrent":  # [torrents]
+        from cli import torrent as torrent_cli
+
+        torrent_cli.render(args, result)
     else:
         render.human(args, result)
 
@@ -182,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             from cli import lifecycle
 
             return lifecycle.main(args, _config(args))
+        if args.command == "wg" and args.action == "probe":
+            return _wg_probe(args)
         # Fast path: the daemon answers, and nothing heavy is imported.
         from agent.config import default_state_dir
         from cli.client import call, daemon_info
@@ -195,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "reaper" and args.apply:
                 raise DaemonUnavailable("reaper --apply needs the running daemon (it owns the torrent engine)",
                                         hint="start it with: tva-agent run")
+            if args.command == "torrent":  # [torrents]
+                from cli import torrent as torrent_cli
+
+                raise torrent_cli.offline_refusal()
+            if args.command == "wg" and args.action in ("up", "down"):
+                raise DaemonUnavailable("tva0 is managed by the daemon", hint="start it with: tva-agent run")
             result = _offline(args, _config(args))
         _render(args, result)
         return 0
@@ -220,6 +249,21 @@ def main(argv: list[str] | None = None) -> int:
         _fail(args, TvaError(f"internal error: {type(exc).__name__}: {exc}",
                              hint="run again with -v for the traceback, and report it"))
         return EXIT_ERROR
+
+
+def _wg_probe(args: argparse.Namespace) -> int:
+    """Exit 0 when the subnet is free here, 1 when it collides (naming what it collides with)."""
+    from wg.probe import parse_subnet, probe
+
+    subnet = parse_subnet(args.cidr)
+    hits = [h.describe() for h in probe(subnet)]
+    if args.json:
+        output.emit_json({"subnet": str(subnet), "free": not hits, "collisions": hits})
+    elif hits:
+        print(f"{subnet} collides with:\n  " + "\n  ".join(hits))
+    else:
+        print(f"{subnet} is free on this host")
+    return 0 if not hits else EXIT_ERROR
 
 
 def _fail(args: argparse.Namespace, exc: TvaError) -> None:

@@ -42,6 +42,15 @@ def human(args: argparse.Namespace, result: Any) -> None:
     elif cmd == "custodians-of":
         table(result.get("holders", []), [("host", "host"), ("peer_id", "peer id"), ("state", "state")],
               empty="(nobody holds it)")
+    elif cmd == "wg" and args.action == "status":
+        iface = result.get("interface", {})
+        key_values([(k, iface.get(k)) for k in ("mode", "reason", "backend", "overlay_ipv4", "overlay_ipv6",
+                                                  "public_key") if k in iface])
+        rows = [{**p, "rx": human_bytes(p.get("rx_bytes")), "tx": human_bytes(p.get("tx_bytes")),
+                 "handshake": f"{p['handshake_age_s']} s ago" if p.get("handshake_age_s") is not None else "never"}
+                for p in result.get("peers", [])]
+        table(rows, [("name", "host"), ("endpoint", "endpoint"), ("handshake", "handshake"), ("rx", "rx"),
+                     ("tx", "tx"), ("allowed_ips", "allowed ips")], empty="(no peers)")
     elif cmd == "invite":
         print(result["invite"])
         print(f"(role {result['role']}, expires at {result['expires_at']})", file=sys.stderr)

@@ -16,7 +16,7 @@ BIN = str(Path(sys.executable).with_name("tva-agent"))
 FAST_ENV = {
     # Short periods so liveness and sync settle within seconds in tests.
     "TVA_GOSSIP_INTERVAL_MS": "200",
-    "TVA_PROBE_INTERVAL_MS": "400",
+    "TVA_PROBE_INTERVAL_MS": "1000",
     "TVA_TICK_INTERVAL_MS": "500",
     "TVA_SAVE_INTERVAL_MS": "300",
     "TVA_WG_BACKEND": "off",
@@ -40,19 +40,23 @@ def wait_until(check: Callable[[], Any], timeout_s: float, what: str, interval_s
 
 
 class AgentProc:
-    def __init__(self, root: Path, name: str, host_class: str = "server") -> None:
+    def __init__(self, root: Path, name: str, host_class: str = "server", *, prefix: tuple[str, ...] = (),
+                 listen: str = "/ip4/127.0.0.1/tcp/0", env: dict[str, str] | None = None) -> None:
+        # prefix: e.g. ("ip", "netns", "exec", NS) to run this agent and its CLI inside a namespace.
+        self.prefix = prefix
+        self.listen = listen
         self.name = name
         self.state_dir = root / name
         self.host_class = host_class
         self.env = {**os.environ, **FAST_ENV, "XDG_CONFIG_HOME": str(root / "cfg"),
-                    "TVA_HOST_NAME": name, "TVA_HOST_CLASS": host_class}
+                    "TVA_HOST_NAME": name, "TVA_HOST_CLASS": host_class, **(env or {})}
         self.proc: subprocess.Popen | None = None
         self.log = root / f"{name}.log"
 
     # --- one-shot commands ------------------------------------------------------------------------
 
     def run_cli(self, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([BIN, "--state-dir", str(self.state_dir), *args], env=self.env,
+        return subprocess.run([*self.prefix, BIN, "--state-dir", str(self.state_dir), *args], env=self.env,
                               capture_output=True, text=True, timeout=timeout_s)
 
     def cli(self, *args: str) -> Any:
@@ -66,7 +70,7 @@ class AgentProc:
     def _spawn(self, *args: str) -> None:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [BIN, "--state-dir", str(self.state_dir), *args, "--listen", "/ip4/127.0.0.1/tcp/0",
+            [*self.prefix, BIN, "--state-dir", str(self.state_dir), *args, "--listen", self.listen,
              "--api", "127.0.0.1:0"], env=self.env, stdout=out, stderr=subprocess.STDOUT)
 
     def start(self) -> None:
@@ -103,6 +107,9 @@ class AgentProc:
     def stop(self) -> int | None:
         self.kill(signal.SIGTERM)
         return self.proc.returncode if self.proc else None
+
+    def daemon_info(self) -> dict:
+        return json.loads((self.state_dir / "daemon.json").read_text())
 
     @property
     def peer_id(self) -> str:

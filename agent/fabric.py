@@ -1,0 +1,252 @@
+"""The daemon's side of the tva0 fabric: keys, addresses, and a reconcile loop over wg.fabric.
+
+Addresses need no server: the IPv6 /64 comes from the fleet id and each host's /128 from its
+WireGuard key; the fleet's IPv4 /24 was chosen by the collision probe at ``init`` and lives in the
+fleet document; each host claims an IPv4 in its own feed and every node resolves the claims the
+same way (earlier admission keeps a clashing address). A host whose own addresses or routes
+collide with the fleet's /24 runs IPv6-only and says so in ``status``; it never installs a route
+that shadows a local network. Without root or any backend the agent runs mesh-only, says why
+once, and carries on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+
+import trio
+
+from agent.config import Config
+from crdt import records
+from tva.errors import StateCorrupt, TvaError
+
+log = logging.getLogger("tva.fabric")
+
+WG_KEY_FILE = "wg_key"
+_BACKEND_PREFERENCE = {"auto": "auto", "kernel": "kernel", "userspace": "userspace", "off": "none"}
+
+
+def load_or_create_wg_key(store, random_bytes: Callable[[int], bytes] = os.urandom):
+    """The node's X25519 key: separate from its Ed25519 identity, kept (0600) in the state dir."""
+    from wg.plan.keys import WgKey
+
+    raw = store.read(WG_KEY_FILE, fallback=False)
+    if raw is None:
+        raw = random_bytes(32)
+        store.write(WG_KEY_FILE, raw, secret=True)
+    if len(raw) != 32:
+        raise StateCorrupt(f"{store.path(WG_KEY_FILE)} is not a 32-byte key",
+                           hint="move it away to make a new one (peers then see a new WireGuard key)")
+    return WgKey(raw)
+
+
+def choose_fleet_subnet(state) -> str | None:
+    """At ``init``: the first candidate /24 that overlaps nothing on this host; recorded in the fleet doc."""
+    from wg.plan.addressing import ipv4_candidates
+    from wg.probe import choose_ipv4_subnet
+
+    try:
+        subnet, refused = choose_ipv4_subnet(ipv4_candidates(state.fleet.fleet_id))
+    except TvaError as exc:  # no netlink here: leave it to a later `run` on a host that has one
+        log.warning("collision probe unavailable (%s): the fleet has no IPv4 subnet yet", exc.message)
+        return None
+    for net, hits in refused:
+        log.info("tva0: %s refused: %s", net, "; ".join(h.describe() for h in hits))
+    if subnet is None:
+        log.warning("tva0: every IPv4 candidate collides here: the fleet runs IPv6-only")
+        return None
+    state.doc.set_setting("ipv4_subnet", str(subnet), state.peer_id, _now_ms())
+    return str(subnet)
+
+
+def _now_ms() -> int:
+    import time
+
+    return time.time_ns() // 1_000_000
+
+
+class FabricManager:
+    def __init__(self, cfg: Config, state, *, on_card: Callable[[dict], None], reconcile_interval_ms: int) -> None:
+        from wg.plan.addressing import host_ipv6, overlay_prefix64
+
+        self.cfg = cfg
+        self.state = state
+        self.key = load_or_create_wg_key(state.store)
+        self._on_card = on_card
+        self.reconcile_interval_ms = reconcile_interval_ms
+        self.prefix64 = overlay_prefix64(state.fleet.fleet_id)
+        self.ipv6 = str(host_ipv6(self.prefix64, self.key.public))
+        self.fabric = None
+        self.ipv4: str | None = None
+        self.ipv4_problem: str | None = None
+        self.last_report = None
+        self.held_down = False  # `tva-agent wg down`: stay down until `wg up`
+        self._kick = trio.Event()
+
+    # --- addresses --------------------------------------------------------------------------------
+
+    def _subnet(self):
+        text = self.state.doc.settings().get("ipv4_subnet")
+        return ipaddress.IPv4Network(text) if text else None
+
+    def resolve_ipv4(self) -> dict[str, ipaddress.IPv4Address]:
+        """Every member's IPv4, resolved from the claims in their feeds (the same on every node)."""
+        from wg.plan.addressing import Ipv4Claim, resolve_claims
+
+        subnet = self._subnet()
+        if subnet is None:
+            return {}
+        admissions = self.state.doc.admissions()
+        revoked = self.state.revoked()
+        claims = []
+        for peer, claim in records.claims(self.state.feeds).items():
+            admission = admissions.get(peer)
+            if admission is None or peer in revoked:
+                continue
+            claims.append(Ipv4Claim(peer, ipaddress.IPv4Address(claim.ipv4), admission.at_ms))
+        return resolve_claims(claims, subnet)
+
+    def _check_own_ipv4(self) -> None:
+        """Claim (or keep) this host's IPv4 unless the fleet /24 collides with something local."""
+        from wg.plan.addressing import preferred_ipv4
+        from wg.probe import probe
+
+        subnet = self._subnet()
+        if subnet is None:
+            self.ipv4, self.ipv4_problem = None, "the fleet has no IPv4 subnet (IPv6-only)"
+            return
+        try:
+            hits = probe(subnet, ignore_ifname="tva0")
+        except TvaError as exc:
+            hits, self.ipv4_problem = [], f"collision probe failed: {exc.message}"
+        if hits:
+            self.ipv4 = None
+            self.ipv4_problem = (f"{subnet} collides with " + "; ".join(h.describe() for h in hits)
+                                 + ": running IPv6-only on tva0")
+            return
+        resolved = self.resolve_ipv4().get(self.state.peer_id)
+        mine = str(resolved) if resolved is not None else str(preferred_ipv4(subnet, self.state.peer_id))
+        current = records.claims(self.state.feeds).get(self.state.peer_id)
+        if current is None or current.ipv4 != mine:
+            self.state.own.put(records.CLAIM_IPV4_KEY, records.encode_claim(records.AddressClaim(mine)))
+        self.ipv4, self.ipv4_problem = mine, None
+
+    def card_fields(self) -> dict:
+        """What the host card says about tva0 — nothing while it is down or mesh-only, so no peer is
+        ever pointed at an overlay address that does not answer."""
+        if self.held_down or self.fabric is None or self.fabric.backend is None:
+            return {"wg_public_key": "", "overlay_ipv6": "", "overlay_ipv4": ""}
+        return {"wg_public_key": self.key.public_b64, "overlay_ipv6": self.ipv6, "overlay_ipv4": self.ipv4 or ""}
+
+    # --- desired config ---------------------------------------------------------------------------
+
+    def desired(self):
+        from wg.plan.desired import PeerCard, render_desired
+
+        cards = {}
+        for peer, card in records.cards(self.state.feeds).items():
+            if not card.wg_public_key:
+                continue
+            endpoints = tuple(f"{ip}:{self.cfg.wg_listen_port}" for ip in _card_ips(card))
+            cards[peer] = PeerCard(peer, card.wg_public_key, endpoints, card.host_class)
+        assigned = self.resolve_ipv4()
+        if self.ipv4 is None:
+            assigned.pop(self.state.peer_id, None)
+        rendered = render_desired(
+            self_peer=self.state.peer_id, private_key=self.key.private, members=self.state.members(),
+            revoked=self.state.revoked(), cards=cards, prefix64=self.prefix64,
+            ipv4_subnet=self._subnet(), ipv4_assigned=assigned, listen_port=self.cfg.wg_listen_port)
+        for peer, why in rendered.skipped:
+            log.debug("tva0: peer %s left out: %s", peer[:16], why)
+        return rendered.interface
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def kick(self) -> None:
+        """State changed: reconcile soon instead of at the next interval."""
+        self._kick.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        from wg.fabric import WgFabric
+
+        sock_dir = self.cfg.wg_socket_dir
+        self.fabric = await trio.to_thread.run_sync(
+            lambda: WgFabric.auto(_BACKEND_PREFERENCE[self.cfg.wg_backend], sock_dir=sock_dir))
+        # (WgFabric logs the mesh-only reason once itself.)
+        if self.fabric.backend is not None:
+            await trio.to_thread.run_sync(self._check_own_ipv4)
+            self._on_card(self.card_fields())
+        task_status.started()
+        try:
+            while True:
+                if self.fabric.backend is not None and not self.held_down:
+                    await trio.to_thread.run_sync(self._check_own_ipv4)
+                    self._on_card(self.card_fields())
+                    try:
+                        desired = self.desired()
+                    except (TvaError, ValueError) as exc:
+                        log.warning("tva0: cannot render the desired config: %s", exc)
+                    else:
+                        self.last_report = await trio.to_thread.run_sync(self.fabric.reconcile, desired)
+                        if self.last_report.ops:
+                            log.info("tva0: applied %d change(s) in %.1f ms", len(self.last_report.ops),
+                                     self.last_report.duration_ms)
+                self._kick = trio.Event()
+                with trio.move_on_after(self.reconcile_interval_ms / 1000):
+                    await self._kick.wait()
+        finally:
+            with trio.CancelScope(shield=True):
+                if self.fabric is not None and self.fabric.backend is not None:
+                    try:
+                        await trio.to_thread.run_sync(self.fabric.close)
+                    except TvaError as exc:
+                        log.warning("tva0: stopping: %s", exc.message)
+
+    async def down(self) -> None:
+        self.held_down = True
+        self._on_card(self.card_fields())
+        if self.fabric is not None and self.fabric.backend is not None:
+            await trio.to_thread.run_sync(self.fabric.down)
+
+    def up(self) -> None:
+        self.held_down = False
+        self.kick()
+
+    def status(self) -> dict:
+        if self.fabric is None:
+            return {"mode": "starting", "reason": None}
+        if self.fabric.backend is None:
+            return {"mode": "mesh-only", "reason": self.fabric.mesh_only_reason}
+        st = self.fabric.interface_status()
+        mode = "down" if self.held_down or not st.up else "ipv6-only" if self.ipv4 is None else "up"
+        return {"mode": mode, "reason": self.ipv4_problem or st.error, "backend": st.backend,
+                "overlay_ipv4": self.ipv4, "overlay_ipv6": self.ipv6, "public_key": self.key.public_b64}
+
+    def peer_status(self) -> list[dict]:
+        if self.fabric is None or self.fabric.backend is None:
+            return []
+        by_key = {c.wg_public_key: (p, c) for p, c in records.cards(self.state.feeds).items() if c.wg_public_key}
+        out = []
+        for peer in self.fabric.status():
+            owner, card = by_key.get(peer.public_key, (None, None))
+            out.append({**asdict(peer), "peer_id": owner, "name": card.name if card else None,
+                        "allowed_ips": list(peer.allowed_ips)})
+        return out
+
+
+def _card_ips(card: records.HostCard) -> list[str]:
+    """The underlay IPs a card's libp2p listen addresses name (loopback left out)."""
+    out = []
+    for addr in card.listen_addrs:
+        parts = addr.split("/")
+        if len(parts) > 2 and parts[1] in ("ip4", "ip6"):
+            try:
+                ip = ipaddress.ip_address(parts[2])
+            except ValueError:
+                continue
+            if not ip.is_loopback and not ip.is_unspecified:
+                out.append(f"[{ip}]" if ip.version == 6 else str(ip))
+    return out

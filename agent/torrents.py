@@ -1,0 +1,623 @@
+"""The agent's torrent engine, inside the agent's nursery: holdings, repairs, reaper, DHT peers.
+
+``TorrentManager`` owns one ``media.engine.TorrentEngine`` (embedded libtorrent, a Transmission
+daemon, or none) and ties it to the replicated state:
+
+* **Holdings** — every torrent that completes here is published in this host's feed; while a
+  repair copy is under way the target publishes it as ``partial`` with ``bytes_done`` (at most
+  every ``progress_interval_ms``), so custody shows progress fleet-wide.
+* **Repairs** — from the pure core's ``actions_for``: as a pin's baton, record the intent (with
+  its lease) in our feed; as a target, add the torrent by magnet and dial the fleet holders
+  (their card's ``torrent_port`` at their overlay or, in mesh-only mode, underlay addresses):
+  libtorrent fetches the metadata from them (ut_metadata), then the data, over the fabric.
+* **Reaper** — a bounded window of samples per torrent, classified by ``agent.policy.reaper``;
+  ``apply_reaper`` performs only the safe nudges (reannounce, verify) and dials fleet holders of
+  stalled/dead items (mesh-first recovery). The reaper duty's holder does it on its own tick.
+* **DHT** — ``external_peers`` feeds ``peers_for`` with live DHT answers, only for items whose
+  policy is ``public`` and only on the host holding ``public_swarm_face`` (the DHT is off
+  elsewhere); a closed item is never even looked up.
+
+What this host added survives restarts: entries (.torrent bytes or magnet, content id, policy)
+live in the state file ``torrents``; on start they are re-added and libtorrent re-checks the data,
+so a seed keeps seeding and a partial copy resumes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field, replace
+
+import msgpack
+import trio
+
+from agent.policy import actions as policy_actions
+from agent.policy import duties as duty_policy
+from agent.policy import peers as peers_policy
+from agent.policy import reaper as reaper_policy
+from agent.policy.classes import PUBLIC, PUBLIC_SWARM_FACE, REAPER
+from agent.policy.inputs import ExternalPeer
+from crdt import records
+from media.engine import CompletionTracker, TorrentEngine, TorrentSample
+from media.lt_settings import SwarmFlags
+from media.torrent_input import TORRENT_BYTES_MAX, content_id_for, parse_torrent, validate_infohash
+from tva.errors import Conflict, InvalidInput, RemoteDataError, TvaError
+
+log = logging.getLogger("tva.torrents")
+
+INDEX_FILE = "torrents"
+INDEX_FORMAT = 1
+ENTRIES_MAX = 10_000
+DHT_CACHE_MAX = 1024
+DHT_QUEUE_MAX = 64
+NAME_CHARS_MAX = 255
+EngineFactory = Callable[[str, SwarmFlags], AbstractAsyncContextManager[TorrentEngine]]
+
+
+@dataclass(frozen=True)
+class TorrentTuning:
+    sample_interval_ms: int = 1000
+    progress_interval_ms: int = 2000  # partial-holding updates are throttled to this
+    samples_max: int = 720  # reaper window per torrent (12 min at 1 s)
+    redial_interval_ms: int = 5000  # a fetch with no peer re-dials the holders this often
+    nudge_interval_ms: int = 5 * 60 * 1000  # the reaper duty nudges one torrent at most this often
+    auto_reaper: bool = True
+    reaper: reaper_policy.ReaperThresholds = field(default_factory=reaper_policy.ReaperThresholds)
+    dht_refresh_ms: int = 30_000
+    dht_timeout_ms: int = 2000
+    # A template: listen addresses and port come from the config, the face from the duty (the
+    # outward features — DHT, UPnP, NAT-PMP — only ever run while this host holds that duty).
+    swarm: SwarmFlags = field(default_factory=SwarmFlags)
+
+
+def tuning_from_env(env: dict[str, str] | None = None) -> TorrentTuning:
+    """Test and operator knobs not (yet) in ``agent.config``: reaper thresholds and rate limits."""
+    env = dict(os.environ) if env is None else env
+
+    def num(name: str, default: int) -> int:
+        raw = env.get(name)
+        if raw is None:
+            return default
+        if not raw.isdigit():
+            raise InvalidInput(f"{name} must be a non-negative integer, got {raw[:40]!r}")
+        return int(raw)
+
+    t = TorrentTuning()
+    thresholds = reaper_policy.ReaperThresholds(
+        stalled_after_ms=num("TVA_REAPER_STALLED_AFTER_MS", t.reaper.stalled_after_ms),
+        dead_after_ms=num("TVA_REAPER_DEAD_AFTER_MS", t.reaper.dead_after_ms))
+    swarm = replace(t.swarm, upload_rate_limit_bps=num("TVA_TORRENT_UPLOAD_RATE_BPS", 0),
+                    download_rate_limit_bps=num("TVA_TORRENT_DOWNLOAD_RATE_BPS", 0))
+    return replace(t, reaper=thresholds, swarm=swarm)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What this host added and why: enough to re-add it after a restart and publish it."""
+
+    infohash: str
+    content_id: str
+    policy: str
+    source: str  # a records.SOURCES value
+    kind: str  # seed | download | repair
+    torrent: bytes | None  # None until the metadata is known (magnet)
+    save_dir: str | None = None  # relative to the media root; None: the root itself
+    size_bytes: int = 0  # known size (from the fleet's holdings, for a repair before metadata)
+    lease_until_ms: int = 0  # repair: the intent's lease (0 otherwise)
+
+
+def encode_index(entries: dict[str, Entry]) -> bytes:
+    rows = [[e.infohash, e.content_id, e.policy, e.source, e.kind, e.torrent, e.save_dir, e.size_bytes,
+             e.lease_until_ms] for e in entries.values()]
+    return msgpack.packb([INDEX_FORMAT, rows], use_bin_type=True)
+
+
+def decode_index(data: bytes) -> dict[str, Entry]:
+    """The state file back into entries; a bad row is skipped (one bad entry must not lose all)."""
+    try:
+        obj = msgpack.unpackb(data, raw=False, max_bin_len=TORRENT_BYTES_MAX, max_array_len=ENTRIES_MAX)
+    except Exception:
+        raise RemoteDataError("torrent index does not decode") from None
+    if not isinstance(obj, list) or len(obj) != 2 or obj[0] != INDEX_FORMAT or not isinstance(obj[1], list):
+        raise RemoteDataError("torrent index has an unknown format")
+    out: dict[str, Entry] = {}
+    for row in obj[1]:
+        try:
+            e = Entry(*row)
+            validate_infohash(e.infohash)
+            records.check_content_id(e.content_id)
+            records.Holding(e.content_id, e.infohash, e.size_bytes, "partial", e.policy, e.source)
+            if e.kind not in ("seed", "download", "repair") or (e.torrent is not None and not isinstance(e.torrent, bytes)):
+                raise InvalidInput("bad kind or torrent")
+            if e.save_dir is not None and not isinstance(e.save_dir, str):
+                raise InvalidInput("bad save dir")
+            if e.torrent is not None and parse_torrent(e.torrent).infohash != e.infohash:
+                raise InvalidInput("torrent bytes of another infohash")
+            out[e.infohash] = e
+        except (TypeError, TvaError) as exc:
+            log.warning("torrent index: skipping a bad entry (%s)", getattr(exc, "message", exc))
+    return out
+
+
+def card_endpoints(card: records.HostCard | None) -> tuple[tuple[str, int], ...]:
+    """Where a fleet host's torrent engine listens: overlay addresses, else its underlay IPs
+    (the IPs in its libp2p listen multiaddrs — mesh-only mode has no overlay)."""
+    if card is None or not card.torrent_port:
+        return ()
+    addrs = [a for a in (card.overlay_ipv4, card.overlay_ipv6) if a]
+    if not addrs:
+        for ma in card.listen_addrs:
+            parts = ma.split("/")
+            if len(parts) > 2 and parts[1] in ("ip4", "ip6") and parts[2] not in ("0.0.0.0", "::"):
+                addrs.append(parts[2])
+    return tuple(dict.fromkeys((a, card.torrent_port) for a in addrs))
+
+
+def repair_progress(snapshot, plan) -> list[dict]:
+    """Copies in flight for a custody plan: each pending target's bytes done / total."""
+    out = []
+    for target in plan.pending:
+        h = snapshot.holdings.get(target, {})
+        held = [x for x in h.values() if x.content_id == plan.content or x.infohash == plan.content
+                or (plan.infohash is not None and x.infohash == plan.infohash)]
+        done = max((x.bytes_done for x in held), default=0)
+        out.append({"target": target, "bytes_done": done, "size_bytes": plan.size_bytes})
+    return out
+
+
+def _policy_sample(s: TorrentSample) -> reaper_policy.TorrentSample:
+    return reaper_policy.TorrentSample(
+        at_ms=s.at_ms, progress=min(1.0, max(0.0, s.progress)), peers=s.peers, seeds=s.seeds,
+        down_rate_bps=s.rate_down_bps, up_rate_bps=s.rate_up_bps,
+        error=s.error[: reaper_policy.ERROR_CHARS_MAX] if s.error else None, tracker_ok=s.tracker_ok,
+        availability=s.availability)
+
+
+def _listen_ips(listen: tuple[str, ...]) -> tuple[str, ...]:
+    ips = [ma.split("/")[2] for ma in listen if ma.count("/") >= 2 and ma.split("/")[1] in ("ip4", "ip6")]
+    return tuple(dict.fromkeys(ips)) or ("127.0.0.1",)
+
+
+class TorrentManager:
+    """See the module docstring. ``service`` is the agent's ``agent.service.Service``."""
+
+    def __init__(self, cfg, state, service, *, clock_ms: Callable[[], int],
+                 tuning: TorrentTuning | None = None, engine_factory: EngineFactory | None = None,
+                 on_card: Callable[[dict], None] | None = None) -> None:
+        self.cfg = cfg
+        self._on_card = on_card or (lambda _fields: None)
+        self.state = state
+        self.service = service
+        self.clock_ms = clock_ms
+        self.tuning = tuning or tuning_from_env()
+        self._factory = engine_factory
+        self.engine: TorrentEngine | None = None
+        self.entries: dict[str, Entry] = {}
+        self._windows: dict[str, deque[reaper_policy.TorrentSample]] = {}
+        self._last: dict[str, TorrentSample] = {}
+        self._completion = CompletionTracker()
+        self._published_ms: dict[str, int] = {}
+        self._dialled_ms: dict[str, int] = {}
+        self._nudged_ms: dict[str, int] = {}
+        self._dht_cache: dict[str, tuple[int, tuple[ExternalPeer, ...]]] = {}
+        self._dht_wanted: dict[str, None] = {}
+        self.dht_lookups = 0  # how many DHT queries this host sent (the gate's test counts them)
+        self._face = False
+        self._flags = SwarmFlags()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def listen_port(self) -> int:
+        return self.engine.listen_port() if self.engine is not None else 0
+
+    def _open(self, flags: SwarmFlags) -> AbstractAsyncContextManager[TorrentEngine]:
+        media = str(self.cfg.media_dir())
+        if self._factory is not None:
+            return self._factory(media, flags)
+        if self.cfg.torrent_engine == "transmission":
+            from media.transmission_engine import TransmissionConfig, open_transmission_engine
+
+            return open_transmission_engine(TransmissionConfig(
+                self.cfg.transmission_url, media, self.cfg.transmission_user or None,
+                self.cfg.transmission_password or None))
+        from media.lt_engine import open_lt_engine
+
+        return open_lt_engine(media, flags)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self.cfg.torrent_engine == "off" and self._factory is None:
+            task_status.started()
+            await trio.sleep_forever()
+        os.makedirs(self.cfg.media_dir(), exist_ok=True)
+        self._flags = replace(self.tuning.swarm, listen_addresses=_listen_ips(tuple(self.cfg.listen)),
+                              listen_port=self.cfg.torrent_port, public_swarm_face=False)
+        async with self._open(self._flags) as engine:
+            self.engine = engine
+            try:
+                self._on_card({"torrent_port": engine.listen_port()})
+                await self._restore()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._tick_loop)
+                    nursery.start_soon(self._dht_loop)
+                    task_status.started()
+            finally:
+                self.engine = None
+
+    def _require_engine(self) -> TorrentEngine:
+        if self.engine is None:
+            raise Conflict("this agent runs no torrent engine",
+                           hint="set torrent_engine = \"libtorrent\" (or transmission) and restart the agent")
+        return self.engine
+
+    # --- the index (state file) ---------------------------------------------------------------
+
+    def _load_index(self) -> dict[str, Entry]:
+        raw = self.state.store.read(INDEX_FILE)
+        if raw is None:
+            return {}
+        try:
+            return decode_index(raw)
+        except RemoteDataError as exc:
+            log.error("torrent index unreadable (%s): starting with none", exc.message)
+            return {}
+
+    def _save_index(self) -> None:
+        try:
+            self.state.store.write(INDEX_FILE, encode_index(self.entries))
+        except (OSError, TvaError) as exc:
+            log.error("could not save the torrent index: %s", exc)
+
+    def _remember(self, entry: Entry) -> None:
+        self.entries[entry.infohash] = entry
+        self._save_index()
+
+    async def _restore(self) -> None:
+        engine = self._require_engine()
+        self.entries = self._load_index()
+        for e in list(self.entries.values()):
+            try:
+                if e.torrent is not None:
+                    await engine.add_torrent(e.torrent, e.save_dir)
+                else:
+                    await engine.add_magnet(self._magnet(e), e.save_dir)
+            except TvaError as exc:
+                log.warning("could not re-add %s (%s): %s", e.content_id, e.infohash, exc.message)
+
+    @staticmethod
+    def _magnet(e: Entry) -> str:
+        return f"magnet:?xt=urn:btih:{e.infohash}&dn={e.content_id}"
+
+    # --- commands (HTTP API) ------------------------------------------------------------------
+
+    async def add(self, source: str | None = None, torrent_b64: str | None = None,
+                  policy: str | None = None) -> dict:
+        """`tva-agent torrent add`: a magnet, .torrent bytes (base64) or a path under the media root."""
+        from media.commands import add_from_argument
+
+        engine = self._require_engine()
+        if policy is not None and policy not in records.POLICIES:
+            raise InvalidInput(f"policy {policy!r:.40} is unknown", hint="public, f2f_only or search_only")
+        if (source is None) == (torrent_b64 is None):
+            raise InvalidInput("give exactly one of a magnet/path and .torrent bytes")
+        private = False
+        if torrent_b64 is not None:
+            try:
+                data = base64.b64decode(torrent_b64, validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidInput("the .torrent bytes are not valid base64") from None
+            meta = parse_torrent(data)
+            ih = await engine.add_torrent(data)
+            kind, cid, name, torrent, private = "download", content_id_for(meta.name, ih), meta.name, data, meta.private
+        else:
+            res = await add_from_argument(engine, source)
+            ih, cid, name = res.infohash, res.content_id, res.name
+            kind = "seed" if res.kind == "seed" else "download"
+            torrent = await engine.torrent_file(ih)
+            private = torrent is not None and parse_torrent(torrent).private
+        src = "private-tracker" if private else ("local" if kind == "seed" else "public")
+        note = ""
+        if policy is None:
+            policy = "search_only" if private else "public"
+        elif private and policy == "public":
+            policy, note = "f2f_only", "private-tracker content is f2f_only at most"
+        size = parse_torrent(torrent).size_bytes if torrent is not None else 0
+        self._remember(Entry(ih, cid, policy, src, kind, torrent, size_bytes=size))
+        return {"message": f"{'seeding' if kind == 'seed' else 'downloading'} {cid} ({ih})" + (f": {note}" if note else ""),
+                "kind": kind, "content": cid, "infohash": ih, "name": name, "policy": policy, "note": note}
+
+    async def listing(self) -> list[dict]:
+        engine = self._require_engine()
+        rows = []
+        for s in sorted(await engine.samples(), key=lambda s: s.name):
+            e = self.entries.get(s.infohash)
+            rows.append({"infohash": s.infohash, "name": s.name, "content": e.content_id if e else None,
+                         "kind": e.kind if e else None, "policy": e.policy if e else None, "state": s.state,
+                         "progress": round(s.progress, 4), "bytes_done": s.bytes_done, "size_bytes": s.size_bytes,
+                         "peers": s.peers, "seeds": s.seeds, "rate_down_bps": s.rate_down_bps,
+                         "rate_up_bps": s.rate_up_bps, "error": s.error})
+        return rows
+
+    # --- the tick -----------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except TvaError as exc:
+                log.warning("torrent tick: %s", exc.message)
+            await trio.sleep(self.tuning.sample_interval_ms / 1000)
+
+    async def tick(self) -> None:
+        """One pass: sample, publish, carry out repairs, reap (the daemon calls it periodically)."""
+        engine = self._require_engine()
+        samples = await engine.samples()
+        now = self.clock_ms()
+        self._record(samples)
+        changed = False
+        for item in self._completion.update(samples):
+            changed |= self._publish_complete(item.infohash, item.name, item.size_bytes)
+        changed |= await self._learn_metadata(samples)
+        changed |= self._publish_progress(samples, now)
+        changed |= await self._carry_out(now)
+        if changed:
+            self.service._commit()
+        self._follow_face_duty()
+        self._on_card({"torrent_port": engine.listen_port()})  # re-applied settings may re-bind
+        if self.tuning.auto_reaper and self._duty_primary(REAPER) == self.state.peer_id:
+            await self.apply_reaper(only_due=True)
+
+    def _record(self, samples: list[TorrentSample]) -> None:
+        present = set()
+        for s in samples:
+            present.add(s.infohash)
+            self._last[s.infohash] = s
+            w = self._windows.setdefault(s.infohash, deque(maxlen=self.tuning.samples_max))
+            if w and s.at_ms <= w[-1].at_ms:
+                continue  # the policy core wants one sample per instant, oldest first
+            try:
+                w.append(_policy_sample(s))
+            except InvalidInput as exc:  # an engine reporting nonsense: skip the sample, not the agent
+                log.warning("odd sample for %s: %s", s.infohash, exc.message)
+        for gone in set(self._windows) - present:
+            self._windows.pop(gone, None)
+            self._last.pop(gone, None)
+
+    def _put_holding(self, h: records.Holding) -> bool:
+        key = records.holding_key(h.content_id)
+        value = records.encode_holding(h)
+        if self.state.own.get(key) == value:
+            return False
+        self.state.own.put(key, value)
+        return True
+
+    def _publish_complete(self, infohash: str, name: str, size: int) -> bool:
+        e = self.entries.get(infohash)
+        if e is None:  # added behind our back (e.g. in Transmission's own UI): publish it closed
+            e = Entry(infohash, content_id_for(name, infohash), "search_only", "local", "download", None)
+        if e.kind == "repair":
+            self._remember(replace(e, kind="seed", lease_until_ms=0))
+        log.info("holding %s complete (%d bytes)", e.content_id, size)
+        return self._put_holding(records.Holding(e.content_id, infohash, size, "complete", e.policy, e.source, size))
+
+    async def _learn_metadata(self, samples: list[TorrentSample]) -> bool:
+        # A magnet's .torrent bytes arrive from peers: keep them, so a restart re-adds by file.
+        for s in samples:
+            e = self.entries.get(s.infohash)
+            if e is not None and e.torrent is None and s.size_bytes:
+                data = await self._require_engine().torrent_file(s.infohash)
+                if data is not None:
+                    self._remember(replace(e, torrent=data, size_bytes=s.size_bytes))
+        return False
+
+    def _publish_progress(self, samples: list[TorrentSample], now: int) -> bool:
+        changed = False
+        for s in samples:
+            e = self.entries.get(s.infohash)
+            if e is None or e.kind != "repair" or s.infohash in self._completion.complete_infohashes():
+                continue
+            if now - self._published_ms.get(s.infohash, 0) < self.tuning.progress_interval_ms:
+                continue
+            size = s.size_bytes or e.size_bytes
+            done = min(s.bytes_done, size)
+            self._published_ms[s.infohash] = now
+            changed |= self._put_holding(records.Holding(e.content_id, s.infohash, size, "partial", e.policy,
+                                                         e.source, done))
+        return changed
+
+    # --- repairs ------------------------------------------------------------------------------
+
+    def _duty_primary(self, duty: str) -> str | None:
+        try:
+            return duty_policy.primary_of(duty_policy.assign_duties(self.service.snapshot().view), duty)
+        except TvaError:
+            return None
+
+    async def _carry_out(self, now: int) -> bool:
+        snap = self.service.snapshot()
+        duties = duty_policy.assign_duties(snap.view)
+        acts = policy_actions.actions_for(self.state.peer_id, self.service.custody_plans(), duties, snap.view, now)
+        changed = False
+        recorded: set[str] = set()
+        fetching: set[str] = set()
+        for a in acts:
+            if isinstance(a, policy_actions.StartRepair) and a.content not in recorded:
+                changed |= self._record_intent(a)
+                recorded.add(a.content)
+            elif isinstance(a, policy_actions.FetchCopy) and a.infohash is not None:
+                fetching.add(a.infohash)
+                changed |= await self._fetch(a, snap, now)
+        changed |= await self._expire_repairs(fetching, now)
+        return changed
+
+    def _record_intent(self, a: policy_actions.StartRepair) -> bool:
+        # One key per content today ("intent/<content>"); a per-target key later. With one key a
+        # second target in the same plan would overwrite the first, so one intent per content.
+        intent = records.RepairIntent(a.content, a.target, a.lease_until_ms)
+        key = records.intent_key(a.content)
+        self.state.own.put(key, records.encode_intent(intent))
+        log.info("repair of %s: %s fetches it until %d", a.content, a.target[:16], a.lease_until_ms)
+        return True
+
+    def _holder_endpoints(self, snap, peers) -> tuple[tuple[str, int], ...]:
+        out: list[tuple[str, int]] = []
+        for p in peers:
+            if p != self.state.peer_id and snap.view.is_live(p):
+                out.extend(card_endpoints(snap.cards.get(p)))
+        return tuple(dict.fromkeys(out))
+
+    async def _fetch(self, a: policy_actions.FetchCopy, snap, now: int) -> bool:
+        engine = self._require_engine()
+        ih = a.infohash
+        peers = self._holder_endpoints(snap, a.sources)
+        e = self.entries.get(ih)
+        if e is None:
+            held = snap.view.holders_of_infohash(ih)
+            src = next((held[p] for p in a.sources if p in held), None)
+            if src is None:
+                return False
+            holding = snap.holdings.get(src.peer_id, {}).get(src.content_id)
+            source = holding.source if holding is not None else "local"
+            policy = holding.policy if holding is not None else "search_only"
+            e = Entry(ih, src.content_id, policy, source, "repair", None, size_bytes=src.size_bytes,
+                      lease_until_ms=a.lease_until_ms)
+            await engine.add_magnet(self._magnet(e))
+            self._remember(e)
+            self._dialled_ms.pop(ih, None)
+            log.info("fetching %s (%s) from %d fleet endpoints", e.content_id, ih, len(peers))
+        elif e.kind == "repair" and e.lease_until_ms != a.lease_until_ms:
+            self._remember(replace(e, lease_until_ms=a.lease_until_ms))
+        last = self._last.get(ih)
+        if peers and (last is None or last.peers == 0) and \
+                now - self._dialled_ms.get(ih, -10**12) >= self.tuning.redial_interval_ms:
+            self._dialled_ms[ih] = now
+            await engine.connect_peers(ih, peers)
+        if e.kind == "repair" and ih not in self._completion.complete_infohashes() and ih not in self._published_ms:
+            self._published_ms[ih] = now
+            return self._put_holding(records.Holding(e.content_id, ih, e.size_bytes, "partial", e.policy, e.source, 0))
+        return False
+
+    async def _expire_repairs(self, fetching: set[str], now: int) -> bool:
+        """A repair copy whose lease ended unfinished is dropped: the baton re-plans elsewhere."""
+        changed = False
+        for e in [e for e in self.entries.values() if e.kind == "repair"]:
+            if e.infohash in fetching or e.lease_until_ms > now:
+                continue
+            log.info("repair of %s: lease over before completion, dropping the partial copy", e.content_id)
+            try:
+                await self._require_engine().remove(e.infohash, delete_files=True)
+            except TvaError:
+                pass
+            self.entries.pop(e.infohash, None)
+            self._save_index()
+            key = records.holding_key(e.content_id)
+            if self.state.own.get(key) is not None:
+                self.state.own.delete(key)
+                changed = True
+        return changed
+
+    # --- reaper -------------------------------------------------------------------------------
+
+    def _verdicts(self) -> list[tuple[reaper_policy.ReaperVerdict, tuple[tuple[str, int], ...]]]:
+        snap = self.service.snapshot()
+        now = self.clock_ms()
+        out = []
+        for ih, window in sorted(self._windows.items()):
+            if not window:
+                continue
+            holders = [p for p, h in snap.view.holders_of_infohash(ih).items() if h.complete]
+            try:
+                v = reaper_policy.reap(ih, tuple(window), max(now, window[-1].at_ms), self.tuning.reaper,
+                                       mesh=peers_policy.peers_for(snap.view, ih, exclude_peer=self.state.peer_id),
+                                       custodians=peers_policy.custodians_of(snap.view, ih,
+                                                                             exclude_peer=self.state.peer_id))
+            except TvaError as exc:
+                log.warning("reaper on %s: %s", ih, exc.message)
+                continue
+            out.append((v, self._holder_endpoints(snap, holders)))
+        return out
+
+    def verdicts(self) -> list[dict]:
+        """`tva-agent reaper`: every torrent classified; nothing changes."""
+        rows = []
+        for v, endpoints in self._verdicts():
+            last = self._last.get(v.infohash)
+            e = self.entries.get(v.infohash)
+            rows.append({**v.to_json_dict(), "name": last.name if last else None,
+                         "content": e.content_id if e else None,
+                         "progress": round(last.progress, 4) if last else None,
+                         "fleet_endpoints": [f"{a}:{p}" for a, p in endpoints]})
+        return rows
+
+    async def apply_reaper(self, *, only_due: bool = False) -> dict:
+        """`tva-agent reaper --apply`: nudges (reannounce, verify) and fleet holders dialled, only."""
+        engine = self._require_engine()
+        now = self.clock_ms()
+        applied = []
+        for v, endpoints in self._verdicts():
+            if v.state == reaper_policy.HEALTHY:
+                continue
+            if only_due and now - self._nudged_ms.get(v.infohash, -10**15) < self.tuning.nudge_interval_ms:
+                continue
+            self._nudged_ms[v.infohash] = now
+            done: list[str] = []
+            try:
+                for action in v.actions:
+                    if action == reaper_policy.REANNOUNCE:
+                        await engine.reannounce(v.infohash)
+                    elif action == reaper_policy.VERIFY:
+                        await engine.verify(v.infohash)
+                    done.append(action)
+                dialled = await engine.connect_peers(v.infohash, endpoints) if endpoints else 0
+            except TvaError as exc:  # e.g. removed meanwhile: report, carry on with the rest
+                applied.append({"infohash": v.infohash, "state": v.state, "actions": done, "error": exc.message})
+                continue
+            applied.append({"infohash": v.infohash, "state": v.state, "actions": done, "fleet_peers_dialled": dialled})
+        return {"applied": applied, "verdicts": self.verdicts()}
+
+    # --- the public swarm face: DHT peers -----------------------------------------------------
+
+    def _follow_face_duty(self) -> None:
+        face = bool(self.cfg.public_swarm) and self._duty_primary(PUBLIC_SWARM_FACE) == self.state.peer_id
+        if face != self._face and hasattr(self.engine, "apply_flags"):
+            self._face = face
+            self._flags = replace(self._flags, public_swarm_face=face, listen_port=self.listen_port())
+            self.engine.apply_flags(self._flags)
+            log.info("public_swarm_face %s: DHT %s", "taken" if face else "left", "on" if face else "off")
+
+    def external_peers(self, infohash: str) -> list[ExternalPeer]:
+        """DHT peers for ``peers_for`` (sync: answers from the cache, asks the DHT in the background)."""
+        if self.engine is None or not self._face:
+            return []
+        # The gate from the policy core: only a public item may be looked up at all.
+        if peers_policy.item_policy(self.service.snapshot().view, infohash) != PUBLIC:
+            return []
+        at, peers = self._dht_cache.get(infohash, (None, ()))
+        if (at is None or self.clock_ms() - at >= self.tuning.dht_refresh_ms) and len(self._dht_wanted) < DHT_QUEUE_MAX:
+            self._dht_wanted[infohash] = None
+        return list(peers)
+
+    async def _dht_loop(self) -> None:
+        while True:
+            await trio.sleep(0.1)
+            if not self._dht_wanted or self.engine is None:
+                continue
+            ih = next(iter(self._dht_wanted))
+            self._dht_wanted.pop(ih)
+            if not self._face or peers_policy.item_policy(self.service.snapshot().view, ih) != PUBLIC:
+                continue  # the item closed (or the duty moved) while it waited
+            self.dht_lookups += 1
+            try:
+                found = await self.engine.dht_peers(ih, self.tuning.dht_timeout_ms)
+                peers = tuple(ExternalPeer(a, p, "dht") for a, p in found)
+            except TvaError as exc:
+                log.info("DHT lookup of %s: %s", ih, exc.message)
+                continue
+            if len(self._dht_cache) >= DHT_CACHE_MAX:
+                self._dht_cache.pop(next(iter(self._dht_cache)))
+            self._dht_cache[ih] = (self.clock_ms(), peers)
+            self.service.invalidate()
