@@ -179,8 +179,17 @@ def holding_key(content_id: str) -> str:
     return HOLDING_PREFIX + check_content_id(content_id)
 
 
-def intent_key(content_id: str) -> str:
-    return INTENT_PREFIX + check_content_id(content_id)
+def intent_key(content_id: str, target_peer_id: str | None = None) -> str:
+    """``intent/<content>`` or, for one of several repairs of one item, ``intent/<content>/<target>``
+    (content ids never contain "/", so the split is unambiguous)."""
+    key = INTENT_PREFIX + check_content_id(content_id)
+    if target_peer_id is None:
+        return key
+    try:
+        public_from_peer_id(target_peer_id)
+    except RemoteDataError:
+        raise InvalidInput(f"not a peer id: {target_peer_id!r:.60}") from None
+    return key + "/" + target_peer_id
 
 
 # --- encoding ------------------------------------------------------------------------------------
@@ -302,14 +311,20 @@ def holdings_of(feed: Feed) -> dict[str, Holding]:
 
 
 def intents_of(feed: Feed) -> dict[str, RepairIntent]:
+    """Key suffix (``<content>`` or ``<content>/<target>``) → intent; an intent whose key names a
+    target other than the one inside it is malformed and skipped."""
     out = {}
     for key, raw in feed.live_items():
         if key.startswith(INTENT_PREFIX):
-            cid = key[len(INTENT_PREFIX):]
+            suffix = key[len(INTENT_PREFIX):]
+            cid, _, target = suffix.partition("/")
             try:
-                out[cid] = decode_intent(cid, raw)
+                intent = decode_intent(cid, raw)
             except RemoteDataError:
                 continue
+            if target and target != intent.target_peer_id:
+                continue
+            out[suffix] = intent
     return out
 
 

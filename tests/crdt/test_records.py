@@ -187,3 +187,20 @@ def test_views_read_typed_records_and_skip_invalid_ones():
     assert claims(fs) == {KEYS[0].peer_id: AddressClaim("10.77.0.2")}
     with pytest.raises(InvalidInput):
         holding_key("no spaces allowed")
+
+
+def test_several_intents_per_content_are_keyed_by_target():
+    fs = FeedSet()
+    a = OwnFeed(KEYS[0], fs)
+    for target in (KEYS[1], KEYS[2]):
+        a.put(intent_key("tmdb:2", target.peer_id),
+              encode_intent(RepairIntent("tmdb:2", target.peer_id, T0_MS + 60_000)))
+    # A record whose key names another target than its value is refused when read.
+    a.put(intent_key("tmdb:3", KEYS[1].peer_id), encode_intent(RepairIntent("tmdb:3", KEYS[2].peer_id, 1)))
+    a.commit(T0_MS)
+    got = intents(fs)[KEYS[0].peer_id]
+    assert sorted(i.target_peer_id for i in got.values() if i.content_id == "tmdb:2") == sorted(
+        [KEYS[1].peer_id, KEYS[2].peer_id])
+    assert not any(i.content_id == "tmdb:3" for i in got.values())
+    with pytest.raises(InvalidInput):
+        intent_key("tmdb:2", "not-a-peer")
