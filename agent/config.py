@@ -60,7 +60,7 @@ class Config:
     wg_socket_dir: Path | None = None  # None: /var/run/wireguard (wireguard-go's fixed directory)
     overlay_api: bool = True  # also serve the API (token required) on this host's tva0 addresses
     torrent_engine: str = "libtorrent"
-    torrent_port: int = 0  # 0: pick a free port
+    torrent_port: int = 0  # libtorrent: 0 picks a free port; engine off: the port of an external client
     transmission_url: str = "http://127.0.0.1:9091/transmission/rpc"
     transmission_user: str = ""
     transmission_password: str = ""

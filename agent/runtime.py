@@ -179,7 +179,8 @@ class Agent:
             services=old.services if old else (), wg_public_key=extra.get("wg_public_key", ""),
             overlay_ipv4=extra.get("overlay_ipv4", ""), overlay_ipv6=extra.get("overlay_ipv6", ""),
             listen_addrs=tuple(self._bootstrap_addrs()[: records.LISTEN_ADDRS_MAX]),
-            api_port=self._api_port, torrent_port=extra.get("torrent_port", 0))
+            # With the embedded engine off, the configured port names an external client (if any).
+            api_port=self._api_port, torrent_port=extra.get("torrent_port", self.cfg.torrent_port))
         if card != old:
             self.state.own.put(records.CARD_KEY, records.encode_card(card))
             self.service._commit()

@@ -183,6 +183,23 @@ def _listen_ips(listen: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ips)) or ("127.0.0.1",)
 
 
+def _limit_local_peers(engine: object, flags: SwarmFlags) -> None:
+    """Make configured rate limits apply to LAN/loopback peers too.
+
+    libtorrent puts local-network peers in its "local" peer class, which no limit touches; the
+    fleet's fabric counts as local, so without this a configured limit would never apply to fleet
+    copies. (Reaches into the libtorrent engine's session: belongs in media.lt_engine.)"""
+    ses = getattr(engine, "_ses", None)
+    if ses is None or not (flags.upload_rate_limit_bps or flags.download_rate_limit_bps):
+        return
+    import libtorrent as lt
+
+    f = lt.ip_filter()
+    f.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+    f.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 1 << lt.session.global_peer_class_id)
+    ses.set_peer_class_filter(f)
+
+
 class TorrentManager:
     """See the module docstring. ``service`` is the agent's ``agent.service.Service``."""
 
@@ -239,6 +256,7 @@ class TorrentManager:
         async with self._open(self._flags) as engine:
             self.engine = engine
             try:
+                _limit_local_peers(engine, self._flags)
                 self._on_card({"torrent_port": engine.listen_port()})
                 await self._restore()
                 async with trio.open_nursery() as nursery:

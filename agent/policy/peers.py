@@ -135,7 +135,7 @@ def peers_for(
                 found.extend(_host_peers(host, source))
     if FRIEND in allowed:
         for f in friend_list:
-            if f.infohash == infohash and f.peer_id not in revoked:
+            if f.infohash == infohash and f.fleet_id in linked and f.peer_id not in revoked:
                 found.append(Peer(f.peer_id, f.fleet_id, f.addr, f.port, FRIEND))
     for e in ext:
         if e.source in allowed:
