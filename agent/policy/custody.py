@@ -32,7 +32,9 @@ Each pin's plan depends only on that pin's holdings, intents, and the hosts, whi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from hashlib import blake2b
 
 from . import checks, rendezvous
 from .canonical import JsonOutput
@@ -132,9 +134,9 @@ class _Pool:
                 continue
             tier = (0 if pref == PREFER else 1, _TARGET_CLASS_TIER.get(h.host_class, 1))
             self.by_peer[h.peer_id] = (tier, host_weight(h.host_class, h.uptime_score), h.disk_free_bytes)
-        groups: dict[tuple[int, int], list[tuple[str, float, int]]] = {}
+        groups: dict[tuple[int, int], list[tuple[str, bytes, float, int]]] = {}
         for peer, (tier, weight, free) in sorted(self.by_peer.items()):
-            groups.setdefault(tier, []).append((peer, weight, free))
+            groups.setdefault(tier, []).append((peer, peer.encode(), weight, free))
         self.tiers = sorted(groups.items())
 
     def target_key(self, key: bytes, peer: str) -> tuple[tuple[int, int], float, str] | None:
@@ -259,9 +261,12 @@ def missing_copies(plan: CustodyPlan) -> int:
 
 def _targets(pool: _Pool, key: bytes, bytes_needed: int, holds: dict, pending: set[str], need: int) -> list[str]:
     chosen: list[str] = []
-    score = rendezvous.score
+    # rendezvous.score inlined (same arithmetic, so the same floats): this loop is most of a
+    # full recompute when many pins are under-replicated.
+    b2, from_bytes, log, shift, scale = blake2b, int.from_bytes, math.log, rendezvous.SHIFT, rendezvous.SCALE
     for _tier, group in pool.tiers:
-        keyed = [(-score(key, peer, weight), peer) for peer, weight, free in group
+        keyed = [(weight / log(((from_bytes(b2(key + pb, digest_size=8).digest(), "big") >> shift) + 0.5) / scale), peer)
+                 for peer, pb, weight, free in group
                  if free >= bytes_needed and peer not in holds and peer not in pending]
         keyed.sort()
         chosen.extend(p for _, p in keyed[: need - len(chosen)])

@@ -17,7 +17,8 @@ import math
 from hashlib import blake2b
 
 _FRACTION_BITS = 53  # a double holds 53 bits exactly: u is exact and never 0 or 1
-_SCALE = float(2**_FRACTION_BITS)
+SCALE = float(2**_FRACTION_BITS)
+SHIFT = 64 - _FRACTION_BITS
 
 
 def key_bytes(namespace: str, key: str) -> bytes:
@@ -32,8 +33,8 @@ def hash64(key: bytes, peer_id: str) -> int:
 
 def unit(key: bytes, peer_id: str) -> float:
     """The host's uniform draw in (0, 1) for this key."""
-    n = int.from_bytes(blake2b(key + peer_id.encode(), digest_size=8).digest(), "big") >> (64 - _FRACTION_BITS)
-    return (n + 0.5) / _SCALE
+    n = int.from_bytes(blake2b(key + peer_id.encode(), digest_size=8).digest(), "big") >> SHIFT
+    return (n + 0.5) / SCALE
 
 
 def score(key: bytes, peer_id: str, weight: float) -> float:

@@ -4,9 +4,9 @@ Built from the input values in any order; the indexes are keyed, never ordered b
 agents that received the same state in different orders hold equal views. Host overrides from
 the fleet document are applied here (they win over the card).
 
-The view is read-only to callers. ``CustodyPlanner`` (agent.policy.custody) owns a private copy
-and changes it one holding at a time through the underscore methods below, which keep every index
-exactly as a fresh ``build`` would.
+The view is read-only to callers. ``CustodyPlanner`` (agent.policy.planner) takes ownership of
+one and changes it one fact at a time through the underscore methods below, which keep every
+index exactly as a fresh ``build`` would (pass it ``view.copy()`` to keep using the original).
 """
 
 from __future__ import annotations
@@ -83,7 +83,10 @@ class FleetView:
                 raise checks.fail(f"two host cards for {h.peer_id}", "a peer id has exactly one card")
             view._put_host(h, recompute=False)
         view._recompute_revoked()
-        for hold in checks.instances(holdings, "holdings", HoldingView):
+        hold_list = checks.instances(holdings, "holdings", HoldingView)
+        if len(hold_list) > HOLDINGS_MAX:
+            raise checks.fail(f"{len(hold_list)} holdings (max {HOLDINGS_MAX})", "a fleet this large is not supported")
+        for hold in hold_list:
             if hold.content_id in view.by_peer.get(hold.peer_id, ()):
                 raise checks.fail(f"holding {hold.content_id!r:.60} of {hold.peer_id} listed twice",
                                   "a host holds a content id at most once")
@@ -220,7 +223,8 @@ class FleetView:
         else:
             self.intents.pop(content, None)
 
-    def _copy(self) -> FleetView:
+    def copy(self) -> FleetView:
+        """An independent copy (indexes copied; the frozen values inside are shared)."""
         v = FleetView()
         v.hosts = dict(self.hosts)
         v.duty_prefs = {k: dict(p) for k, p in self.duty_prefs.items()}
@@ -228,6 +232,7 @@ class FleetView:
         v.revoked_listed = self.revoked_listed
         v.revoked_peers = self.revoked_peers
         v.pins = dict(self.pins)
+        v.rejected_pins = self.rejected_pins
         v.by_content = {k: dict(d) for k, d in self.by_content.items()}
         v.by_infohash = {k: {p: dict(c) for p, c in d.items()} for k, d in self.by_infohash.items()}
         v.by_peer = {k: set(s) for k, s in self.by_peer.items()}
