@@ -20,6 +20,7 @@ from dataclasses import asdict
 import trio
 
 from agent.config import Config
+from agent.views import underlay_ips
 from crdt import records
 from tva.errors import StateCorrupt, TvaError
 
@@ -238,15 +239,10 @@ class FabricManager:
 
 
 def _card_ips(card: records.HostCard) -> list[str]:
-    """The underlay IPs a card's libp2p listen addresses name (loopback left out)."""
+    """Underlay IPs of a card, as WireGuard endpoint hosts (IPv6 in brackets; loopback left out)."""
     out = []
-    for addr in card.listen_addrs:
-        parts = addr.split("/")
-        if len(parts) > 2 and parts[1] in ("ip4", "ip6"):
-            try:
-                ip = ipaddress.ip_address(parts[2])
-            except ValueError:
-                continue
-            if not ip.is_loopback and not ip.is_unspecified:
-                out.append(f"[{ip}]" if ip.version == 6 else str(ip))
+    for ip in underlay_ips(card):
+        if ipaddress.ip_address(ip).is_loopback:
+            continue
+        out.append(f"[{ip}]" if ":" in ip else ip)
     return out

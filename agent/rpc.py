@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-from tva.errors import DecodeError
+from tva.errors import DecodeError, RequestRefused
 
 RPC_VERSION = 1
 KINDS = ("join", "peers_for", "status")
@@ -75,8 +75,19 @@ def decode_reply(data: bytes) -> dict[str, Any]:
     return obj
 
 
+def encode_refusal(message: str, hint: str = "") -> bytes:
+    """An expected refusal (bad invite, not a member…): the asker shows the message and hint."""
+    return encode_reply({"error": message[:300], "hint": hint[:300]})
+
+
+def raise_if_refused(reply: dict[str, Any]) -> None:
+    if "error" in reply:
+        raise RequestRefused(str(reply.get("error"))[:300], hint=str(reply.get("hint", ""))[:300])
+
+
 def decode_join_reply(data: bytes) -> tuple[bytes, list[bytes]]:
     reply = decode_reply(data)
+    raise_if_refused(reply)
     doc, deltas = reply.get("doc"), reply.get("deltas")
     if not isinstance(doc, bytes) or not isinstance(deltas, list) or not all(isinstance(d, bytes) for d in deltas):
         raise DecodeError("join reply lacks the fleet document or feeds")

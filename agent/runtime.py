@@ -248,11 +248,15 @@ class Agent:
     # --- peer queries -------------------------------------------------------------------------
 
     async def _handle_request(self, peer: str, payload: bytes) -> bytes:
-        query = rpc.decode_query(payload)
-        if query.kind == "join":
-            return self._admit(peer, query.body)
-        if peer not in self.state.members():
-            raise RemoteDataError("only members may query this agent")
+        try:
+            query = rpc.decode_query(payload)
+            if query.kind == "join":
+                return self._admit(peer, query.body)
+            if peer not in self.state.members():
+                raise RemoteDataError("only members may query this agent")
+        except TvaError as exc:
+            # An expected refusal travels as data, so the asker can show why (not just "refused").
+            return rpc.encode_refusal(exc.message, exc.hint)
         if query.kind == "peers_for":
             return rpc.encode_reply(self.service.peers_for(query.body["infohash"]))
         return rpc.encode_reply(self.service.status())

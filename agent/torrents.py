@@ -219,7 +219,7 @@ class TorrentManager:
         self._last: dict[str, TorrentSample] = {}
         self._completion = CompletionTracker()
         self._published_ms: dict[str, int] = {}
-        self._dialled_ms: dict[str, int] = {}
+        self._dialled: dict[str, tuple[int, tuple[tuple[str, int], ...]]] = {}
         self._nudged_ms: dict[str, int] = {}
         self._dht_cache: dict[str, tuple[int, tuple[ExternalPeer, ...]]] = {}
         self._dht_wanted: dict[str, None] = {}
@@ -505,14 +505,19 @@ class TorrentManager:
                       lease_until_ms=a.lease_until_ms)
             await engine.add_magnet(self._magnet(e))
             self._remember(e)
-            self._dialled_ms.pop(ih, None)
+            self._dialled.pop(ih, None)
             log.info("fetching %s (%s) from %d fleet endpoints", e.content_id, ih, len(peers))
         elif e.kind == "repair" and e.lease_until_ms != a.lease_until_ms:
             self._remember(replace(e, lease_until_ms=a.lease_until_ms))
         last = self._last.get(ih)
-        if peers and (last is None or last.peers == 0) and \
-                now - self._dialled_ms.get(ih, -10**12) >= self.tuning.redial_interval_ms:
-            self._dialled_ms[ih] = now
+        # Dial at once when the holders' endpoints changed (a restarted holder has a new port),
+        # else every redial interval while no seed is connected. Not on "peers": libtorrent
+        # counts its own half-open retries to a dead endpoint as peers.
+        at, dialled = self._dialled.get(ih, (-10**15, ()))
+        if peers and (peers != dialled or ((last is None or last.seeds == 0)
+                                           and now - at >= self.tuning.redial_interval_ms)):
+            self._dialled[ih] = (now, peers)
+            log.info("dialling fleet holders of %s: %s", e.content_id, peers)
             await engine.connect_peers(ih, peers)
         if e.kind == "repair" and ih not in self._completion.complete_infohashes() and ih not in self._published_ms:
             self._published_ms[ih] = now

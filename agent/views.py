@@ -11,6 +11,7 @@ Kept apart from the service so the mapping between the two vocabularies is in on
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -50,6 +51,21 @@ class Snapshot:
     invalid_pins: tuple[tuple[str, str], ...]
 
 
+def underlay_ips(card: records.HostCard) -> tuple[str, ...]:
+    """The IPs of a card's listen addresses; loopback only when that is all it has (one machine)."""
+    ips = []
+    for addr in card.listen_addrs:
+        parts = addr.split("/")
+        if len(parts) > 2 and parts[1] in ("ip4", "ip6"):
+            try:
+                ips.append(ipaddress.ip_address(parts[2]))
+            except ValueError:
+                continue
+    ips = [ip for ip in ips if not ip.is_unspecified and not ip.is_link_local]
+    usable = [ip for ip in ips if not ip.is_loopback] or ips
+    return tuple(dict.fromkeys(str(ip) for ip in usable))[:16]
+
+
 def _liveness(peer: str, self_id: str, revoked: frozenset[str], live: LiveInfo) -> str:
     if peer in revoked:
         return "revoked"
@@ -85,6 +101,7 @@ def build_snapshot(state, live: LiveInfo, self_presence: Presence) -> Snapshot:
                 disk_free_bytes=presence.disk_free_bytes, uptime_score=presence.uptime_score,
                 overlay_ipv4=card.overlay_ipv4 or None, overlay_ipv6=card.overlay_ipv6 or None,
                 torrent_port=card.torrent_port or None, revoked=peer in revoked,
+                underlay_addrs=underlay_ips(card),
             ))
         except InvalidInput:
             continue  # a card the policy core cannot use (e.g. an unknown class from a newer peer)

@@ -115,17 +115,19 @@ async def _join(cfg: Config, token: str):
             transport.add_peer_addrs(peer, [addr])
             try:
                 reply = await transport.request(peer, query, JOIN_TIMEOUT_MS)
+                doc_bytes, deltas = rpc.decode_join_reply(reply)
                 break
             except TvaError as exc:
-                errors.append(f"{addr}: {exc.message}")
+                reply = None
+                errors.append(exc.message)
                 if "redeemed" in exc.message or "revoked" in exc.message or "member" in exc.message:
                     break  # the fleet said no: another bootstrap would say the same
         nursery.cancel_scope.cancel()
     if reply is None:
         detail = "; ".join(errors) or "no bootstrap address"
-        raise InviteError(f"could not join: {detail}",
-                          hint="is the inviting host's agent running and reachable? invites are single-use")
-    doc_bytes, deltas = rpc.decode_join_reply(reply)
+        hint = "invites are single-use: ask for a new one" if "redeemed" in detail else \
+            "is the inviting host's agent running and reachable?"
+        raise InviteError(f"could not join: {detail}", hint=hint)
     fleet = FleetInfo(inv.fleet_id, inv.fleet_name, inv.psk)
     return NodeState.joined(store, key, fleet, doc_bytes, deltas, feeds)
 

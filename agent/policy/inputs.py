@@ -27,6 +27,7 @@ from .classes import (
 )
 
 PORT_MAX = 65535
+UNDERLAY_ADDRS_MAX = 16
 COPIES_MAX = 64  # a pin asking for more copies than this is a typo, not a plan
 
 
@@ -65,6 +66,9 @@ class HostView:
     overlay_ipv6: str | None = None
     torrent_port: int | None = None
     revoked: bool = False
+    # Where the fleet reaches a host that has no tva0 (mesh-only: no root, no backend, or tva0 down):
+    # the IPs of its libp2p listen addresses. Used only when it has no overlay address at all.
+    underlay_addrs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         checks.peer_id(self.peer_id, "HostView.peer_id")
@@ -83,6 +87,10 @@ class HostView:
             _set(self, "overlay_ipv6", _ip(self.overlay_ipv6, "HostView.overlay_ipv6", 6))
         checks.optional_integer(self.torrent_port, "HostView.torrent_port", minimum=1, maximum=PORT_MAX)
         checks.boolean(self.revoked, "HostView.revoked")
+        addrs = checks.instances(self.underlay_addrs, "HostView.underlay_addrs", str)
+        if len(addrs) > UNDERLAY_ADDRS_MAX:
+            raise checks.fail(f"{len(addrs)} underlay addresses (max {UNDERLAY_ADDRS_MAX})", "pass the best few")
+        _set(self, "underlay_addrs", tuple(sorted({_ip(a, "HostView.underlay_addrs") for a in addrs})))
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,7 +168,13 @@ def _host_peers(host: HostView, source: str) -> list[Peer]:
     if host.torrent_port is None:
         return []
     return [Peer(host.peer_id, host.name, a, host.torrent_port, source)
-            for a in (host.overlay_ipv4, host.overlay_ipv6) if a is not None]
+            for a in _fleet_addrs(host)]
+
+
+def _fleet_addrs(host: HostView) -> tuple[str, ...]:
+    """The overlay addresses when the host has tva0, else its underlay addresses (mesh-only hosts)."""
+    overlay = tuple(a for a in (host.overlay_ipv4, host.overlay_ipv6) if a is not None)
+    return overlay or host.underlay_addrs
 
 
 def _revoked_addrs(view: FleetView) -> frozenset[str]:
@@ -176,6 +182,8 @@ def _revoked_addrs(view: FleetView) -> frozenset[str]:
     for peer in view.revoked_peers:
         h = view.hosts.get(peer)
         if h is not None:
+            # Overlay addresses only: they are derived from keys and never reused, while an underlay
+            # address may be handed to another machine by the LAN's DHCP.
             out.update(a for a in (h.overlay_ipv4, h.overlay_ipv6) if a is not None)
     return frozenset(out)
 

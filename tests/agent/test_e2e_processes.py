@@ -19,8 +19,10 @@ INFOHASH = "c0ffee" + "0" * 34
 
 @pytest.fixture
 def fleet(tmp_path):
-    procs = [AgentProc(tmp_path, "founder"), AgentProc(tmp_path, "alpha"), AgentProc(tmp_path, "beta"),
-             AgentProc(tmp_path, "gamma")]
+    # No embedded engine here (tests/agent/test_repair_e2e.py runs libtorrent): each host declares the
+    # port of an external torrent client, which is what peers-for answers with.
+    procs = [AgentProc(tmp_path, name, env={"TVA_TORRENT_PORT": str(6881 + i)})
+             for i, name in enumerate(("founder", "alpha", "beta", "gamma"))]
     try:
         yield procs
     finally:

@@ -57,6 +57,18 @@ def test_sources_are_tagged_deduplicated_and_ordered_by_trust():
     assert len(peers_for(view, IH, peers_max=1).peers) == 1
 
 
+def test_mesh_only_hosts_are_offered_at_their_underlay_addresses_only_without_tva0():
+    lan = HostView(PEERS[4], "lan", "nas", "alive", torrent_port=6882, underlay_addrs=("192.168.7.20", "192.168.7.20"))
+    both = HostView(PEERS[5], "both", "nas", "alive", overlay_ipv4="10.77.0.6", torrent_port=6883,
+                    underlay_addrs=("192.168.7.21",))
+    view = FleetView.build([lan, both], [_hold(4), _hold(5)])
+    got = sorted((p.peer_id, p.addr, p.port) for p in peers_for(view, IH).peers)
+    # The mesh-only host at its LAN address (deduplicated); the tva0 host only at its overlay address.
+    assert got == sorted([(PEERS[4], "192.168.7.20", 6882), (PEERS[5], "10.77.0.6", 6883)])
+    with pytest.raises(InvalidInput):
+        HostView(PEERS[4], "lan", "nas", "alive", underlay_addrs=("not-an-ip",))
+
+
 def test_revoked_hosts_never_appear_under_any_source():
     hosts = [_host(0), _host(1, revoked=True), _host(2)]
     view = FleetView.build(hosts, [_hold(0), _hold(1), _hold(2)], revoked=[PEERS[2]])
