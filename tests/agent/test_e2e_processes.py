@@ -1,4 +1,4 @@
-"""The product as people meet it: four `tva-agent` processes on loopback, joined by invites.
+"""The product as people meet it: five `tva-agent` processes on loopback, joined by invites.
 
 One scenario (processes are expensive to start), checked step by step: a holding spreads to
 every peers-for answer, a pin shows the same plan everywhere, a killed agent is declared dead
@@ -22,7 +22,7 @@ def fleet(tmp_path):
     # No embedded engine here (tests/agent/test_repair_e2e.py runs libtorrent): each host declares the
     # port of an external torrent client, which is what peers-for answers with.
     procs = [AgentProc(tmp_path, name, env={"TVA_TORRENT_PORT": str(6881 + i)})
-             for i, name in enumerate(("founder", "alpha", "beta", "gamma"))]
+             for i, name in enumerate(("founder", "alpha", "beta", "gamma", "epsilon"))]
     try:
         yield procs
     finally:
@@ -30,27 +30,32 @@ def fleet(tmp_path):
             p.kill()
 
 
-def test_founder_and_three_agents(fleet):
-    founder, alpha, beta, gamma = fleet
+def test_founder_and_four_agents(fleet):
+    founder, alpha, beta, gamma, epsilon = fleet
     founder.cli("init", "--name", "home")
     founder.start()
     tokens = []
-    for joiner in (alpha, beta, gamma):
+    for joiner in (alpha, beta, gamma, epsilon):
         token = founder.cli("invite", "--json")["invite"]
         tokens.append(token)
         joiner.start_join(token)
     ids = {p.name: p.peer_id for p in fleet}
-    assert len(set(ids.values())) == 4
+    assert len(set(ids.values())) == 5
     assert all(p.cli("status", "--json")["fleet_id"] == founder.cli("status", "--json")["fleet_id"] for p in fleet)
 
-    # Every agent sees all four hosts alive.
+    # Every agent sees all five hosts alive.
     for p in fleet:
-        wait_until(lambda p=p: sorted(h["state"] for h in p.cli("hosts", "--json")) == ["alive"] * 4,
-                   30, f"{p.name} to see four live hosts")
+        wait_until(lambda p=p: sorted(h["state"] for h in p.cli("hosts", "--json")) == ["alive"] * 5,
+                   30, f"{p.name} to see five live hosts")
 
-    # A holding added on alpha appears in peers-for on every other agent within seconds.
+    # Changes on several nodes at once: holdings on alpha and epsilon. Alpha's appears in peers-for
+    # on every other agent within seconds; epsilon's in everyone's holdings list.
     alpha.cli("holdings", "add", "film-1", "--infohash", INFOHASH, "--size", "1000000")
-    for p in (founder, beta, gamma):
+    epsilon.cli("holdings", "add", "show-9", "--infohash", "9" * 40, "--size", "5")
+    for p in fleet:
+        wait_until(lambda p=p: any(h["content"] == "show-9" and h["peer_id"] == ids["epsilon"]
+                                   for h in p.cli("holdings", "list", "--json")), 15, f"{p.name} to see show-9")
+    for p in (founder, beta, gamma, epsilon):
         wait_until(lambda p=p: any(peer.get("peer_id") == ids["alpha"] and peer["source"] == "fleet"
                                    for peer in p.cli("peers-for", INFOHASH, "--json")["peers"]),
                    15, f"{p.name} to learn alpha's holding")
@@ -79,7 +84,7 @@ def test_founder_and_three_agents(fleet):
 
     # Kill gamma: the others declare it dead and custody goes back to under.
     gamma.kill(signal.SIGKILL)
-    for p in (founder, alpha, beta):
+    for p in (founder, alpha, beta, epsilon):
         wait_until(lambda p=p: {h["peer_id"]: h["state"] for h in p.cli("hosts", "--json")}[ids["gamma"]] == "dead",
                    45, f"{p.name} to declare gamma dead")
         wait_until(lambda p=p: plan_of(p)["status"] == "under", 15, f"{p.name}'s custody to react")
@@ -88,14 +93,14 @@ def test_founder_and_three_agents(fleet):
     gamma.start()
     assert gamma.peer_id == ids["gamma"]
     assert any(h["content"] == "film-1" and h["peer_id"] == ids["gamma"] for h in gamma.cli("holdings", "list", "--json"))
-    for p in (founder, alpha, beta):
+    for p in (founder, alpha, beta, epsilon):
         wait_until(lambda p=p: {h["peer_id"]: h["state"] for h in p.cli("hosts", "--json")}[ids["gamma"]] == "alive",
                    45, f"{p.name} to see gamma alive again")
         wait_until(lambda p=p: plan_of(p)["status"] == "ok", 15, f"{p.name}'s custody to recover")
 
     # Revoke alpha (by name, from the founder): it disappears from every answer.
     founder.cli("revoke", "alpha")
-    for p in (founder, beta, gamma):
+    for p in (founder, beta, gamma, epsilon):
         wait_until(lambda p=p: all(peer.get("peer_id") != ids["alpha"]
                                    for peer in p.cli("peers-for", INFOHASH, "--json")["peers"]),
                    20, f"{p.name} to drop alpha from peers-for")
