@@ -1,0 +1,459 @@
+"""MeshNode: one node's dissemination protocol, ``handle(event, now_ms) -> list[Effect]``.
+
+Three mechanisms move state, each covering the others' gaps:
+
+1. **Rumour mongering** (fast). A local feed delta is queued as a broadcast and pushed at once
+   to ``fanout_max`` random live peers; every node that applies it fresh re-queues it, and every
+   ``gossip_interval_ms`` each node sends its queue to ``fanout_max`` random live peers, each
+   broadcast at most ``retransmit_limit(n)`` times. Membership records and presence ride the
+   same queue. A fleet-document change is pushed as a doc sync message to the fanout.
+2. **Push-pull anti-entropy** (complete). Every ``sync_interval_ms`` a 16-byte digest (hash of the
+   feed version vector and the document heads) goes to ``digest_peers_max`` random live peers.
+   Only on a mismatch does the receiver answer with its full version vector and heads (SYNC,
+   reply=True); the other side sends exactly the deltas it lacks (DELTAS) plus its own vector, and
+   gets exactly its missing deltas back. Differing heads start (or restart) a document sync.
+   A delta that does not apply for a gap asks its sender for a SYNC at once.
+3. **SWIM failure detection** (see ``swim``), with presence soft state piggybacked on ping/ack
+   (only when the peer has not had our current presence) and broadcast on change and every
+   ``presence_refresh_ms``; a presence is valid ``presence_ttl_ms`` after it was received.
+
+Frames from a peer that is not a member are refused and counted; a frame that does not decode is
+refused, counted and logged; neither ever raises out of ``handle``. The core is deterministic in
+(rng state, event sequence, now_ms values): it iterates only lists and insertion-ordered dicts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+from tva.errors import GapError, InvalidInput, RemoteDataError, StaleData
+
+from .config import MeshConfig
+from .frames import (
+    DELTAS_MAX,
+    ENDPOINT_CHARS_MAX,
+    ENDPOINTS_MAX,
+    HEADS_MAX,
+    HOST_CLASS_CHARS_MAX,
+    INCARNATION_MAX,
+    ITEMS_MAX,
+    PEER_CHARS_MAX,
+    U64_MAX,
+    VV_ENTRIES_MAX,
+    Ack,
+    DeltaItem,
+    Deltas,
+    Digest,
+    DocMessage,
+    Frame,
+    Gossip,
+    Item,
+    MemberRecord,
+    Nack,
+    Ping,
+    PingReq,
+    PresenceRecord,
+    Sync,
+    decode_frame,
+    item_size,
+)
+from .outbox import FRAME_OVERHEAD_BYTES, BroadcastQueue, Outbox, error_name
+from .swim import ALIVE, ASLEEP, LEFT, Swim
+from .types import (
+    AnnounceSleep,
+    DocSync,
+    Effect,
+    Event,
+    FeedStore,
+    FrameReceived,
+    Leave,
+    Liveness,
+    LocalChanged,
+    MembersChanged,
+    PeerUnreachable,
+    Presence,
+    Rng,
+    SetSoftState,
+    StateChanged,
+    Tick,
+    Wake,
+)
+
+
+class MeshNode:
+    def __init__(self, self_id: str, config: MeshConfig, feeds: FeedStore, doc: DocSync, rng: Rng,
+                 *, incarnation: int = 0) -> None:
+        if not isinstance(self_id, str) or not 0 < len(self_id) <= PEER_CHARS_MAX:
+            raise InvalidInput(f"self_id must be a peer id of 1..{PEER_CHARS_MAX} characters")
+        if type(incarnation) is not int or not 0 <= incarnation <= INCARNATION_MAX:
+            raise InvalidInput(f"incarnation must be an int in 0..{INCARNATION_MAX}")
+        self.self_id, self.cfg, self.feeds, self.doc, self.rng = self_id, config, feeds, doc, rng
+        self.out = Outbox(config.frame_bytes_max)
+        self.queue = BroadcastQueue(config.broadcast_queue_max)  # membership and presence records
+        self.dqueue = BroadcastQueue(config.broadcast_queue_max)  # feed deltas (kept off pings)
+        self.swim = Swim(self_id, config, rng, self.out, self.queue, extras=self._extras,
+                         on_gone=self._gone, incarnation=incarnation)
+        self._now = 0
+        self._next_gossip_ms: int | None = None
+        self._next_sync_ms: int | None = None
+        self._next_presence_ms: int | None = None
+        self._digest: bytes | None = None
+        self._own: PresenceRecord | None = None
+        self._presence: dict[str, Presence] = {}
+        self._presence_sent: dict[str, int] = {}  # peer -> our pseq it was sent directly
+        self._gap_sync_ms: dict[str, int] = {}
+        self._feeds_changed = self._doc_changed = False
+
+    # --- queries --------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self.out.stats)
+
+    def liveness(self) -> dict[str, Liveness]:
+        return self.swim.liveness()
+
+    def incarnation(self) -> int:
+        return self.swim.incarnation
+
+    def presence(self) -> dict[str, Presence]:
+        """Unexpired soft state per member (this node included), except members dead or left."""
+        live = self.swim.members
+        out = {p: v for p, v in self._presence.items()
+               if v.expires_ms > self._now and p in live and live[p].state not in (Liveness.DEAD, LEFT)}
+        if self._own is not None:
+            o = self._own
+            out[self.self_id] = Presence(o.peer, o.pseq, o.disk_free_bytes, o.uptime_score, o.endpoints,
+                                         o.host_class, o.asleep, self._now + self.cfg.presence_ttl_ms)
+        return out
+
+    def next_deadline_ms(self) -> int | None:
+        """When the node next needs a Tick (None: only after another event)."""
+        if self.swim.self_state is not ALIVE:  # asleep or left: only the broadcast queue drains
+            return self._next_gossip_ms if self._pending() else None
+        times = [t for t in (self._next_sync_ms, self._next_presence_ms, self.swim.next_deadline_ms())
+                 if t is not None]
+        if self._next_gossip_ms is not None and self._pending():
+            times.append(self._next_gossip_ms)
+        if not times:
+            return self._now  # never ticked yet: start the timers
+        return min(times)
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def handle(self, event: Event, now_ms: int) -> list[Effect]:
+        """Process one event; raises only InvalidInput, for local misuse (before changing anything)."""
+        self.out.reset()  # nothing from an event that raised may leak into this one's effects
+        if now_ms < self._now:
+            self.out.count("clock_went_backwards", notable=True)
+        self._now = now = max(now_ms, self._now)
+        self._feeds_changed = self._doc_changed = False
+        if isinstance(event, FrameReceived):
+            self._on_frame(event.peer, event.data, now)
+        elif isinstance(event, Tick):
+            self._tick(now)
+        elif isinstance(event, LocalChanged):
+            self._on_local(event, now)
+        elif isinstance(event, MembersChanged):
+            bad = [p for p in event.members if not isinstance(p, str) or not 0 < len(p) <= PEER_CHARS_MAX]
+            if bad:
+                raise InvalidInput(f"{len(bad)} member ids are not peer ids of 1..{PEER_CHARS_MAX} characters")
+            self.swim.set_members(event.members, dict(event.classes), now)
+            self._digest = None  # membership changes usually come with feeds dropped or admitted
+        elif isinstance(event, SetSoftState):
+            self._set_soft_state(event, now)
+        elif isinstance(event, AnnounceSleep | Wake | Leave):
+            self._announce(event, now)
+        elif isinstance(event, PeerUnreachable):
+            self.out.count("peer_unreachable")
+            self.swim.peer_unreachable(event.peer, now)
+        if self._feeds_changed or self._doc_changed:
+            self._digest = None
+            self.out.emit(StateChanged(self._feeds_changed, self._doc_changed))
+        return self.out.reset()
+
+    def _tick(self, now: int) -> None:
+        cfg = self.cfg
+        if self._next_gossip_ms is None:
+            self._next_gossip_ms = now + self.rng.randrange(cfg.gossip_interval_ms)
+            self._next_sync_ms = now + self.rng.randrange(cfg.sync_interval_ms)
+        if now >= self._next_gossip_ms:
+            self._next_gossip_ms = now + cfg.gossip_interval_ms
+            self._flush_gossip()
+        if self.swim.self_state is not ALIVE:
+            return
+        self.swim.tick(now)
+        if self._next_sync_ms is not None and now >= self._next_sync_ms:
+            self._next_sync_ms = now + cfg.sync_interval_ms
+            digest = Digest(self._state_digest())
+            for peer in self.swim.alive.sample(self.rng, cfg.digest_peers_max):
+                self.out.send(peer, digest)
+        if self._next_presence_ms is not None and now >= self._next_presence_ms and self._own:
+            self._issue_presence(self._own.disk_free_bytes, self._own.uptime_score, self._own.endpoints,
+                                 self._own.host_class, self._own.asleep, now)
+
+    def _on_local(self, event: LocalChanged, now: int) -> None:
+        self._digest = None  # any LocalChanged, even an empty one, means "the replicas changed"
+        if event.delta is not None:
+            self.dqueue.put(hashlib.blake2b(event.delta, digest_size=16).digest(), DeltaItem(event.delta))
+            self._flush_gossip()  # eager push: do not wait for the next gossip interval
+        if event.doc_changed:
+            self._push_doc(exclude="")
+
+    def _announce(self, event: AnnounceSleep | Wake | Leave, now: int) -> None:
+        state = {AnnounceSleep: ASLEEP, Wake: ALIVE, Leave: LEFT}[type(event)]
+        if self.swim.self_state is LEFT or self.swim.self_state is state:
+            return
+        peers = self.swim.announce(state, now)
+        if self._own is not None and state is not LEFT:
+            o = self._own
+            self._issue_presence(o.disk_free_bytes, o.uptime_score, o.endpoints, o.host_class,
+                                 state is ASLEEP, now)
+        if state is ALIVE:
+            self._flush_gossip()
+            return
+        # sleeping or leaving: no time for rumours to spread from us, so tell every live peer now
+        frame = Gossip((self.swim.own_record(),))
+        for peer in peers:
+            self.out.send(peer, frame)
+
+    # --- frames ---------------------------------------------------------------------------------
+
+    def _on_frame(self, peer: str, data: bytes, now: int) -> None:
+        self.out.stats["frames_received"] += 1
+        self.out.stats["bytes_received"] += len(data)
+        if self.swim.self_state is LEFT:
+            self.out.count("frames_ignored_after_leave")
+            return
+        if peer not in self.swim.members:
+            self.out.count("frames_refused_nonmember", notable=True)
+            self.out.log("warning", f"refused a frame from non-member {str(peer)[:16]}")
+            return
+        try:
+            frame = decode_frame(data, self.cfg.frame_bytes_max)
+        except RemoteDataError as e:
+            self.out.count(f"frames_refused_{error_name(e)}", notable=True)
+            self.out.log("warning", f"refused a frame from {peer[:16]}: {e}")
+            return
+        self.swim.begin_frame()
+        self._dispatch(peer, frame, now)
+        self.swim.end_frame(peer, now)
+
+    def _dispatch(self, peer: str, frame: Frame, now: int) -> None:
+        if isinstance(frame, Ping | Ack):
+            if frame.presence is not None:
+                self._take_presence(frame.presence, now, rebroadcast=True)
+            self._take_items(peer, frame.items, now)
+            if isinstance(frame, Ping):
+                self.swim.on_ping(peer, frame)
+            else:
+                self.swim.on_ack(peer, frame)
+        elif isinstance(frame, PingReq):
+            self._take_items(peer, frame.items, now)
+            self.swim.on_ping_req(peer, frame, now)
+        elif isinstance(frame, Gossip):
+            self._take_items(peer, frame.items, now)
+        elif isinstance(frame, Digest):
+            if frame.digest != self._state_digest():
+                self.out.count("digest_mismatches")
+                self._send_sync(peer, reply=True)
+        elif isinstance(frame, Sync):
+            self._on_sync(peer, frame)
+        elif isinstance(frame, Deltas):
+            for d in frame.deltas:
+                self._apply_delta(peer, d, now, rebroadcast=False)
+        elif isinstance(frame, DocMessage):
+            self._on_doc(peer, frame.data)
+        elif isinstance(frame, Nack):
+            self.swim.on_nack(peer, frame)
+
+    def _take_items(self, peer: str, items: tuple[Item, ...], now: int) -> None:
+        for item in items:
+            if isinstance(item, MemberRecord):
+                self.swim.apply(item, now)
+            elif isinstance(item, PresenceRecord):
+                self._take_presence(item, now, rebroadcast=True)
+            else:
+                self._apply_delta(peer, item.data, now, rebroadcast=True)
+
+    # --- feeds and document -----------------------------------------------------------------------
+
+    def _apply_delta(self, peer: str, data: bytes, now: int, *, rebroadcast: bool) -> None:
+        try:
+            self.feeds.apply_delta(data)
+        except StaleData:
+            self.out.count("deltas_duplicate")
+            return
+        except GapError:
+            self.out.count("deltas_gap")
+            last = self._gap_sync_ms.get(peer)
+            if last is None or now - last >= self.cfg.sync_interval_ms:
+                self._gap_sync_ms[peer] = now
+                self._send_sync(peer, reply=False)  # "send me what I lack", at most once a period
+            return
+        except RemoteDataError as e:
+            self.out.count(f"deltas_refused_{error_name(e)}", notable=True)
+            self.out.log("warning", f"refused a delta from {peer[:16]}: {e}")
+            return
+        self.out.count("deltas_applied")
+        self._feeds_changed = True
+        if rebroadcast:
+            self.dqueue.put(hashlib.blake2b(data, digest_size=16).digest(), DeltaItem(data))
+
+    def _state_digest(self) -> bytes:
+        if self._digest is None:
+            h = hashlib.blake2b(digest_size=16)
+            for owner, version in sorted(self.feeds.version_vector().items()):
+                h.update(len(owner).to_bytes(1, "big") + owner + version.to_bytes(8, "big"))
+            h.update(b"\xff")
+            for head in sorted(self.doc.heads()):
+                h.update(len(head).to_bytes(1, "big") + head)
+            self._digest = h.digest()
+        return self._digest
+
+    def _send_sync(self, peer: str, *, reply: bool) -> None:
+        vv, heads = self.feeds.version_vector(), tuple(self.doc.heads())
+        if len(vv) > VV_ENTRIES_MAX or len(heads) > HEADS_MAX:
+            # peers would refuse the frame; say so instead of failing silently on their side
+            self.out.count("sync_over_wire_limits", notable=True)
+            self.out.log("warning", f"{len(vv)} feed owners / {len(heads)} heads exceed the SYNC frame "
+                                    f"limits ({VV_ENTRIES_MAX} / {HEADS_MAX})")
+            return
+        self.out.send(peer, Sync(vv, heads, reply))
+
+    def _on_sync(self, peer: str, frame: Sync) -> None:
+        budget = self.cfg.frame_bytes_max - FRAME_OVERHEAD_BYTES
+        batch: list[bytes] = []
+        spent = 0
+        for d in self.feeds.deltas_since(frame.vv, budget):
+            cost = len(d) + 5
+            if cost > budget:
+                self.out.count("deltas_too_large_to_send", notable=True)
+                continue
+            if spent + cost > budget or len(batch) >= DELTAS_MAX:
+                self.out.send(peer, Deltas(tuple(batch)))
+                batch, spent = [], 0
+            batch.append(d)
+            spent += cost
+        if batch:
+            self.out.send(peer, Deltas(tuple(batch)))
+        if frame.reply:
+            self._send_sync(peer, reply=False)
+        if sorted(frame.heads) != sorted(self.doc.heads()):
+            msg = self._doc_message_for(peer)
+            if msg is None:
+                # heads differ yet the sync state thinks nothing is owed: a message was lost
+                self.doc.forget_peer(peer)
+                self.out.count("doc_sync_restarts")
+                msg = self._doc_message_for(peer)
+            if msg is not None:
+                self.out.send(peer, DocMessage(msg))
+
+    def _on_doc(self, peer: str, data: bytes) -> None:
+        try:
+            changed = self.doc.receive_sync_message(peer, data)
+        except RemoteDataError as e:
+            self.out.count(f"doc_refused_{error_name(e)}", notable=True)
+            self.out.log("warning", f"refused a document sync message from {peer[:16]}: {e}")
+            self.doc.forget_peer(peer)
+            return
+        reply = self._doc_message_for(peer)
+        if reply is not None:
+            self.out.send(peer, DocMessage(reply))
+        if changed:
+            self._doc_changed = True
+            self._digest = None
+            self._push_doc(exclude=peer)
+
+    def _push_doc(self, exclude: str) -> None:
+        for peer in self.swim.alive.sample(self.rng, self.cfg.fanout_max, exclude=(exclude,)):
+            msg = self._doc_message_for(peer)
+            if msg is not None:
+                self.out.send(peer, DocMessage(msg))
+
+    def _doc_message_for(self, peer: str) -> bytes | None:
+        try:
+            return self.doc.sync_message_for(peer)
+        except RemoteDataError as e:  # e.g. TooLarge: the document cannot produce a sendable message
+            self.out.count(f"doc_message_failed_{error_name(e)}", notable=True)
+            self.out.log("warning", f"no document sync message for {peer[:16]}: {e}")
+            self.doc.forget_peer(peer)
+            return None
+
+    # --- gossip and presence ------------------------------------------------------------------------
+
+    def _pending(self) -> bool:
+        return bool(len(self.queue) or len(self.dqueue))
+
+    def _flush_gossip(self) -> None:
+        if not self._pending():
+            return
+        limit = self.cfg.retransmit_limit(self.swim.n)
+        budget = self.cfg.gossip_bytes_max
+        alone = self.cfg.frame_bytes_max - FRAME_OVERHEAD_BYTES
+        for peer in self.swim.alive.sample(self.rng, self.cfg.fanout_max):
+            items = self.dqueue.take(budget, limit, alone_bytes_max=alone)
+            spent = sum(item_size(i) for i in items)
+            items += self.queue.take(budget - spent, limit, items_max=ITEMS_MAX - len(items))
+            if not items:
+                break
+            self.out.send(peer, Gossip(tuple(items)))
+
+    def _extras(self, peer: str) -> tuple[PresenceRecord | None, tuple[Item, ...]]:
+        """Presence (when the peer lacks our current one) and piggyback for a ping/ack/ping-req."""
+        presence = None
+        if self._own is not None and self._presence_sent.get(peer) != self._own.pseq:
+            presence = self._own
+            self._presence_sent[peer] = self._own.pseq
+        items: list[Item] = []
+        m = self.swim.members.get(peer)
+        if m is not None and m.state is not ALIVE:
+            items.append(m.record())  # buddy system: tell a suspect it is suspected
+        items += self.queue.take(self.cfg.piggyback_bytes_max, self.cfg.retransmit_limit(self.swim.n))
+        return presence, tuple(items)
+
+    def _set_soft_state(self, e: SetSoftState, now: int) -> None:
+        # checked here, not on the wire: a bad value would otherwise make every peer refuse our frames
+        score = e.uptime_score
+        if (type(e.disk_free_bytes) is not int or not 0 <= e.disk_free_bytes <= U64_MAX
+                or type(score) not in (int, float) or not math.isfinite(score) or not 0 <= score <= 1
+                or len(e.endpoints) > ENDPOINTS_MAX
+                or not all(isinstance(x, str) and 0 < len(x) <= ENDPOINT_CHARS_MAX for x in e.endpoints)
+                or not isinstance(e.host_class, str) or len(e.host_class) > HOST_CLASS_CHARS_MAX):
+            raise InvalidInput(
+                "SetSoftState out of range",
+                hint=f"disk_free_bytes 0..2^64-1, uptime_score 0..1, at most {ENDPOINTS_MAX} endpoints of "
+                     f"1..{ENDPOINT_CHARS_MAX} chars, host_class up to {HOST_CLASS_CHARS_MAX} chars",
+            )
+        asleep = self._own.asleep if self._own is not None else False
+        self._issue_presence(e.disk_free_bytes, float(e.uptime_score), tuple(e.endpoints), e.host_class,
+                             asleep, now)
+
+    def _issue_presence(self, disk: int, score: float, endpoints: tuple[str, ...], host_class: str,
+                        asleep: bool, now: int) -> None:
+        pseq = self._own.pseq + 1 if self._own is not None else 1
+        self._own = PresenceRecord(self.self_id, pseq, disk, score, endpoints, host_class, asleep)
+        self.queue.put(("p", self.self_id), self._own)
+        self._next_presence_ms = now + self.cfg.presence_refresh_ms
+
+    def _take_presence(self, p: PresenceRecord, now: int, *, rebroadcast: bool) -> None:
+        if p.peer == self.self_id:
+            return
+        if p.peer not in self.swim.members:
+            self.out.count("presence_about_nonmember")
+            return
+        held = self._presence.get(p.peer)
+        if held is not None and held.pseq >= p.pseq:
+            return
+        self._presence[p.peer] = Presence(p.peer, p.pseq, p.disk_free_bytes, p.uptime_score, p.endpoints,
+                                          p.host_class, p.asleep, now + self.cfg.presence_ttl_ms)
+        if rebroadcast:
+            self.queue.put(("p", p.peer), p)
+
+    def _gone(self, peer: str) -> None:
+        """A member died, left or was removed: drop its soft state and document sync session."""
+        self._presence.pop(peer, None)
+        self._presence_sent.pop(peer, None)
+        self._gap_sync_ms.pop(peer, None)
+        self.doc.forget_peer(peer)
