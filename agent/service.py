@@ -19,7 +19,7 @@ from agent.policy import duties as duty_policy
 from agent.policy import peers as peers_policy
 from agent.probes import disk_free_bytes
 from agent.state import NodeState
-from agent.torrents import repair_progress  # [torrents]
+from agent.torrent_index import repair_progress  # [torrents]
 from crdt import records
 from mesh import invites
 from tva.errors import Conflict, DaemonUnavailable, InvalidInput, NotFound

@@ -18,22 +18,22 @@ daemon, or none) and ties it to the replicated state:
   elsewhere); a closed item is never even looked up.
 
 What this host added survives restarts: entries (.torrent bytes or magnet, content id, policy)
-live in the state file ``torrents``; on start they are re-added and libtorrent re-checks the data,
-so a seed keeps seeding and a partial copy resumes.
+live in the state file ``torrents`` (``agent.torrent_index``); on start they are re-added and
+libtorrent re-checks the data, so a seed keeps seeding and a partial copy resumes.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 import logging
 import os
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-import msgpack
 import trio
 
 from agent.policy import actions as policy_actions
@@ -42,162 +42,30 @@ from agent.policy import peers as peers_policy
 from agent.policy import reaper as reaper_policy
 from agent.policy.classes import PUBLIC, PUBLIC_SWARM_FACE, REAPER
 from agent.policy.inputs import ExternalPeer
+from agent.torrent_index import (
+    INDEX_FILE,
+    Entry,
+    TorrentTuning,
+    decode_index,
+    encode_index,
+    limit_local_peers,
+    listen_ips,
+    policy_sample,
+    tuning_from_env,
+)
 from crdt import records
 from media.engine import CompletionTracker, TorrentEngine, TorrentSample
 from media.lt_settings import SwarmFlags
-from media.torrent_input import TORRENT_BYTES_MAX, content_id_for, parse_torrent, validate_infohash
+from media.torrent_input import content_id_for, parse_torrent
 from tva.errors import Conflict, InvalidInput, RemoteDataError, TvaError
 
 log = logging.getLogger("tva.torrents")
 
-INDEX_FILE = "torrents"
-INDEX_FORMAT = 1
-ENTRIES_MAX = 10_000
 DHT_CACHE_MAX = 1024
 DHT_QUEUE_MAX = 64
-NAME_CHARS_MAX = 255
+# "intent/<content>" today; the lead plans "intent/<content>/<target>" (intent_key(content, target)).
+_INTENT_KEY_PER_TARGET = len(inspect.signature(records.intent_key).parameters) > 1
 EngineFactory = Callable[[str, SwarmFlags], AbstractAsyncContextManager[TorrentEngine]]
-
-
-@dataclass(frozen=True)
-class TorrentTuning:
-    sample_interval_ms: int = 1000
-    progress_interval_ms: int = 2000  # partial-holding updates are throttled to this
-    samples_max: int = 720  # reaper window per torrent (12 min at 1 s)
-    redial_interval_ms: int = 5000  # a fetch with no peer re-dials the holders this often
-    nudge_interval_ms: int = 5 * 60 * 1000  # the reaper duty nudges one torrent at most this often
-    auto_reaper: bool = True
-    reaper: reaper_policy.ReaperThresholds = field(default_factory=reaper_policy.ReaperThresholds)
-    dht_refresh_ms: int = 30_000
-    dht_timeout_ms: int = 2000
-    # A template: listen addresses and port come from the config, the face from the duty (the
-    # outward features — DHT, UPnP, NAT-PMP — only ever run while this host holds that duty).
-    swarm: SwarmFlags = field(default_factory=SwarmFlags)
-
-
-def tuning_from_env(env: dict[str, str] | None = None) -> TorrentTuning:
-    """Test and operator knobs not (yet) in ``agent.config``: reaper thresholds and rate limits."""
-    env = dict(os.environ) if env is None else env
-
-    def num(name: str, default: int) -> int:
-        raw = env.get(name)
-        if raw is None:
-            return default
-        if not raw.isdigit():
-            raise InvalidInput(f"{name} must be a non-negative integer, got {raw[:40]!r}")
-        return int(raw)
-
-    t = TorrentTuning()
-    thresholds = reaper_policy.ReaperThresholds(
-        stalled_after_ms=num("TVA_REAPER_STALLED_AFTER_MS", t.reaper.stalled_after_ms),
-        dead_after_ms=num("TVA_REAPER_DEAD_AFTER_MS", t.reaper.dead_after_ms))
-    swarm = replace(t.swarm, upload_rate_limit_bps=num("TVA_TORRENT_UPLOAD_RATE_BPS", 0),
-                    download_rate_limit_bps=num("TVA_TORRENT_DOWNLOAD_RATE_BPS", 0))
-    return replace(t, reaper=thresholds, swarm=swarm)
-
-
-@dataclass(frozen=True)
-class Entry:
-    """What this host added and why: enough to re-add it after a restart and publish it."""
-
-    infohash: str
-    content_id: str
-    policy: str
-    source: str  # a records.SOURCES value
-    kind: str  # seed | download | repair
-    torrent: bytes | None  # None until the metadata is known (magnet)
-    save_dir: str | None = None  # relative to the media root; None: the root itself
-    size_bytes: int = 0  # known size (from the fleet's holdings, for a repair before metadata)
-    lease_until_ms: int = 0  # repair: the intent's lease (0 otherwise)
-
-
-def encode_index(entries: dict[str, Entry]) -> bytes:
-    rows = [[e.infohash, e.content_id, e.policy, e.source, e.kind, e.torrent, e.save_dir, e.size_bytes,
-             e.lease_until_ms] for e in entries.values()]
-    return msgpack.packb([INDEX_FORMAT, rows], use_bin_type=True)
-
-
-def decode_index(data: bytes) -> dict[str, Entry]:
-    """The state file back into entries; a bad row is skipped (one bad entry must not lose all)."""
-    try:
-        obj = msgpack.unpackb(data, raw=False, max_bin_len=TORRENT_BYTES_MAX, max_array_len=ENTRIES_MAX)
-    except Exception:
-        raise RemoteDataError("torrent index does not decode") from None
-    if not isinstance(obj, list) or len(obj) != 2 or obj[0] != INDEX_FORMAT or not isinstance(obj[1], list):
-        raise RemoteDataError("torrent index has an unknown format")
-    out: dict[str, Entry] = {}
-    for row in obj[1]:
-        try:
-            e = Entry(*row)
-            validate_infohash(e.infohash)
-            records.check_content_id(e.content_id)
-            records.Holding(e.content_id, e.infohash, e.size_bytes, "partial", e.policy, e.source)
-            if e.kind not in ("seed", "download", "repair") or (e.torrent is not None and not isinstance(e.torrent, bytes)):
-                raise InvalidInput("bad kind or torrent")
-            if e.save_dir is not None and not isinstance(e.save_dir, str):
-                raise InvalidInput("bad save dir")
-            if e.torrent is not None and parse_torrent(e.torrent).infohash != e.infohash:
-                raise InvalidInput("torrent bytes of another infohash")
-            out[e.infohash] = e
-        except (TypeError, TvaError) as exc:
-            log.warning("torrent index: skipping a bad entry (%s)", getattr(exc, "message", exc))
-    return out
-
-
-def card_endpoints(card: records.HostCard | None) -> tuple[tuple[str, int], ...]:
-    """Where a fleet host's torrent engine listens: overlay addresses, else its underlay IPs
-    (the IPs in its libp2p listen multiaddrs — mesh-only mode has no overlay)."""
-    if card is None or not card.torrent_port:
-        return ()
-    addrs = [a for a in (card.overlay_ipv4, card.overlay_ipv6) if a]
-    if not addrs:
-        for ma in card.listen_addrs:
-            parts = ma.split("/")
-            if len(parts) > 2 and parts[1] in ("ip4", "ip6") and parts[2] not in ("0.0.0.0", "::"):
-                addrs.append(parts[2])
-    return tuple(dict.fromkeys((a, card.torrent_port) for a in addrs))
-
-
-def repair_progress(snapshot, plan) -> list[dict]:
-    """Copies in flight for a custody plan: each pending target's bytes done / total."""
-    out = []
-    for target in plan.pending:
-        h = snapshot.holdings.get(target, {})
-        held = [x for x in h.values() if x.content_id == plan.content or x.infohash == plan.content
-                or (plan.infohash is not None and x.infohash == plan.infohash)]
-        done = max((x.bytes_done for x in held), default=0)
-        out.append({"target": target, "bytes_done": done, "size_bytes": plan.size_bytes})
-    return out
-
-
-def _policy_sample(s: TorrentSample) -> reaper_policy.TorrentSample:
-    return reaper_policy.TorrentSample(
-        at_ms=s.at_ms, progress=min(1.0, max(0.0, s.progress)), peers=s.peers, seeds=s.seeds,
-        down_rate_bps=s.rate_down_bps, up_rate_bps=s.rate_up_bps,
-        error=s.error[: reaper_policy.ERROR_CHARS_MAX] if s.error else None, tracker_ok=s.tracker_ok,
-        availability=s.availability)
-
-
-def _listen_ips(listen: tuple[str, ...]) -> tuple[str, ...]:
-    ips = [ma.split("/")[2] for ma in listen if ma.count("/") >= 2 and ma.split("/")[1] in ("ip4", "ip6")]
-    return tuple(dict.fromkeys(ips)) or ("127.0.0.1",)
-
-
-def _limit_local_peers(engine: object, flags: SwarmFlags) -> None:
-    """Make configured rate limits apply to LAN/loopback peers too.
-
-    libtorrent puts local-network peers in its "local" peer class, which no limit touches; the
-    fleet's fabric counts as local, so without this a configured limit would never apply to fleet
-    copies. (Reaches into the libtorrent engine's session: belongs in media.lt_engine.)"""
-    ses = getattr(engine, "_ses", None)
-    if ses is None or not (flags.upload_rate_limit_bps or flags.download_rate_limit_bps):
-        return
-    import libtorrent as lt
-
-    f = lt.ip_filter()
-    f.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
-    f.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 1 << lt.session.global_peer_class_id)
-    ses.set_peer_class_filter(f)
 
 
 class TorrentManager:
@@ -251,12 +119,12 @@ class TorrentManager:
             task_status.started()
             await trio.sleep_forever()
         os.makedirs(self.cfg.media_dir(), exist_ok=True)
-        self._flags = replace(self.tuning.swarm, listen_addresses=_listen_ips(tuple(self.cfg.listen)),
+        self._flags = replace(self.tuning.swarm, listen_addresses=listen_ips(tuple(self.cfg.listen)),
                               listen_port=self.cfg.torrent_port, public_swarm_face=False)
         async with self._open(self._flags) as engine:
             self.engine = engine
             try:
-                _limit_local_peers(engine, self._flags)
+                limit_local_peers(engine, self._flags)
                 self._on_card({"torrent_port": engine.listen_port()})
                 await self._restore()
                 async with trio.open_nursery() as nursery:
@@ -368,6 +236,8 @@ class TorrentManager:
                 await self.tick()
             except TvaError as exc:
                 log.warning("torrent tick: %s", exc.message)
+            except (RuntimeError, OSError, ValueError):  # libtorrent/disk trouble: log, keep the agent up
+                log.exception("torrent tick failed; retrying next tick")
             await trio.sleep(self.tuning.sample_interval_ms / 1000)
 
     async def tick(self) -> None:
@@ -398,7 +268,7 @@ class TorrentManager:
             if w and s.at_ms <= w[-1].at_ms:
                 continue  # the policy core wants one sample per instant, oldest first
             try:
-                w.append(_policy_sample(s))
+                w.append(policy_sample(s))
             except InvalidInput as exc:  # an engine reporting nonsense: skip the sample, not the agent
                 log.warning("odd sample for %s: %s", s.infohash, exc.message)
         for gone in set(self._windows) - present:
@@ -460,12 +330,16 @@ class TorrentManager:
         duties = duty_policy.assign_duties(snap.view)
         acts = policy_actions.actions_for(self.state.peer_id, self.service.custody_plans(), duties, snap.view, now)
         changed = False
-        recorded: set[str] = set()
+        recorded: set = set()
         fetching: set[str] = set()
         for a in acts:
-            if isinstance(a, policy_actions.StartRepair) and a.content not in recorded:
-                changed |= self._record_intent(a)
-                recorded.add(a.content)
+            # With one intent key per content ("intent/<content>") a second target in the same
+            # plan would overwrite the first: then one intent per content and tick.
+            if isinstance(a, policy_actions.StartRepair):
+                key = (a.content, a.target) if _INTENT_KEY_PER_TARGET else a.content
+                if key not in recorded:
+                    changed |= self._record_intent(a)
+                    recorded.add(key)
             elif isinstance(a, policy_actions.FetchCopy) and a.infohash is not None:
                 fetching.add(a.infohash)
                 changed |= await self._fetch(a, snap, now)
@@ -473,25 +347,23 @@ class TorrentManager:
         return changed
 
     def _record_intent(self, a: policy_actions.StartRepair) -> bool:
-        # One key per content today ("intent/<content>"); a per-target key later. With one key a
-        # second target in the same plan would overwrite the first, so one intent per content.
         intent = records.RepairIntent(a.content, a.target, a.lease_until_ms)
-        key = records.intent_key(a.content)
+        key = records.intent_key(a.content, a.target) if _INTENT_KEY_PER_TARGET else records.intent_key(a.content)
         self.state.own.put(key, records.encode_intent(intent))
         log.info("repair of %s: %s fetches it until %d", a.content, a.target[:16], a.lease_until_ms)
         return True
 
-    def _holder_endpoints(self, snap, peers) -> tuple[tuple[str, int], ...]:
-        out: list[tuple[str, int]] = []
-        for p in peers:
-            if p != self.state.peer_id and snap.view.is_live(p):
-                out.extend(card_endpoints(snap.cards.get(p)))
-        return tuple(dict.fromkeys(out))
+    def _holder_endpoints(self, snap, infohash: str, peers) -> tuple[tuple[str, int], ...]:
+        """The torrent endpoints of these fleet holders, as the policy core addresses them
+        (overlay, else underlay for mesh-only hosts). Fleet-internal like ``custodians_of``, so
+        not gated by the item policy: a search_only item is still copied over the fabric."""
+        found = peers_policy.custodians_of(snap.view, infohash, exclude_peer=self.state.peer_id)
+        return tuple(dict.fromkeys((p.addr, p.port) for p in found.peers if p.peer_id in peers))
 
     async def _fetch(self, a: policy_actions.FetchCopy, snap, now: int) -> bool:
         engine = self._require_engine()
         ih = a.infohash
-        peers = self._holder_endpoints(snap, a.sources)
+        peers = self._holder_endpoints(snap, ih, a.sources)
         e = self.entries.get(ih)
         if e is None:
             held = snap.view.holders_of_infohash(ih)
@@ -552,7 +424,6 @@ class TorrentManager:
         for ih, window in sorted(self._windows.items()):
             if not window:
                 continue
-            holders = [p for p, h in snap.view.holders_of_infohash(ih).items() if h.complete]
             try:
                 v = reaper_policy.reap(ih, tuple(window), max(now, window[-1].at_ms), self.tuning.reaper,
                                        mesh=peers_policy.peers_for(snap.view, ih, exclude_peer=self.state.peer_id),
@@ -561,7 +432,10 @@ class TorrentManager:
             except TvaError as exc:
                 log.warning("reaper on %s: %s", ih, exc.message)
                 continue
-            out.append((v, self._holder_endpoints(snap, holders)))
+            # Mesh-first recovery, as the policy planned it: fleet/seedbox/friend peers of the item,
+            # then the fleet's custodians (copy over the fabric). Research is not automatic.
+            steps = [s for s in v.recovery if s.kind in ("connect_peers", "copy_over_fabric")]
+            out.append((v, tuple(dict.fromkeys((p.addr, p.port) for s in steps for p in s.peers))))
         return out
 
     def verdicts(self) -> list[dict]:
