@@ -65,6 +65,12 @@ class Config:
     transmission_user: str = ""
     transmission_password: str = ""
     public_swarm: bool = False  # allow DHT/LSD/UPnP toward the outside when this host has the duty
+    dht_bootstrap_nodes: tuple[str, ...] = ()  # "host:port" of DHT routers; none are implied
+    torrent_upload_rate_bps: int = 0  # 0: unlimited (applies to fleet/LAN peers too)
+    torrent_download_rate_bps: int = 0
+    torrent_utp: bool = False  # fleet copies run over LAN/loopback/tva0, where TCP was 2-7x faster
+    reaper_stalled_after_ms: int = 10 * 60 * 1000
+    reaper_dead_after_ms: int = 60 * 60 * 1000
 
     def media_dir(self) -> Path:
         return self.media_root if self.media_root is not None else self.state_dir / "media"
@@ -137,6 +143,10 @@ def validate(cfg: Config) -> Config:
     for name in ("gossip_interval_ms", "probe_interval_ms", "tick_interval_ms", "save_interval_ms"):
         if not 10 <= getattr(cfg, name) <= 3_600_000:
             raise ConfigError(f"{name} must be between 10 and 3600000 ms")
+    if cfg.reaper_dead_after_ms <= cfg.reaper_stalled_after_ms:
+        raise ConfigError("reaper_dead_after_ms must be longer than reaper_stalled_after_ms")
+    for node in cfg.dht_bootstrap_nodes:
+        parse_host_port(node, "dht_bootstrap_nodes")
     for name in ("wg_listen_port", "torrent_port"):
         if getattr(cfg, name) > 65535:
             raise ConfigError(f"{name} must be a port number (0–65535)")

@@ -8,7 +8,6 @@ restart re-adds every torrent: a seed keeps seeding, a partial copy resumes afte
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field, replace
 
 import msgpack
@@ -43,27 +42,17 @@ class TorrentTuning:
     swarm: SwarmFlags = field(default_factory=SwarmFlags)
 
 
-def tuning_from_env(env: dict[str, str] | None = None) -> TorrentTuning:
-    """Test and operator knobs not (yet) in ``agent.config``: reaper thresholds and rate limits."""
-    env = dict(os.environ) if env is None else env
-
-    def num(name: str, default: int) -> int:
-        raw = env.get(name)
-        if raw is None:
-            return default
-        if not raw.isdigit():
-            raise InvalidInput(f"{name} must be a non-negative integer, got {raw[:40]!r}")
-        return int(raw)
+def tuning_from_config(cfg) -> TorrentTuning:
+    """Reaper thresholds and swarm limits from ``agent.config.Config`` (already validated there)."""
+    from agent.config import parse_host_port
 
     t = TorrentTuning()
-    thresholds = reaper_policy.ReaperThresholds(
-        stalled_after_ms=num("TVA_REAPER_STALLED_AFTER_MS", t.reaper.stalled_after_ms),
-        dead_after_ms=num("TVA_REAPER_DEAD_AFTER_MS", t.reaper.dead_after_ms))
-    swarm = replace(t.swarm, upload_rate_limit_bps=num("TVA_TORRENT_UPLOAD_RATE_BPS", 0),
-                    download_rate_limit_bps=num("TVA_TORRENT_DOWNLOAD_RATE_BPS", 0),
-                    # uTP off by default: fleet copies run over loopback/LAN/the WireGuard fabric,
-                    # where TCP was 2-7x faster in bench/bench_repair.py (uTP is for public swarms).
-                    utp=bool(num("TVA_TORRENT_UTP", 0)))
+    thresholds = reaper_policy.ReaperThresholds(stalled_after_ms=cfg.reaper_stalled_after_ms,
+                                                dead_after_ms=cfg.reaper_dead_after_ms)
+    swarm = replace(t.swarm, upload_rate_limit_bps=cfg.torrent_upload_rate_bps,
+                    download_rate_limit_bps=cfg.torrent_download_rate_bps, utp=cfg.torrent_utp,
+                    dht_bootstrap_nodes=tuple(parse_host_port(n, "dht_bootstrap_nodes")
+                                              for n in cfg.dht_bootstrap_nodes))
     return replace(t, reaper=thresholds, swarm=swarm)
 
 
@@ -140,18 +129,3 @@ def listen_ips(listen: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ips)) or ("127.0.0.1",)
 
 
-def limit_local_peers(engine: object, flags: SwarmFlags) -> None:
-    """Make configured rate limits apply to LAN/loopback peers too.
-
-    libtorrent puts local-network peers in its "local" peer class, which no limit touches; the
-    fleet's fabric counts as local, so without this a configured limit would never apply to fleet
-    copies. (Reaches into the libtorrent engine's session: belongs in media.lt_engine.)"""
-    ses = getattr(engine, "_ses", None)
-    if ses is None or not (flags.upload_rate_limit_bps or flags.download_rate_limit_bps):
-        return
-    import libtorrent as lt
-
-    f = lt.ip_filter()
-    f.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
-    f.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 1 << lt.session.global_peer_class_id)
-    ses.set_peer_class_filter(f)

@@ -48,10 +48,9 @@ from agent.torrent_index import (
     TorrentTuning,
     decode_index,
     encode_index,
-    limit_local_peers,
     listen_ips,
     policy_sample,
-    tuning_from_env,
+    tuning_from_config,
 )
 from crdt import records
 from media.engine import CompletionTracker, TorrentEngine, TorrentSample
@@ -79,7 +78,7 @@ class TorrentManager:
         self.state = state
         self.service = service
         self.clock_ms = clock_ms
-        self.tuning = tuning or tuning_from_env()
+        self.tuning = tuning or tuning_from_config(cfg)
         self._factory = engine_factory
         self.engine: TorrentEngine | None = None
         self.entries: dict[str, Entry] = {}
@@ -124,7 +123,6 @@ class TorrentManager:
         async with self._open(self._flags) as engine:
             self.engine = engine
             try:
-                limit_local_peers(engine, self._flags)
                 self._on_card({"torrent_port": engine.listen_port()})
                 await self._restore()
                 async with trio.open_nursery() as nursery:

@@ -185,6 +185,7 @@ class LibtorrentEngine:
     def apply_flags(self, flags: SwarmFlags) -> None:
         """Re-apply the swarm flags, e.g. when the public_swarm_face duty moves to or from us."""
         self._ses.apply_settings({**build_settings(flags), "alert_mask": int(_ALERT_MASK)})
+        _apply_peer_classes(self._ses, flags)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -307,6 +308,20 @@ async def _wait_listening(ses: lt.session, flags: SwarmFlags) -> None:
     )
 
 
+def _apply_peer_classes(ses: lt.session, flags: SwarmFlags) -> None:
+    """Make configured rate limits apply to LAN/loopback peers too.
+
+    libtorrent puts local-network peers in its "local" peer class, which no rate limit touches;
+    the fleet's fabric counts as local, so without this a configured limit would never apply to
+    fleet copies. With no limit configured, libtorrent's default classes stay."""
+    if not (flags.upload_rate_limit_bps or flags.download_rate_limit_bps):
+        return
+    f = lt.ip_filter()
+    f.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+    f.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 1 << lt.session.global_peer_class_id)
+    ses.set_peer_class_filter(f)
+
+
 @asynccontextmanager
 async def open_lt_engine(media_root: str, flags: SwarmFlags = SwarmFlags()) -> AsyncIterator[LibtorrentEngine]:
     """An engine whose alert task lives in its own nursery; the session is gone on exit."""
@@ -314,6 +329,7 @@ async def open_lt_engine(media_root: str, flags: SwarmFlags = SwarmFlags()) -> A
         raise ConfigError(f"media root {media_root!r} is not a directory", hint="create it or fix the config")
     settings = {**build_settings(flags), "alert_mask": int(_ALERT_MASK)}
     ses = await trio.to_thread.run_sync(lt.session, settings)
+    _apply_peer_classes(ses, flags)
     engine = None
     try:
         await _wait_listening(ses, flags)

@@ -18,7 +18,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.config import Config
+from agent.config import Config, load_config
 from agent.service import Service
 from agent.state import NodeState
 from agent.store import StateStore
@@ -28,7 +28,7 @@ from agent.torrent_index import (
     TorrentTuning,
     decode_index,
     encode_index,
-    tuning_from_env,
+    tuning_from_config,
 )
 from agent.torrents import TorrentManager
 from cli import torrent as torrent_cli
@@ -37,7 +37,7 @@ from media.bencode import encode
 from media.engine import now_ms
 from media.memory_engine import MemoryEngine
 from media.torrent_make import make_torrent_v1
-from tva.errors import DecodeError, InvalidInput, RemoteDataError, TvaError
+from tva.errors import ConfigError, DecodeError, InvalidInput, RemoteDataError, TvaError
 
 IH = "ab" * 20
 
@@ -111,14 +111,20 @@ def test_index_garbage_is_a_clear_error_or_skipped(raw):
     assert all(isinstance(e, Entry) for e in entries.values())
 
 
-def test_tuning_from_env():
-    t = tuning_from_env({"TVA_REAPER_STALLED_AFTER_MS": "1000", "TVA_REAPER_DEAD_AFTER_MS": "2000",
-                         "TVA_TORRENT_UPLOAD_RATE_BPS": "4096"})
+def test_tuning_comes_from_the_validated_config(tmp_path):
+    def cfg(**env):
+        return load_config(file=None, env={"XDG_CONFIG_HOME": str(tmp_path), **env}, flags={})
+
+    t = tuning_from_config(cfg(TVA_REAPER_STALLED_AFTER_MS="1000", TVA_REAPER_DEAD_AFTER_MS="2000",
+                               TVA_TORRENT_UPLOAD_RATE_BPS="4096", TVA_DHT_BOOTSTRAP_NODES="10.0.0.5:6881"))
     assert t.reaper.stalled_after_ms == 1000 and t.swarm.upload_rate_limit_bps == 4096
-    with pytest.raises(InvalidInput):
-        tuning_from_env({"TVA_TORRENT_UPLOAD_RATE_BPS": "-1"})
-    with pytest.raises(InvalidInput):  # dead before stalled: refused by the policy core
-        tuning_from_env({"TVA_REAPER_STALLED_AFTER_MS": "5000", "TVA_REAPER_DEAD_AFTER_MS": "10"})
+    assert t.swarm.dht_bootstrap_nodes == (("10.0.0.5", 6881),) and t.swarm.utp is False
+    with pytest.raises(ConfigError):
+        cfg(TVA_TORRENT_UPLOAD_RATE_BPS="-1")
+    with pytest.raises(ConfigError):  # dead before stalled
+        cfg(TVA_REAPER_STALLED_AFTER_MS="5000", TVA_REAPER_DEAD_AFTER_MS="10")
+    with pytest.raises(ConfigError):
+        cfg(TVA_DHT_BOOTSTRAP_NODES="router-without-port")
 
 
 # --- add: validation, policy, publication, restart -----------------------------------------------

@@ -22,7 +22,7 @@ from agent.policy.reaper import ReaperThresholds
 from agent.service import Service
 from agent.state import NodeState
 from agent.store import StateStore
-from agent.torrent_index import TorrentTuning, limit_local_peers
+from agent.torrent_index import TorrentTuning
 from agent.torrents import TorrentManager
 from crdt import records
 from crdt.feedset import OwnFeed
@@ -103,7 +103,6 @@ async def test_reaper_stalled_then_dead_nudges_only_then_fleet_recovery(tmp_path
     slow = replace(LOOPBACK, upload_rate_limit_bps=256 * KIB)
     async with AsyncExitStack() as stack:
         source = await stack.enter_async_context(open_lt_engine(str(tmp_path / "src"), slow))
-        limit_local_peers(source, slow)
         await stack.enter_async_context(running(manager))
         ih, data = await source.seed_path("clip.bin")
         added = await manager.add(torrent_b64=base64.b64encode(data).decode())
