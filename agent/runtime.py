@@ -132,6 +132,8 @@ class Agent:
         if doc:
             self.state.refresh_membership()
             self._members_changed()
+            # refresh_membership may drop feeds: the core caches its digest, so tell it.
+            self.driver.submit(t.LocalChanged())
         if feeds:
             self._learn_peer_addrs()
         self.service.invalidate()

@@ -42,7 +42,8 @@ MiB = 1024 * 1024
 
 @dataclass(frozen=True)
 class TransportLimits:
-    frame_bytes_max: int = 4 * MiB
+    # A whole 4 MiB CRDT delta or sync message plus the mesh frame around it must fit.
+    frame_bytes_max: int = 4 * MiB + 64 * 1024
     request_bytes_max: int = 64 * 1024
     response_bytes_max: int = 4 * MiB
     dial_timeout_ms: int = 5_000

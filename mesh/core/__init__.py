@@ -1,11 +1,23 @@
 """The mesh protocol core: pure, deterministic, sans-I/O.
 
 ``MeshNode(self_id, config, feeds, doc, rng).handle(event, now_ms) -> list[Effect]`` is the whole
-interface: the shell feeds it events (``Tick`` at ``next_deadline_ms()``, frames from the
-transport, local changes, the member list) and carries out the effects (``Send`` bytes to a peer,
-``LivenessChanged`` to the policy core, ``StateChanged`` to whoever recomputes from the replicas).
-See ``node`` for the dissemination design, ``swim`` for failure detection, ``frames`` for the wire
-format and ``config`` for the tunables and the bounds they imply.
+interface. See ``node`` for the dissemination design, ``swim`` for failure detection, ``frames``
+for the wire format and ``config`` for the tunables and the bounds they imply.
+
+The shell's side of the contract:
+- deliver ``Tick()`` at ``node.next_deadline_ms()`` (re-read it after every event);
+- ``FrameReceived(peer, data)`` for every transport frame; ``PeerUnreachable(peer)`` when a Send
+  could not be delivered;
+- ``MembersChanged(members, classes)`` with the admitted, unrevoked members (e.g.
+  ``FleetDoc.members()``) at start and whenever that set or a host class changes;
+- ``LocalChanged(delta=...)`` after ``OwnFeed.commit``, ``LocalChanged(doc_changed=True)`` after a
+  local fleet-document edit, an empty ``LocalChanged()`` after any other change to the replicas;
+- ``SetSoftState`` when disk free / uptime / endpoints change meaningfully (the core refreshes it
+  every ``presence_refresh_ms`` by itself); ``AnnounceSleep`` just before suspending, ``Wake``
+  after; ``Leave`` then keep ticking ~1 s before stopping.
+Effects: ``Send`` goes to the transport; ``LivenessChanged`` to the policy core; ``StateChanged``
+means recompute from the replicas; ``Log``/``Counter`` go to logging and metrics. ``handle`` raises
+only ``InvalidInput`` (local misuse); everything a peer sends is counted and survived.
 """
 
 from .config import MeshConfig
