@@ -93,6 +93,8 @@ class TorrentManager:
         self.dht_lookups = 0  # how many DHT queries this host sent (the gate's test counts them)
         self._face = False
         self._flags = SwarmFlags()
+        self._research_logged: set[str] = set()
+        self._trim_skipped: set[str] = set()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -341,8 +343,34 @@ class TorrentManager:
             elif isinstance(a, policy_actions.FetchCopy) and a.infohash is not None:
                 fetching.add(a.infohash)
                 changed |= await self._fetch(a, snap, now)
+            elif isinstance(a, policy_actions.DropCopy):
+                changed |= await self._trim(a)
+            elif isinstance(a, policy_actions.StartResearch) and a.content not in self._research_logged:
+                # No search backend runs inside the agent: the research duty's host says so once,
+                # and the action stays visible in `custody` (its `research` field) until resolved.
+                self._research_logged.add(a.content)
+                log.warning("%s is lost (no live holder): needs research (scope %s)", a.content, a.scope)
         changed |= await self._expire_repairs(fetching, now)
         return changed
+
+    async def _trim(self, a: policy_actions.DropCopy) -> bool:
+        """Over-replicated: drop this host's copy only if custody made it (a repair). A copy the
+        user added is never deleted by the fleet; it just stays an extra copy."""
+        e = self.entries.get(a.infohash) if a.infohash else None
+        if e is None or e.kind != "repair":
+            if a.content not in self._trim_skipped:
+                self._trim_skipped.add(a.content)
+                log.info("trim of %s skipped: this copy was not made by custody", a.content)
+            return False
+        log.info("trim: dropping the custody copy of %s (the pin has more copies than its max)", a.content)
+        await self._require_engine().remove(e.infohash, delete_files=True)
+        self.entries.pop(e.infohash, None)
+        self._save_index()
+        key = records.holding_key(e.content_id)
+        if self.state.own.get(key) is None:
+            return False
+        self.state.own.delete(key)
+        return True
 
     def _record_intent(self, a: policy_actions.StartRepair) -> bool:
         intent = records.RepairIntent(a.content, a.target, a.lease_until_ms)
