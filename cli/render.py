@@ -24,7 +24,8 @@ def human(args: argparse.Namespace, result: Any) -> None:
                      ("state", "state"), ("policy", "policy"), ("source", "source")])
     elif cmd == "custody":
         rows = [{**c, "copies_of": f"{c['copies']}/{c['min']}" + (f"..{c['max']}" if c.get("max") else ""),
-                 "repairing": ",".join(short_id(r.get("target")) + _progress(r) for r in c.get("repairs", []))}
+                 "repairing": ", ".join(short_id(x.get("target")) + _progress(x)
+                                        for x in c.get("transfers") or c.get("repairs") or [])}
                 for c in result]
         table(rows, [("content", "content"), ("status", "status"), ("copies_of", "copies/min"),
                      ("baton_name", "baton"), ("repairing", "repairing")], empty="(no pins)")
