@@ -1,0 +1,79 @@
+"""tva0 figure (issue 6): time from `tva-agent join` to the first ping over tva0 (root).
+
+Run: sudo .venv/bin/python bench/bench_fabric_join.py [--rounds 3]
+
+Two network namespaces on a veth underlay; a founder agent runs in the first; the second runs
+`tva-agent join TOKEN --run`. The clock starts when the join command starts (process start,
+libp2p, admission, sync, tva0 bring-up, WireGuard handshake) and stops at the first ping reply
+from the founder's overlay IPv4. Baseline in the same run: the first ping over the underlay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.agent.procs import AgentProc, wait_until  # noqa: E402
+from tests.wg.netns import NetnsLab  # noqa: E402
+
+
+def one_round(tmp: Path) -> tuple[float, float]:
+    with NetnsLab(2) as lab:
+        agents = []
+        for i, name in enumerate(("founder", "joiner")):
+            sock_dir = lab.sock_dir(i)
+            sock_dir.mkdir(parents=True, exist_ok=True)
+            agents.append(AgentProc(tmp, f"{name}-{lab.run_id}", prefix=("ip", "netns", "exec", lab.ns(i)),
+                                    listen=f"/ip4/{lab.underlay_ip(i)}/tcp/4810",
+                                    env={"TVA_WG_BACKEND": "userspace", "TVA_WG_SOCKET_DIR": str(sock_dir),
+                                         "TVA_TICK_INTERVAL_MS": "300"}))
+        founder, joiner = agents
+        try:
+            founder.cli("init", "--name", "bench")
+            founder.start()
+            lab.pids.append(founder.proc.pid)
+            target = wait_until(lambda: founder.cli("wg", "status", "--json")["interface"].get("overlay_ipv4"),
+                                30, "the founder's overlay address")
+            underlay_s = lab.wait_ping(1, lab.underlay_ip(0), timeout_s=10)
+            token = founder.cli("invite", "--json")["invite"]
+            start = time.monotonic()
+            joiner._spawn("join", token, "--run")
+            lab.pids.append(joiner.proc.pid)
+            while not lab.ping(1, target, wait_s=0.1):
+                if time.monotonic() - start > 60:
+                    raise AssertionError("no ping over tva0 within 60 s")
+            return time.monotonic() - start, underlay_s or float("nan")
+        finally:
+            for a in agents:
+                a.kill(signal.SIGTERM)  # a clean stop takes tva0 and wireguard-go down with it
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench_fabric_join needs root (network namespaces, wireguard-go)")
+    print(f"bench_fabric_join: rounds={args.rounds} cpus={os.cpu_count()}")
+    joins, underlays = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.rounds):
+            j, u = one_round(Path(tmp))
+            joins.append(j)
+            underlays.append(u)
+            print(f"  join → first ping over tva0: {j:.2f} s (first underlay ping: {u * 1000:.0f} ms)")
+    print(f"median join → first ping over tva0: {statistics.median(joins):.2f} s; "
+          f"baseline first underlay ping: {statistics.median(underlays) * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
