@@ -185,7 +185,7 @@ class Agent:
             api_port=self._api_port, torrent_port=extra.get("torrent_port", self.cfg.torrent_port))
         if card != old:
             self.state.own.put(records.CARD_KEY, records.encode_card(card))
-            self.service._commit()
+            self.service.commit()
 
     # --- loops --------------------------------------------------------------------------------
 
@@ -274,19 +274,20 @@ class Agent:
         except InviteError as exc:
             log.info("refused join of %s: %s", joiner[:16], exc.message)
             raise
+        from crdt.feed import decode_delta
         from crdt.identity import public_from_peer_id
 
-        # The joiner's card comes signed by its own key; only that owner's delta is accepted.
-        allowed = set(self.state.feeds.allowed or ()) | {public_from_peer_id(joiner)}
-        self.state.feeds.set_allowed(frozenset(allowed))
-        applied = self.state.feeds.apply_delta(body["card_delta"])
-        if applied.owner != public_from_peer_id(joiner):
+        # The joiner's card must come signed by the joiner itself: checked before anything merges.
+        joiner_key = public_from_peer_id(joiner)
+        if decode_delta(body["card_delta"]).owner != joiner_key:
             raise RemoteDataError("the join request carried another host's feed")
+        self.state.feeds.set_allowed(frozenset(set(self.state.feeds.allowed or ()) | {joiner_key}))
+        applied = self.state.feeds.apply_delta(body["card_delta"])
         card = records.card_of(self.state.feeds.feed(applied.owner))
         name = card.name if card else joiner[:12]
         doc.redeem_invite(inv.nonce_hex, joiner, now)
         doc.admit(joiner, name, "member", inv.nonce_hex, self.state.peer_id, now)
-        self.service._commit(doc_changed=True)
+        self.service.commit(doc_changed=True)
         self._learn_peer_addrs()
         log.info("admitted %s (%s) with invite %s…", name, joiner[:16], inv.nonce_hex[:8])
         doc_bytes = doc.save()

@@ -175,7 +175,8 @@ class Service:
 
     # --- writes -------------------------------------------------------------------------------
 
-    def _commit(self, doc_changed: bool = False) -> bytes | None:
+    def commit(self, doc_changed: bool = False) -> bytes | None:
+        """Sign what was written to the own feed (and/or the doc changed): invalidate, push to the mesh."""
         delta = self.state.own.commit(self.clock_ms())
         if doc_changed:
             self.state.refresh_membership()
@@ -193,7 +194,7 @@ class Service:
             policy, note = "f2f_only", "private-tracker content is f2f_only at most"
         h = records.Holding(content, infohash.lower(), size_bytes, "complete", policy, source, size_bytes)
         self.state.own.put(records.holding_key(content), records.encode_holding(h))
-        self._commit()
+        self.commit()
         return {"message": f"holding {content} added ({h.policy})" + (f": {note}" if note else ""),
                 "content": content, "infohash": h.infohash, "policy": h.policy, "note": note}
 
@@ -202,7 +203,7 @@ class Service:
         if self.state.own.get(key) is None:
             raise NotFound(f"this host holds no {content!r}", hint="`tva-agent holdings list` shows them")
         self.state.own.delete(key)
-        self._commit()
+        self.commit()
         return {"message": f"holding {content} removed", "content": content}
 
     def pin(self, content: str, copies: int, max_copies: int | None) -> dict:
@@ -211,14 +212,14 @@ class Service:
             raise Conflict(f"cannot keep {copies} copies with {members} member host(s)",
                                hint="pin fewer copies, or invite more hosts")
         self.state.doc.pin(content, copies, max_copies, self.state.peer_id, self.clock_ms())
-        self._commit(doc_changed=True)
+        self.commit(doc_changed=True)
         return {"message": f"pinned {content}: {copies} copies", "content": content, "min": copies,
                 "max": max_copies}
 
     def unpin(self, content: str) -> dict:
         if not self.state.doc.unpin(content):
             raise NotFound(f"{content!r} is not pinned", hint="`tva-agent custody` lists pins")
-        self._commit(doc_changed=True)
+        self.commit(doc_changed=True)
         return {"message": f"unpinned {content}", "content": content}
 
     def revoke(self, host: str, reason: str) -> dict:
@@ -226,7 +227,7 @@ class Service:
         if peer == self.state.peer_id:
             raise Conflict("a host cannot revoke itself", hint="revoke it from another member")
         self.state.doc.revoke(peer, self.state.peer_id, reason or "revoked", self.clock_ms())
-        self._commit(doc_changed=True)
+        self.commit(doc_changed=True)
         return {"message": f"revoked {self._name(peer) or peer}", "peer_id": peer}
 
     def invite(self, role: str, ttl_ms: int) -> dict:

@@ -253,7 +253,7 @@ class TorrentManager:
         changed |= self._publish_progress(samples, now)
         changed |= await self._carry_out(now)
         if changed:
-            self.service._commit()
+            self.service.commit()
         self._follow_face_duty()
         self._on_card({"torrent_port": engine.listen_port()})  # re-applied settings may re-bind
         if self.tuning.auto_reaper and self._duty_primary(REAPER) == self.state.peer_id:

@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from agent.policy.classes import HOST_CLASSES
 from agent.policy.inputs import HoldingView, HostView, IntentView, Override, PinView
 from agent.policy.view import FleetView
 from crdt import records
@@ -22,7 +23,6 @@ from tva.errors import InvalidInput
 
 SOURCE_MAP = {"local": "public", "public": "public", "private-tracker": "private_tracker", "friend": "private"}
 UNKNOWN = "unknown"
-_HOST_CLASSES = ("desktop", "server", "nas", "seedbox", "portable")
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def build_snapshot(state, live: LiveInfo, self_presence: Presence) -> Snapshot:
         # Planning needs a definite liveness: unknown (no daemon) plans as alive.
         planned = "alive" if state_shown == UNKNOWN else state_shown
         presence = self_presence if peer == self_id else live.presence.get(peer, Presence())
-        host_class = card.host_class if card.host_class in _HOST_CLASSES else "desktop"
+        host_class = card.host_class if card.host_class in HOST_CLASSES else "desktop"
         try:
             hosts.append(HostView(
                 peer_id=peer, name=card.name, host_class=host_class, liveness=planned,
