@@ -1,0 +1,128 @@
+"""Builds nodes: deterministic identities and per-node randomness derived from the root seed.
+
+``core="standin"`` runs ``simulations.standin``; ``core="real"`` runs the real cores through
+``simulations.realnode`` and fails with a clear error when they are not importable yet;
+``core="auto"`` picks the real cores when they import and says which one ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crdt.identity import NodeKey
+from simulations.adapter import AddHolding, SetPin, SimNode
+from simulations.seeds import derive_bytes, derive_rng
+from simulations.standin import Shared, StandinConfig, StandinNode
+from tva.errors import InvalidInput
+
+CORES = ("auto", "standin", "real")
+# Above this many nodes "auto" runs the stand-in: the real cores cost ~7 ms CPU per simulated
+# node-second at 100 nodes and ~25 ms at 200 (the start-up presence rumours and per-node FleetView
+# rebuilds grow with n), i.e. hours for 1000 nodes on two cores. ``--set core=real`` insists.
+AUTO_REAL_NODES_MAX = 200
+REAL_NODES_MAX = 1024  # crdt.feedset.OWNERS_MAX (not imported: the real cores may be absent)
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    gossip_interval_ms: int = 200
+    fanout: int = 3
+    anti_entropy: bool = True
+    policy_interval_ms: int = 0  # 0: 1 s up to 100 nodes, then growing with the fleet (CPU)
+    repair_lease_ms: int = 30_000
+    verify_cache: bool = True
+
+
+def real_core_missing() -> str | None:
+    """Why the real cores cannot run here (None when they can)."""
+    try:
+        from simulations import realnode
+    except ImportError as exc:
+        return f"simulations.realnode not importable: {exc}"
+    return realnode.missing()
+
+
+def policy_interval_for(n_nodes: int) -> int:
+    """How often each simulated node re-runs the policy core. Every round rebuilds a FleetView of
+    the whole fleet on every node (O(n²) per round), so big fleets plan less often; this adds up to
+    one interval to repair start times, which the report states next to the restore figures."""
+    return min(10_000, max(1000, 10 * n_nodes))
+
+
+class NodeFactory:
+    def __init__(self, seed: int, core: str, config: CoreConfig, n_nodes: int) -> None:
+        if core not in CORES:
+            raise InvalidInput(f"unknown core {core!r}", hint=f"one of {', '.join(CORES)}")
+        why = real_core_missing() if core in ("auto", "real") else "standin requested"
+        if core == "auto" and why is None and n_nodes > AUTO_REAL_NODES_MAX:
+            why = (f"auto: {n_nodes} nodes > {AUTO_REAL_NODES_MAX}, where the real cores would take hours of "
+                   "CPU here; --set core=real to insist")
+        if core == "real" and why is None and n_nodes > REAL_NODES_MAX:
+            why = f"the real FeedSet holds at most {REAL_NODES_MAX} feeds (crdt.feedset.OWNERS_MAX)"
+        if core == "real" and why is not None:
+            raise InvalidInput(f"the real cores cannot run: {why}", hint="use --core standin")
+        self.core = "real" if why is None else "standin"
+        self.core_note = "" if why is None else why
+        self.seed = seed
+        self.config = config
+        self.shared = Shared()
+        self.n_nodes = n_nodes
+        self._real = None
+        self._keys: dict[int, NodeKey] = {}
+        self._standin_cfg = StandinConfig(
+            gossip_interval_ms=config.gossip_interval_ms, fanout=config.fanout,
+            anti_entropy=config.anti_entropy,
+        )
+
+    def real_shared(self):
+        """The fleet's genesis and the cores' configs, made once per run."""
+        if self._real is None:
+            from agent.policy import CustodyConfig
+            from mesh.core import MeshConfig
+            from simulations import realnode
+            if self.config.verify_cache:
+                realnode.install_verify_cache()
+            # "Anti-entropy off" (the deliberately broken variant): MeshConfig has no switch, so
+            # the periodic digest is pushed out past any run; gap-triggered syncs remain.
+            sync_ms = 1000 if self.config.anti_entropy else 10**12
+            mesh = MeshConfig(gossip_interval_ms=self.config.gossip_interval_ms,
+                              fanout_max=self.config.fanout, sync_interval_ms=sync_ms)
+            custody = CustodyConfig(lease_ms=self.config.repair_lease_ms, reserve_bytes=1024**3)
+            members = [self.peer_id(i) for i in range(self.n_nodes)]
+            fleet_id = f"sim-{self.seed}"
+            genesis = realnode.make_genesis(fleet_id, self.key(0), members)
+            policy_ms = self.config.policy_interval_ms or policy_interval_for(self.n_nodes)
+            self._real = realnode.RealShared(genesis, fleet_id, mesh, custody, policy_ms)
+        return self._real
+
+    def warm_state(self, classes: list[str], holdings: list[list[AddHolding]], pins: list[SetPin],
+                   friends: list[str]) -> object:
+        """The replicated state of a converged fleet (every card, holding, pin and friend link),
+        built once and handed to every node as its starting disk state."""
+        if self.core == "real":
+            from simulations import realnode
+            return realnode.warm_state(self.real_shared(), [self.key(i) for i in range(len(classes))],
+                                       classes, holdings, pins, friends)
+        from simulations.standin_state import warm_state
+        return warm_state(self.shared, [self.key(i) for i in range(len(classes))], classes, holdings,
+                          pins, friends)
+
+    def key(self, index: int) -> NodeKey:
+        k = self._keys.get(index)
+        if k is None:
+            # Simulation-only: keys derived from the seed make a run replayable from its seed.
+            k = self._keys[index] = NodeKey(derive_bytes(self.seed, "node-key", index))
+        return k
+
+    def peer_id(self, index: int) -> str:
+        return self.key(index).peer_id
+
+    def make(self, index: int, host_class: str, restarts: int, bootstrap: list[str],
+             saved: object) -> SimNode:
+        rng = derive_rng(self.seed, "node", index, restarts)
+        if self.core == "real":
+            from simulations import realnode
+            return realnode.RealNode(self.key(index), host_class, rng, self.real_shared(), f"host-{index}",
+                                     saved)  # type: ignore[arg-type]
+        return StandinNode(self.key(index), host_class, rng, self.shared, self._standin_cfg,
+                           bootstrap, saved)  # type: ignore[arg-type]

@@ -1,0 +1,387 @@
+"""A simulated host running the real cores: ``mesh.core.MeshNode`` over a real ``crdt.FeedSet``
+and ``crdt.FleetDoc``, with ``agent.policy`` (custody, duties, actions, peers_for) run on this
+node's own view — so disagreement during a partition is visible to the checkers.
+
+What is the simulator's and not the product's: when policy runs (every ``policy_interval_ms``),
+how a FetchCopy becomes a transfer (the world simulates it), and where a DHT announce is
+decided (the public-swarm-face duty primary announces items whose policy the core says is public).
+"""
+
+from __future__ import annotations
+
+import random
+
+from agent.policy import (
+    CustodyConfig,
+    DropCopy,
+    ExternalPeer,
+    FetchCopy,
+    FriendPeer,
+    StartRepair,
+    actions_for,
+    assign_duties,
+    item_policy,
+    peers_for,
+    plan_all,
+)
+from crdt import records
+from crdt.feedset import AppliedDelta, FeedSet, OwnFeed
+from crdt.fleetdoc import FleetDoc
+from crdt.identity import NodeKey, public_from_peer_id
+from mesh.core import (
+    AnnounceSleep,
+    Leave,
+    Liveness,
+    LivenessChanged,
+    LocalChanged,
+    MembersChanged,
+    MeshConfig,
+    MeshNode,
+    SetSoftState,
+    StateChanged,
+    Tick,
+    Wake,
+)
+from mesh.core import FrameReceived as MeshFrame
+from mesh.core import Send as MeshSend
+from simulations.adapter import (
+    AddFriend,
+    AddHolding,
+    Announce,
+    Applied,
+    Change,
+    DeclaredDead,
+    Effect,
+    Fetch,
+    FriendOffer,
+    PeerAnswer,
+    RemoveHolding,
+    RepairStart,
+    Revoke,
+    Send,
+    SetDiskFull,
+    SetPin,
+    Trimmed,
+    infohash_of,
+)
+from simulations.realview import Interner, ViewBuilder
+from tva.errors import RemoteDataError
+
+DISK_FREE_BYTES = 4 * 1024**4  # a roomy server disk; "full" is 0
+FETCH_RETRY_MS = 10_000
+
+
+class TrackedFeeds:
+    """The FeedStore seam, passed through to the real FeedSet, noting what got applied."""
+
+    def __init__(self, feeds: FeedSet) -> None:
+        self.inner = feeds
+        self.applied: list[tuple[bytes, int]] = []
+
+    def version_vector(self) -> dict[bytes, int]:
+        return self.inner.version_vector()
+
+    def deltas_since(self, vv: dict[bytes, int], bytes_max: int) -> list[bytes]:
+        return self.inner.deltas_since(vv, bytes_max)
+
+    def apply_delta(self, data: bytes) -> AppliedDelta:
+        result = self.inner.apply_delta(data)
+        self.applied.append((result.owner, result.version))
+        return result
+
+
+class RealShared:
+    """Per-run values every node starts from: the fleet's genesis document and configs."""
+
+    def __init__(self, genesis: bytes, fleet_id: str, mesh: MeshConfig, custody: CustodyConfig,
+                 policy_interval_ms: int) -> None:
+        self.genesis = genesis
+        self.fleet_id = fleet_id
+        self.mesh = mesh
+        self.custody = custody
+        self.policy_interval_ms = policy_interval_ms
+        self.interner = Interner()
+        # Admissions do not change during a run (invites are not simulated), and reading a
+        # 1000-record automerge map costs ~50 ms: read the members once, then subtract revocations.
+        self.genesis_members = FleetDoc.load(genesis, b"sim-reader", expected_fleet_id=fleet_id).members()
+
+
+def make_genesis(fleet_id: str, founder: NodeKey, members: list[str]) -> bytes:
+    """One genesis for the fleet with every member admitted (invites are not simulated)."""
+    doc = FleetDoc.genesis(fleet_id, "sim", founder.peer_id, founder.public[:16], 1)
+    for i, peer in enumerate(members):
+        if peer != founder.peer_id:
+            doc.admit(peer, f"host-{i}", "member", None, founder.peer_id, 1)
+    return doc.save()
+
+
+def warm_state(shared: RealShared, keys: list[NodeKey], classes: list[str],
+               holdings: list[list[AddHolding]], pins: list[SetPin], friends: list[str]) -> dict:
+    """A converged fleet's disk state, made through the real writers: each host's OwnFeed signs
+    its card and holdings; the founder's replica of the genesis records the pins and friends."""
+    template = FeedSet()
+    for i, (key, host_class, holds) in enumerate(zip(keys, classes, holdings, strict=True)):
+        own = OwnFeed(key, FeedSet())
+        own.put(records.CARD_KEY, records.encode_card(records.HostCard(f"host-{i}", host_class)))
+        for h in holds:
+            source = "private-tracker" if h.policy == "f2f_only" else "public"
+            rec = records.Holding(h.item, infohash_of(h.item), h.size_bytes, "complete", h.policy, source)
+            own.put(records.holding_key(h.item), records.encode_holding(rec))
+        template.apply_delta(own.commit(1))  # type: ignore[arg-type]
+    doc = FleetDoc.load(shared.genesis, keys[0].public[:16], expected_fleet_id=shared.fleet_id)
+    for pin in pins:
+        doc.pin(pin.item, pin.copies_min, pin.copies_max, keys[0].peer_id, 1)
+    for f in friends:
+        doc.add_friend(f, "friend", {}, keys[0].peer_id, 1)
+    return {"feeds": template.to_bytes(), "doc": doc.save(), "incarnation": -1}
+
+
+class RealNode:
+    def __init__(self, key: NodeKey, host_class: str, rng: random.Random, shared: RealShared,
+                 name: str, saved: dict | None) -> None:
+        self.key = key
+        self.peer_id = key.peer_id
+        self.host_class = host_class
+        self.name = name
+        self.shared = shared
+        feeds = FeedSet.from_bytes(saved["feeds"]) if saved else FeedSet()
+        self.doc = FleetDoc.load(saved["doc"] if saved else shared.genesis, key.public[:16],
+                                 expected_fleet_id=shared.fleet_id)
+        self.feeds = TrackedFeeds(feeds)
+        self.own = OwnFeed(key, feeds)
+        incarnation = saved["incarnation"] + 1 if saved else 0
+        self.mesh = MeshNode(self.peer_id, shared.mesh, self.feeds, self.doc, rng, incarnation=incarnation)
+        self.views = ViewBuilder(shared.interner)
+        self.disk_free = DISK_FREE_BYTES
+        self._started = False
+        self._members: frozenset[str] = frozenset()
+        self._revoked: frozenset[str] = frozenset()
+        self._classes: dict[str, str] = {}
+        self._next_policy_ms = 0
+        self._view = None
+        self._fetching: dict[str, int] = {}
+        self._announced: set[str] = set()
+        self.refused = 0
+
+    # --- plumbing -----------------------------------------------------------------------------------
+    def _handle(self, event: object, now_ms: int, out: list[Effect]) -> None:
+        for eff in self.mesh.handle(event, now_ms):  # type: ignore[arg-type]
+            if isinstance(eff, MeshSend):
+                out.append(Send(eff.peer, eff.data))
+            elif isinstance(eff, LivenessChanged):
+                if eff.state is Liveness.DEAD:
+                    out.append(DeclaredDead(eff.peer, eff.incarnation))
+                self._view = None
+            elif isinstance(eff, StateChanged):
+                self._view = None
+                if eff.doc:
+                    self._doc_changed(now_ms, out)
+        for owner, version in self.feeds.applied:
+            out.append(Applied(self.shared.interner.peer(owner), version))
+        self.feeds.applied.clear()
+
+    def _members_event(self, now_ms: int, out: list[Effect], classes: dict[str, str]) -> None:
+        self._classes = classes
+        self._handle(MembersChanged(self._members, classes), now_ms, out)
+
+    def _doc_changed(self, now_ms: int, out: list[Effect]) -> None:
+        revoked = frozenset(self.doc.revocations())
+        if revoked == self._revoked:
+            return
+        self._revoked = revoked
+        for peer in sorted(revoked):
+            if peer != self.peer_id:  # a revoked host keeps its own feed; nobody listens to it
+                self.feeds.inner.revoke(public_from_peer_id(peer))
+        self._members = self.shared.genesis_members - revoked
+        self._members_event(now_ms, out, self._classes)
+
+    def _commit(self, now_ms: int, out: list[Effect]) -> None:
+        delta = self.own.commit(now_ms)
+        if delta is not None:
+            out.append(Applied(self.peer_id, self.own.version))
+            self._view = None
+            self._handle(LocalChanged(delta=delta), now_ms, out)
+
+    def _soft_state(self, now_ms: int, out: list[Effect]) -> None:
+        self._handle(SetSoftState(self.disk_free, 1.0, (), self.host_class), now_ms, out)
+
+    def _start(self, now_ms: int, out: list[Effect]) -> None:
+        self._started = True
+        self._revoked = frozenset(self.doc.revocations())
+        self._members = self.shared.genesis_members - self._revoked
+        self._members_event(now_ms, out, {})
+        self._soft_state(now_ms, out)
+        if self.own.feed is None or records.card_of(self.own.feed) is None:
+            self.own.put(records.CARD_KEY, records.encode_card(records.HostCard(self.name, self.host_class)))
+            self._commit(now_ms, out)
+        self._next_policy_ms = now_ms + self.shared.policy_interval_ms
+
+    # --- SimNode -----------------------------------------------------------------------------------
+    def tick(self, now_ms: int) -> list[Effect]:
+        out: list[Effect] = []
+        if not self._started:
+            self._start(now_ms, out)
+        self._handle(Tick(), now_ms, out)
+        if now_ms >= self._next_policy_ms:
+            self._next_policy_ms = now_ms + self.shared.policy_interval_ms
+            self._policy(now_ms, out)
+        return out
+
+    def next_deadline_ms(self, now_ms: int) -> int:
+        d = self.mesh.next_deadline_ms()
+        if not self._started:
+            return now_ms
+        return min(d, self._next_policy_ms) if d is not None else self._next_policy_ms
+
+    def receive(self, src: str, frame: bytes, now_ms: int) -> list[Effect]:
+        out: list[Effect] = []
+        if not self._started:
+            self._start(now_ms, out)
+        self._handle(MeshFrame(src, frame), now_ms, out)
+        return out
+
+    def change(self, op: Change, now_ms: int) -> list[Effect]:
+        out: list[Effect] = []
+        if not self._started:
+            self._start(now_ms, out)
+        me = self.peer_id
+        if isinstance(op, AddHolding):
+            source = "private-tracker" if op.policy == "f2f_only" else "public"
+            h = records.Holding(op.item, infohash_of(op.item), op.size_bytes, "complete", op.policy, source)
+            self.own.put(records.holding_key(op.item), records.encode_holding(h))
+            self._fetching.pop(op.item, None)
+            self._commit(now_ms, out)
+        elif isinstance(op, RemoveHolding):
+            self.own.delete(records.holding_key(op.item))
+            self._commit(now_ms, out)
+        elif isinstance(op, SetPin | Revoke | AddFriend):
+            if isinstance(op, SetPin):
+                self.doc.pin(op.item, op.copies_min, op.copies_max, me, now_ms)
+            elif isinstance(op, Revoke):
+                self.doc.revoke(op.peer, me, "simulated revocation", now_ms)
+            else:
+                self.doc.add_friend(op.fleet_id, "friend", {}, me, now_ms)
+            self._view = None
+            self._handle(LocalChanged(doc_changed=True), now_ms, out)
+            self._doc_changed(now_ms, out)
+        elif isinstance(op, SetDiskFull):
+            self.disk_free = 0 if op.full else DISK_FREE_BYTES
+            self._soft_state(now_ms, out)
+        return out
+
+    def leave(self, now_ms: int) -> list[Effect]:
+        out: list[Effect] = []
+        self._handle(Leave(), now_ms, out)
+        return out
+
+    def sleep(self, now_ms: int) -> list[Effect]:
+        out: list[Effect] = []
+        if self._started:
+            self._handle(AnnounceSleep(), now_ms, out)
+        return out
+
+    def wake(self, now_ms: int) -> list[Effect]:
+        out: list[Effect] = []
+        if self._started:
+            self._handle(Wake(), now_ms, out)
+        return out
+
+    def snapshot(self) -> dict:
+        return {"feeds": self.feeds.inner.to_bytes(), "doc": self.doc.save(),
+                "incarnation": self.mesh.incarnation()}
+
+    # --- policy ------------------------------------------------------------------------------------
+    def view(self):
+        if self._view is None:
+            self._view = self.views.build(self.peer_id, self.feeds.inner, self.doc, self.mesh.liveness(),
+                                          self.mesh.presence())
+        return self._view
+
+    def _policy(self, now_ms: int, out: list[Effect]) -> None:
+        self._view = None  # presence and leases age with time: rebuild
+        view = self.view()
+        classes = {p: h.host_class for p, h in view.hosts.items()}
+        if classes != self._classes:  # new cards: tell the core which hosts are portable
+            self._members_event(now_ms, out, classes)
+        plans = plan_all(view, now_ms, self.shared.custody)
+        duties = assign_duties(view)
+        for act in actions_for(self.peer_id, plans, duties, view, now_ms):
+            if isinstance(act, StartRepair):
+                intent = records.RepairIntent(act.content, act.target, act.lease_until_ms)
+                self.own.put(records.intent_key(act.content), records.encode_intent(intent))
+                out.append(RepairStart(act.content, act.target, self.peer_id))
+            elif isinstance(act, FetchCopy):
+                started = self._fetching.get(act.content)
+                if started is None or now_ms - started >= FETCH_RETRY_MS:
+                    self._fetching[act.content] = now_ms
+                    out.append(Fetch(act.content, self.peer_id))
+            elif isinstance(act, DropCopy):
+                self.own.delete(records.holding_key(act.content))
+                out.append(Trimmed(act.content, self.peer_id))
+        self._commit(now_ms, out)
+        face = next((d.primary for d in duties if d.duty == "public_swarm_face"), None)
+        if face == self.peer_id:
+            mine = view.by_peer.get(self.peer_id, set())
+            for content in sorted(mine - self._announced):
+                hold = view.by_content[content][self.peer_id]
+                if item_policy(view, hold.infohash) == "public":
+                    self._announced.add(content)
+                    out.append(Announce(content, "dht", self.peer_id))
+
+    # --- read-only views for the checkers ----------------------------------------------------------
+    def version_vector(self) -> dict[str, int]:
+        peer = self.shared.interner.peer
+        return {peer(o): v for o, v in sorted(self.feeds.inner.version_vector().items())}
+
+    def doc_digest(self) -> str:
+        return ",".join(sorted(h.hex()[:16] for h in self.doc.heads()))
+
+    def live_view(self) -> frozenset[str]:
+        lv = self.mesh.liveness()
+        return frozenset(p for p, s in lv.items() if s in (Liveness.ALIVE, Liveness.SUSPECT)) | {self.peer_id}
+
+    def duties(self) -> dict[str, str]:
+        return {d.duty: d.primary or "" for d in assign_duties(self.view())}
+
+    def peers_for(self, item: str, offers: tuple[FriendOffer, ...],
+                  external: tuple[str, ...]) -> list[PeerAnswer]:
+        ih = infohash_of(item)
+        friends = [FriendPeer(o.fleet_id, o.peer, f"10.77.0.{i + 1}", 6881, ih, o.policy)
+                   for i, o in enumerate(offers)]
+        ext = [ExternalPeer(f"198.51.100.{i + 1}", 6881, src) for i, src in enumerate(external)]
+        try:
+            answer = peers_for(self.view(), ih, friends=friends, friend_fleets=sorted(self.doc.friends()),
+                               external=ext)
+        except RemoteDataError:
+            self.refused += 1
+            return []
+        return [PeerAnswer(p.peer_id or p.addr, p.source, (p.host or "") if p.source == "friend" else "")
+                for p in answer.peers]
+
+
+def install_verify_cache() -> None:
+    """Memoise Ed25519 verification inside ``crdt.feed`` for this simulator process.
+
+    Verification is a pure function of (key, signature, message): a thousand nodes verifying one
+    signed head get one answer, so computing it once is exactly equivalent and saves ~0.2 ms per
+    node per delta. Only the simulator installs this; the product never does."""
+    import crdt.feed as feed_mod
+    if getattr(feed_mod.verify, "sim_cache", None) is not None:
+        return
+    real = feed_mod.verify
+    cache: dict[tuple[bytes, bytes, bytes], bool] = {}
+
+    def cached(public: bytes, signature: bytes, message: bytes) -> bool:
+        key = (public, signature, message)
+        ok = cache.get(key)
+        if ok is None:
+            ok = cache[key] = real(public, signature, message)
+        return ok
+
+    cached.sim_cache = cache  # type: ignore[attr-defined]
+    feed_mod.verify = cached  # type: ignore[assignment]
+
+
+def missing() -> str | None:
+    """None: the real cores are usable. (Import errors surface when this module is imported.)"""
+    return None

@@ -1,0 +1,157 @@
+"""Runs one scenario end to end and returns a JSON-able result.
+
+The result's ``deterministic`` part (params, trace digest, metrics, checks) is a function of
+the parameters alone; wall-clock cost is reported apart, under ``cost``, because it is the one
+thing that differs between two runs with one seed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO
+
+from simulations.metrics import percentile
+from simulations.network import LAN, LOSSY_WAN, WAN
+from simulations.nodes import CoreConfig, NodeFactory
+from simulations.scenarios import SETUP, Params, finish_faults, host_classes
+from simulations.seeds import derive_rng
+from simulations.sim import Simulation
+from simulations.world import Trace
+
+LINKS = {"lan": LAN, "wan": WAN, "lossy": LOSSY_WAN}
+TRACK_AFTER_MS = 3000  # changes before this are the start-up storm, not "one change"
+POLL_MS = 250
+# A planner cannot know of a revocation or a full disk before the news reaches it: repairs onto
+# such a host count as violations only once the fact is this old (many dissemination rounds).
+KNOWLEDGE_GRACE_MS = 10_000
+
+
+def build(p: Params, trace_out: IO[str] | None = None) -> tuple[Simulation, int]:
+    factory = NodeFactory(p.seed, p.core, CoreConfig(p.interval_ms, p.fanout, p.anti_entropy), p.nodes)
+    classes = host_classes(p, derive_rng(p.seed, "classes"))
+    sim = Simulation(seed=p.seed, n_nodes=p.nodes, classes=classes, factory=factory,
+                     link=LINKS[p.link], interval_ms=p.interval_ms, track_after_ms=TRACK_AFTER_MS,
+                     revocation_grace_ms=KNOWLEDGE_GRACE_MS, trace=Trace(trace_out))
+    heal_ms = int(p.duration_s * 1000)
+    SETUP[p.scenario](sim, p, derive_rng(p.seed, "scenario", p.scenario), heal_ms)
+    finish_faults(sim, heal_ms)
+    return sim, heal_ms
+
+
+def _r(x: float | None, nd: int = 1) -> float | None:
+    return None if x is None else round(float(x), nd)
+
+
+PROGRESS_EVERY_MS = 5000
+STEADY_FROM_MS = 5000
+
+
+def run_scenario(p: Params, trace_out: IO[str] | None = None, progress: bool = False) -> dict:
+    wall0 = time.perf_counter()  # the simulator's own cost only; the world never sees it
+    cpu0 = time.process_time()
+    sim, heal_ms = build(p, trace_out)
+    # Steady-state traffic is measured between the end of the start-up (everyone announcing its
+    # presence at once) and the healing point.
+    steady_from_ms = min(STEADY_FROM_MS, heal_ms // 2)
+    marks = sorted({steady_from_ms, *(range(PROGRESS_EVERY_MS, heal_ms, PROGRESS_EVERY_MS) if progress else ())})
+    steady0 = (0, 0)
+    for t in marks:
+        sim.world.run(t)
+        if t == steady_from_ms:
+            steady0 = (sim.net.stats.bytes_sent, sim.net.stats.frames_sent)
+        if progress:
+            print(f"  … t={t / 1000:.0f}s events={sim.world.trace.events} wall={time.perf_counter() - wall0:.1f}s "
+                  f"cpu={time.process_time() - cpu0:.1f}s", file=sys.stderr, flush=True)
+    sim.world.run(heal_ms)
+    window_s = max((heal_ms - steady_from_ms) / 1000.0, 1e-9)
+    steady_bytes = (sim.net.stats.bytes_sent - steady0[0]) / p.nodes / window_s
+    steady_msgs = (sim.net.stats.frames_sent - steady0[1]) / p.nodes / window_s
+    bound_ms = heal_ms + int(p.bound_s * 1000)
+    settled_ms = None
+    status: dict[str, tuple[bool, str]] = {}
+    # Liveness is polled often enough to time settling, but a vector comparison over a
+    # thousand nodes is costly, so big fleets poll less.
+    poll_ms = POLL_MS * max(1, p.nodes // 100)
+    t = heal_ms
+    while True:
+        status = {
+            "converged": sim.checker.converged(),
+            "pins_restored": sim.checker.pins_restored(),
+            "duties_agree": sim.checker.duties_agree(),
+        }
+        if all(ok for ok, _ in status.values()):
+            settled_ms = t - heal_ms
+            break
+        if t >= bound_ms:
+            break
+        t = min(t + poll_ms, bound_ms)
+        sim.world.run(t)
+    end_ms = t
+    sim.metrics.close(end_ms)
+    wall_s = time.perf_counter() - wall0
+    cpu_s = time.process_time() - cpu0
+
+    m = sim.metrics
+    n_nodes = p.nodes
+    secs = max(end_ms / 1000.0, 1e-9)
+    stats = sim.net.stats
+    conv = m.convergence_ms
+    restore = m.restore_ms
+    metrics = {
+        "changes_tracked": len(conv) + m.pending_count(),
+        "changes_converged": len(conv),
+        "convergence_ms_p50": _r(percentile(conv, 50)),
+        "convergence_ms_p99": _r(percentile(conv, 99)),
+        "convergence_ms_max": _r(max(conv) if conv else None),
+        "settle_ms_after_heal": settled_ms,
+        "messages_per_node_s": _r(stats.frames_sent / n_nodes / secs, 2),
+        "bytes_per_node_s": _r(stats.bytes_sent / n_nodes / secs, 1),
+        "steady_messages_per_node_s": _r(steady_msgs, 2),
+        "steady_bytes_per_node_s": _r(steady_bytes, 1),
+        "frames_lost": stats.frames_lost,
+        "frames_blocked": stats.frames_blocked,
+        "frames_duplicated": stats.frames_duplicated,
+        "pin_under_n_ms_total": sum(m.pin_under_ms.values()),
+        "pin_under_n_ms_max": max(m.pin_under_ms.values(), default=0),
+        "restore_ms_p50": _r(percentile(restore, 50)),
+        "restore_ms_max": _r(max(restore) if restore else None),
+        "repairs_started": m.repairs_started,
+        "repairs_done": m.repairs_done,
+        "trims": m.trims,
+        "dead_declarations": m.declared_dead,
+        "false_dead_declarations": m.false_dead,
+        "dead_declarations_across_partition": m.dead_while_partitioned,
+    }
+    checks = {
+        "safety": {"ok": sim.checker.count == 0, "violations": sim.checker.count,
+                   "first": [f"t={v.at_ms}ms {v.rule}: {v.detail}" for v in sim.checker.violations[:10]]},
+        "liveness": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in status.items()},
+    }
+    ok = checks["safety"]["ok"] and all(v["ok"] for v in checks["liveness"].values())
+    events = sim.world.trace.events
+    return {
+        "seed": p.seed,
+        "scenario": p.scenario,
+        "params": p.as_dict(),
+        "core": sim.factory.core,
+        "core_note": sim.factory.core_note,
+        "virtual_s": round(end_ms / 1000.0, 3),
+        "events": events,
+        "trace_sha256": sim.world.trace.digest(),
+        "metrics": metrics,
+        "checks": checks,
+        "ok": ok,
+        "replay": p.replay_command(),
+        "cost": {
+            "wall_s": round(wall_s, 3),
+            "cpu_s": round(cpu_s, 3),
+            "cpu_us_per_node_s": round(1e6 * cpu_s / (n_nodes * secs), 1),
+            "wall_us_per_node_s": round(1e6 * wall_s / (n_nodes * secs), 1),
+            "events_per_wall_s": round(events / max(wall_s, 1e-9)),
+        },
+    }
+
+
+def deterministic_part(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "cost"}

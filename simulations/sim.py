@@ -1,0 +1,295 @@
+"""A whole simulated fleet: the truth of the world, nodes, network, and the effects loop.
+
+The world keeps the *truth* (which hosts are up, what each disk really holds, who is revoked)
+apart from each node's *view* (its replicated state), so the checkers can compare the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from simulations.adapter import (
+    AddHolding,
+    Announce,
+    Change,
+    DeclaredDead,
+    Fetch,
+    RemoveHolding,
+    RepairStart,
+    Revoke,
+    Send,
+    SetDiskFull,
+    SetPin,
+    SimNode,
+    Trimmed,
+)
+from simulations.checkers import Checker
+from simulations.metrics import Metrics
+from simulations.network import LinkProfile, Network
+from simulations.nodes import NodeFactory
+from simulations.seeds import derive_rng
+from simulations.world import Trace, World
+from tva.errors import InvalidInput
+
+UP, CRASHED, ASLEEP, LEFT = "up", "crashed", "asleep", "left"
+TRANSFER_BYTES_PER_S = 10_000_000
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    size_bytes: int
+    policy: str
+
+
+@dataclass
+class Host:
+    peer: str
+    index: int
+    host_class: str
+    status: str = UP
+    disk: dict[str, int] = field(default_factory=dict)
+    full: bool = False
+    saved: object = None
+    restarts: int = 0
+    up_since_ms: int = 0  # when this host last started or woke
+
+
+class Simulation:
+    def __init__(self, *, seed: int, n_nodes: int, classes: list[str], factory: NodeFactory,
+                 link: LinkProfile, interval_ms: int, track_after_ms: int,
+                 revocation_grace_ms: int, trace: Trace | None = None) -> None:
+        if n_nodes < 2:
+            raise InvalidInput("a fleet needs at least 2 nodes", hint="use --nodes 2 or more")
+        self.seed = seed
+        self.world = World(trace)
+        self.net = Network(derive_rng(seed, "network"), link)
+        self.rng = derive_rng(seed, "world")
+        self.factory = factory
+        self.interval_ms = interval_ms
+        self.metrics = Metrics(track_after_ms)
+        self.checker = Checker(self, revocation_grace_ms)
+        self.hosts: dict[str, Host] = {}
+        self.by_index: list[str] = []
+        self.nodes: dict[str, SimNode] = {}  # only hosts that are up
+        self.items: dict[str, Item] = {}
+        self.pins: dict[str, tuple[int, int]] = {}
+        self.revoked: dict[str, int] = {}
+        self.friends: list[str] = []
+        self.item_holders: dict[str, set[str]] = {}
+        self.keep_crashed = False  # set by scenarios whose crashed hosts never come back
+        self._tracked: dict[str, SimNode] | None = None
+        self._calls: dict[int, Callable[[int], None]] = {}
+        self._tick_at: dict[str, int] = {}  # the one live tick per node; others are stale
+        self._fetching: set[tuple[str, str]] = set()
+        w = self.world
+        w.on("tick", self._on_tick)
+        w.on("deliver", self._on_deliver)
+        w.on("call", self._on_call)
+        w.on("transfer", self._on_transfer)
+        for i in range(n_nodes):
+            peer = factory.peer_id(i)
+            self.hosts[peer] = Host(peer, i, classes[i])
+            self.by_index.append(peer)
+
+    # --- starting nodes -----------------------------------------------------------------------
+    def start(self, index: int, now_ms: int, bootstrap: list[str]) -> None:
+        host = self.hosts[self.by_index[index]]
+        node = self.factory.make(index, host.host_class, host.restarts, bootstrap, host.saved)
+        self.nodes[host.peer] = node
+        host.status = UP
+        host.up_since_ms = now_ms
+        self._tracked = None
+        self._pins_changed(now_ms)
+        self._want_tick(host.peer, now_ms + self.rng.randrange(self.interval_ms))
+
+    def at(self, at_ms: int, label: str, fn: Callable[[int], None]) -> None:
+        """Run ``fn(now_ms)`` at virtual time ``at_ms`` (faults and workload use this)."""
+        key = len(self._calls)
+        self._calls[key] = fn
+        self.world.schedule(at_ms, "call", label, key)
+
+    # --- truth changes (called by faults and workload) ----------------------------------------------
+    def up_nodes(self) -> dict[str, SimNode]:
+        return self.nodes
+
+    def change(self, peer: str, op: Change, now_ms: int) -> None:
+        node = self.nodes.get(peer)
+        if node is None:
+            return
+        if isinstance(op, AddHolding):
+            self.items.setdefault(op.item, Item(op.item, op.size_bytes, op.policy))
+            self._disk_add(peer, op.item, op.size_bytes)
+        elif isinstance(op, RemoveHolding):
+            self._disk_remove(peer, op.item)
+        elif isinstance(op, SetPin):
+            self.pins[op.item] = (op.copies_min, op.copies_max)
+        elif isinstance(op, Revoke):
+            self.revoked.setdefault(op.peer, now_ms)
+            self._tracked = None
+        elif isinstance(op, SetDiskFull):
+            self.hosts[peer].full = op.full
+            self.checker.disk_full_changed(peer, op.full, now_ms)
+        self._run(peer, node.change(op, now_ms), now_ms)
+        self._pins_changed(now_ms)
+
+    def crash(self, peer: str, now_ms: int) -> None:
+        node = self.nodes.pop(peer, None)
+        if node is None:
+            return
+        host = self.hosts[peer]
+        host.saved = node.snapshot()  # writes are atomic: the disk holds the last committed state
+        host.status = CRASHED
+        self._tick_at.pop(peer, None)
+        self._went_down(now_ms)
+
+    def restart(self, peer: str, now_ms: int) -> None:
+        host = self.hosts[peer]
+        if host.status != CRASHED:
+            return
+        host.restarts += 1
+        self.start(host.index, now_ms, [])
+
+    def leave(self, peer: str, now_ms: int) -> None:
+        node = self.nodes.get(peer)
+        if node is None:
+            return
+        self._run(peer, node.leave(now_ms), now_ms)
+        del self.nodes[peer]
+        self._tick_at.pop(peer, None)
+        self.hosts[peer].status = LEFT
+        self._went_down(now_ms)
+
+    def sleep(self, peer: str, now_ms: int) -> None:
+        host = self.hosts[peer]
+        node = self.nodes.get(peer)
+        if node is None:
+            return
+        self._run(peer, node.sleep(now_ms), now_ms)
+        del self.nodes[peer]
+        self._tick_at.pop(peer, None)
+        host.saved = node  # a sleeping laptop keeps its whole memory
+        host.status = ASLEEP
+        self._went_down(now_ms)
+
+    def wake(self, peer: str, now_ms: int) -> None:
+        host = self.hosts[peer]
+        if host.status != ASLEEP:
+            return
+        node: SimNode = host.saved  # type: ignore[assignment]
+        self.nodes[peer] = node
+        host.saved = None
+        host.status = UP
+        host.up_since_ms = now_ms
+        self._tracked = None
+        self._pins_changed(now_ms)
+        self._run(peer, node.wake(now_ms), now_ms)
+        self._want_tick(peer, now_ms + 1)
+
+    def lose_item(self, peer: str, item: str, now_ms: int) -> None:
+        """A disk loses an item: the truth changes at once, the host's feed when it notices."""
+        if item in self.hosts[peer].disk:
+            self.change(peer, RemoveHolding(item), now_ms)
+
+    def tracked(self) -> dict[str, SimNode]:
+        """The nodes a change must reach to count as converged: up and not revoked (nobody
+        talks to a revoked host, so it never catches up, by design)."""
+        if self._tracked is None:
+            self._tracked = {p: n for p, n in self.nodes.items() if p not in self.revoked}
+        return self._tracked
+
+    def _went_down(self, now_ms: int) -> None:
+        self._tracked = None
+        self.metrics.recheck_pending(now_ms, self.tracked())
+        self._pins_changed(now_ms)
+
+    def _disk_add(self, peer: str, item: str, size_bytes: int) -> None:
+        self.hosts[peer].disk[item] = size_bytes
+        self.item_holders.setdefault(item, set()).add(peer)
+
+    def _disk_remove(self, peer: str, item: str) -> None:
+        self.hosts[peer].disk.pop(item, None)
+        self.item_holders.get(item, set()).discard(peer)
+
+    # --- truth queries --------------------------------------------------------------------------
+    def durable_copies(self, item: str) -> int:
+        """Copies on disks of members that have not left and are not revoked (up or not)."""
+        return sum(1 for p in self.item_holders.get(item, ())
+                   if self.hosts[p].status != LEFT and p not in self.revoked)
+
+    def available_copies(self, item: str) -> int:
+        return sum(1 for p in self.item_holders.get(item, ()) if p in self.nodes and p not in self.revoked)
+
+    def _pins_changed(self, now_ms: int) -> None:
+        for item, (copies_min, _) in self.pins.items():
+            self.metrics.pin_copies(item, self.available_copies(item), copies_min, now_ms)
+
+    # --- event handlers ------------------------------------------------------------------------------
+    def _want_tick(self, peer: str, at_ms: int) -> None:
+        cur = self._tick_at.get(peer)
+        if cur is None or at_ms < cur:
+            self._tick_at[peer] = at_ms
+            self.world.schedule(at_ms, "tick", peer, at_ms)
+
+    def _on_tick(self, now_ms: int, peer: str, at_ms: int) -> None:
+        node = self.nodes.get(peer)
+        if node is None or self._tick_at.get(peer) != at_ms:
+            return  # down (the chain restarts with the node), or superseded by an earlier tick
+        del self._tick_at[peer]
+        self._run(peer, node.tick(now_ms), now_ms)
+        if peer in self.nodes:
+            self._want_tick(peer, max(now_ms + 1, node.next_deadline_ms(now_ms)))
+
+    def _on_deliver(self, now_ms: int, dst: str, data: tuple[str, bytes]) -> None:
+        node = self.nodes.get(dst)
+        if node is None:
+            return
+        src, frame = data
+        self._run(dst, node.receive(src, frame, now_ms), now_ms)
+        if dst in self.nodes:
+            self._want_tick(dst, max(now_ms + 1, node.next_deadline_ms(now_ms)))
+
+    def _on_call(self, now_ms: int, _label: str, key: int) -> None:
+        self._calls.pop(key)(now_ms)
+
+    def _on_transfer(self, now_ms: int, target: str, item: str) -> None:
+        self._fetching.discard((item, target))
+        host = self.hosts[target]
+        if target not in self.nodes or host.full or item in host.disk:
+            return
+        if not any(p in self.nodes for p in self.item_holders.get(item, ())):
+            return  # no live source to copy from
+        self.checker.repair_landed(item, target, now_ms)
+        it = self.items[item]
+        self.metrics.repairs_done += 1
+        self.change(target, AddHolding(item, it.size_bytes, it.policy), now_ms)
+
+    def _run(self, peer: str, effects: list, now_ms: int) -> None:
+        net = self.net
+        schedule = self.world.schedule
+        for eff in effects:
+            if isinstance(eff, Send):
+                for at in net.send(peer, eff.dst, len(eff.frame), now_ms):
+                    schedule(at, "deliver", eff.dst, (peer, eff.frame))
+            elif isinstance(eff, DeclaredDead):
+                self.checker.declared_dead(peer, eff.peer, eff.incarnation, now_ms)
+            elif isinstance(eff, RepairStart):
+                self.checker.repair_started(eff, now_ms)
+                self.metrics.repairs_started += 1
+            elif isinstance(eff, Fetch):
+                it = self.items.get(eff.item)
+                if it is None or (eff.item, eff.target) in self._fetching:
+                    continue
+                self._fetching.add((eff.item, eff.target))
+                delay = 100 + 1000 * it.size_bytes // TRANSFER_BYTES_PER_S
+                schedule(now_ms + delay, "transfer", eff.target, eff.item)
+            elif isinstance(eff, Trimmed):
+                self._disk_remove(eff.holder, eff.item)
+                self.metrics.trims += 1
+                self.checker.trimmed(eff, now_ms)
+                self._pins_changed(now_ms)
+            elif isinstance(eff, Announce):
+                self.checker.announced(eff, now_ms)
+            else:  # Applied (a note for the metrics)
+                self.metrics.applied(peer, eff.owner, eff.version, now_ms, self.tracked())

@@ -1,0 +1,95 @@
+"""The CI job: every named scenario, small, several seeds, every checker passing — on the real
+cores when they import (``core="auto"``). Plus replay: one seed, one trace, byte for byte."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulations.nodes import real_core_missing
+from simulations.run import deterministic_part, run_scenario
+from simulations.scenarios import SCENARIOS, params_for
+
+ROOT = Path(__file__).resolve().parents[2]
+CI_NODES = 20
+CI_DURATION_S = 12.0
+CI_SEEDS = (1, 2)
+# A known mesh.core defect this suite found (reported; remove the xfail when fixed):
+PRESENCE_AFTER_RESTART = (
+    "mesh.core presence after a restart: the restarted node's presence starts again at pseq 1, "
+    "which peers already hold, and peers never re-send theirs (_presence_sent still names it), so "
+    "it sees uptime 0 / disk unknown for some hosts and ranks duties differently for minutes.")
+
+
+def _small(scenario: str, seed: int, **kw) -> dict:
+    return run_scenario(params_for(scenario, nodes=CI_NODES, seed=seed, duration_s=CI_DURATION_S, **kw))
+
+
+@pytest.mark.parametrize("seed", CI_SEEDS)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_scenario_passes_every_checker(scenario, seed):
+    r = _small(scenario, seed)
+    assert r["core"] == ("real" if real_core_missing() is None else "standin")
+    failed = {k: v["detail"] for k, v in r["checks"]["liveness"].items() if not v["ok"]}
+    assert r["checks"]["safety"]["ok"], r["checks"]["safety"]["first"]
+    if r["core"] == "real" and scenario == "churn" and set(failed) == {"duties_agree"}:
+        pytest.xfail(PRESENCE_AFTER_RESTART + " replay: " + r["replay"])
+    assert not failed, f"{failed} — replay: {r['replay']}"
+    assert r["ok"]
+    m = r["metrics"]
+    assert m["changes_tracked"] > 0 and m["messages_per_node_s"] > 0
+    if scenario == "holder-loss":
+        assert m["repairs_done"] > 0 and m["restore_ms_max"] is not None  # copies really came back
+    if scenario == "partition-heal":
+        assert m["frames_blocked"] > 0
+    if scenario == "lossy-wan":
+        assert m["frames_lost"] > 0 and m["frames_duplicated"] > 0
+
+
+@pytest.mark.parametrize("core", ["standin", "auto"])
+def test_same_seed_same_trace_and_metrics_different_seed_differs(core):
+    a = _small("partition-heal", 7, core=core)
+    b = _small("partition-heal", 7, core=core)
+    c = _small("partition-heal", 8, core=core)
+    assert json.dumps(deterministic_part(a), sort_keys=True) == json.dumps(deterministic_part(b), sort_keys=True)
+    assert a["trace_sha256"] != c["trace_sha256"]
+    assert a["metrics"] != c["metrics"]
+
+
+def test_replay_is_byte_identical_across_processes_and_hash_seeds(tmp_path):
+    # Set iteration order depends on PYTHONHASHSEED: a simulator (or core) that iterated a set
+    # of strings would replay differently in another process. Two processes, two hash seeds.
+    outs = []
+    for hash_seed in ("1", "2"):
+        trace = tmp_path / f"trace-{hash_seed}.txt"
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        proc = subprocess.run(
+            [sys.executable, "-m", "simulations", "--scenario", "churn", "--nodes", "12", "--seed", "4",
+             "--set", "duration_s=8", "--set", "bound_s=10", "--json", "--trace", str(trace)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        )
+        assert proc.returncode in (0, 1), proc.stderr
+        outs.append((deterministic_part(json.loads(proc.stdout)), trace.read_bytes()))
+    assert outs[0][0] == outs[1][0]
+    assert outs[0][1] == outs[1][1] and len(outs[0][1]) > 1000
+
+
+@pytest.mark.parametrize("core", ["standin", "auto"])
+def test_broken_variant_anti_entropy_off_under_loss_is_caught(core):
+    """Rumours are retransmitted only a bounded number of times: whatever they missed (a lossy
+    link, a partition) only anti-entropy repairs. With it switched off the convergence checker
+    must fail the run; the identical run with it on must pass."""
+    kw = dict(core=core, link="lossy", bound_s=15.0)
+    broken = _small("partition-heal", 3, anti_entropy=False, **kw)
+    healthy = _small("partition-heal", 3, anti_entropy=True, **kw)
+    assert not broken["ok"]
+    assert not broken["checks"]["liveness"]["converged"]["ok"]
+    assert broken["metrics"]["changes_converged"] < broken["metrics"]["changes_tracked"]
+    assert "--set anti_entropy=False" in broken["replay"]
+    assert healthy["ok"], healthy["checks"]
+
