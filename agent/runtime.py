@@ -34,6 +34,7 @@ from tva.errors import InviteError, RemoteDataError, TvaError
 log = logging.getLogger("tva.agent")
 
 JOIN_REPLY_BYTES_MAX = 3 * 1024 * 1024
+INCARNATION_EPOCH_S = 1_577_836_800  # 2020-01-01
 
 
 class Agent:
@@ -56,8 +57,11 @@ class Agent:
             gossip_interval_ms=min(cfg.gossip_interval_ms, 200), sync_interval_ms=cfg.gossip_interval_ms,
             probe_interval_ms=cfg.probe_interval_ms, probe_timeout_ms=max(1, cfg.probe_interval_ms // 2),
             frame_bytes_max=transport_frame_max(transport))
+        # Seconds since 2020 as the first incarnation: it grows across restarts, so a restarted agent
+        # outbids what peers remember of its previous run (liveness records and presence alike).
         self.node = MeshNode(state.peer_id, mesh_config, feeds=state.feeds, doc=state.doc,
-                             rng=rng or random.Random(os.urandom(16)))
+                             rng=rng or random.Random(os.urandom(16)),
+                             incarnation=max(0, clock_ms() // 1000 - INCARNATION_EPOCH_S))
         self.driver = MeshDriver(self.node, transport, on_liveness=self._on_liveness, on_state=self._on_remote_state)
         self.service = Service(state, clock_ms=clock_ms, live=self._live_info, on_change=self._on_local_change,
                                media_dir=cfg.media_dir(), bootstrap=self._bootstrap_addrs,

@@ -46,6 +46,9 @@ class MeshConfig:
     # presence soft state: valid presence_ttl_ms after receipt, re-issued every presence_refresh_ms
     presence_ttl_ms: int = 300_000
     presence_refresh_ms: int = 100_000
+    # a presence sent straight to one peer (on ping/ack) is attached again after this long, so one
+    # lost frame costs seconds of missing soft state there, not a whole refresh period
+    presence_resend_ms: int = 5_000
     # size limits: a whole frame, one gossip frame (a bigger single delta still goes alone),
     # membership/presence piggybacked on a ping or ack
     frame_bytes_max: int = 4 * 1024 * 1024  # = mesh.transport's frame limit

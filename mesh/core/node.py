@@ -80,6 +80,8 @@ from .types import (
     Wake,
 )
 
+PSEQ_EPOCH_MAX = 2**37  # (incarnation << 24) stays far below the wire limit of 2**62 for a presence sequence
+
 
 class MeshNode:
     def __init__(self, self_id: str, config: MeshConfig, feeds: FeedStore, doc: DocSync, rng: Rng,
@@ -93,7 +95,7 @@ class MeshNode:
         self.queue = BroadcastQueue(config.broadcast_queue_max)  # membership and presence records
         self.dqueue = BroadcastQueue(config.broadcast_queue_max)  # feed deltas (kept off pings)
         self.swim = Swim(self_id, config, rng, self.out, self.queue, extras=self._extras,
-                         on_gone=self._gone, incarnation=incarnation)
+                         on_gone=self._gone, incarnation=incarnation, on_newer=self._newer)
         self._now = 0
         self._next_gossip_ms: int | None = None
         self._next_sync_ms: int | None = None
@@ -101,7 +103,7 @@ class MeshNode:
         self._digest: bytes | None = None
         self._own: PresenceRecord | None = None
         self._presence: dict[str, Presence] = {}
-        self._presence_sent: dict[str, int] = {}  # peer -> our pseq it was sent directly
+        self._presence_sent: dict[str, tuple[int, int]] = {}  # peer -> (our pseq sent directly, when)
         self._gap_sync_ms: dict[str, int] = {}
         self._feeds_changed = self._doc_changed = False
 
@@ -403,9 +405,11 @@ class MeshNode:
     def _extras(self, peer: str) -> tuple[PresenceRecord | None, tuple[Item, ...]]:
         """Presence (when the peer lacks our current one) and piggyback for a ping/ack/ping-req."""
         presence = None
-        if self._own is not None and self._presence_sent.get(peer) != self._own.pseq:
+        sent = self._presence_sent.get(peer)
+        if self._own is not None and (sent is None or sent[0] != self._own.pseq
+                                      or self._now - sent[1] >= self.cfg.presence_resend_ms):
             presence = self._own
-            self._presence_sent[peer] = self._own.pseq
+            self._presence_sent[peer] = (self._own.pseq, self._now)
         items: list[Item] = []
         m = self.swim.members.get(peer)
         if m is not None and m.state is not ALIVE:
@@ -432,7 +436,10 @@ class MeshNode:
 
     def _issue_presence(self, disk: int, score: float, endpoints: tuple[str, ...], host_class: str,
                         asleep: bool, now: int) -> None:
-        pseq = self._own.pseq + 1 if self._own is not None else 1
+        # A restarted node must not start below the presence sequence its peers still hold, or
+        # they would ignore it: the first sequence comes from the incarnation, which the shell
+        # raises on every restart (the agent seeds it from the wall clock).
+        pseq = self._own.pseq + 1 if self._own is not None else (min(self.swim.incarnation, PSEQ_EPOCH_MAX) << 24) + 1
         self._own = PresenceRecord(self.self_id, pseq, disk, score, endpoints, host_class, asleep)
         self.queue.put(("p", self.self_id), self._own)
         self._next_presence_ms = now + self.cfg.presence_refresh_ms
@@ -450,6 +457,16 @@ class MeshNode:
                                           p.host_class, p.asleep, now + self.cfg.presence_ttl_ms)
         if rebroadcast:
             self.queue.put(("p", p.peer), p)
+
+    def _newer(self, peer: str) -> None:
+        """A member came back with a higher incarnation (refuted, or restarted): it may have lost
+        what it held, so send it our presence now — one small frame to it, not a fleet-wide rumour —
+        instead of waiting for probing to pair us (N probe periods in a fleet of N)."""
+        if self._own is None:
+            self._presence_sent.pop(peer, None)
+            return
+        self.out.send(peer, Gossip((self._own,)))
+        self._presence_sent[peer] = (self._own.pseq, self._now)
 
     def _gone(self, peer: str) -> None:
         """A member died, left or was removed: drop its soft state and document sync session."""

@@ -122,9 +122,10 @@ Extras = Callable[[str], tuple[PresenceRecord | None, tuple[Item, ...]]]
 
 class Swim:
     def __init__(self, self_id: str, config: MeshConfig, rng: Rng, out: Outbox, queue: BroadcastQueue,
-                 *, extras: Extras, on_gone: Callable[[str], None], incarnation: int = 0) -> None:
+                 *, extras: Extras, on_gone: Callable[[str], None], incarnation: int = 0,
+                 on_newer: Callable[[str], None] = lambda _peer: None) -> None:
         self.self_id, self.cfg, self.rng, self.out, self.queue = self_id, config, rng, out, queue
-        self._extras, self._on_gone = extras, on_gone
+        self._extras, self._on_gone, self._on_newer = extras, on_gone, on_newer
         self.incarnation = incarnation
         self.self_state = ALIVE
         self.members: dict[str, Member] = {}
@@ -203,6 +204,8 @@ class Swim:
         if new == cur:
             return self._confirm(m, rec, now)
         old = m.state
+        if rec.incarnation > m.incarnation:
+            self._on_newer(m.peer)  # a refutation or a restart: it may have lost what we told it
         m.state, m.incarnation, m.since_ms = rec.state, rec.incarnation, now
         m.suspectors = []
         self.alive.discard(m.peer)

@@ -422,3 +422,31 @@ def test_local_health_awareness_makes_a_node_with_a_bad_network_suspect_less():
         assert h.nodes[a].swim.health > 0 or awareness_max == 1
     print(f"in 120 s, suspicions raised by the unhealthy node: {failed}; refutations by the others: {refuted}")
     assert failed[8] * 2 <= failed[1] and refuted[8] * 2 <= refuted[1]
+
+
+def test_a_quick_restart_keeps_soft_state_flowing_both_ways():
+    # Found by the simulator (churn): a node restarted before anyone declared it dead restarted its
+    # presence sequence at 1, which peers ignored, and peers never re-sent theirs to it.
+    h = Harness(5, seed=11)
+    for i, p in enumerate(h.ids):
+        h.handle(p, SetSoftState(10**9 + i, 0.5, (), "desktop"))
+    assert h.run_until_true(lambda: all(len(h.nodes[p].presence()) == 5 for p in h.ids), 20_000) is not None
+    victim = h.ids[3]
+    h.stop(victim)
+    h.run_until(h.now + 300)  # far below any suspicion time-out: nobody declares it dead
+    old = h.nodes[victim]
+    # Restart: a fresh core with a higher incarnation, as the runtime does (wall-clock seeded).
+    h.nodes[victim] = MeshNode(victim, h.config, h.feeds[victim], h.docs[victim], random.Random(99),
+                               incarnation=old.incarnation() + 1)
+    h.down.discard(victim)
+    h.handle(victim, MembersChanged(frozenset(h.ids), {}))
+    h.handle(victim, SetSoftState(7 * 10**9, 0.9, (), "server"))
+
+    def soft_state_flows() -> bool:
+        others_see_new = all(h.nodes[p].presence().get(victim) is not None
+                             and h.nodes[p].presence()[victim].disk_free_bytes == 7 * 10**9
+                             for p in h.ids if p != victim)
+        victim_sees_all = len(h.nodes[victim].presence()) == 5
+        return others_see_new and victim_sees_all
+
+    assert h.run_until_true(soft_state_flows, h.now + 30_000) is not None

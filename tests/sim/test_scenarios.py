@@ -19,11 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CI_NODES = 20
 CI_DURATION_S = 12.0
 CI_SEEDS = (1, 2)
-# A known mesh.core defect this suite found (reported; remove the xfail when fixed):
-PRESENCE_AFTER_RESTART = (
-    "mesh.core presence after a restart: the restarted node's presence starts again at pseq 1, "
-    "which peers already hold, and peers never re-send theirs (_presence_sent still names it), so "
-    "it sees uptime 0 / disk unknown for some hosts and ranks duties differently for minutes.")
 
 
 def _small(scenario: str, seed: int, **kw) -> dict:
@@ -37,8 +32,6 @@ def test_every_scenario_passes_every_checker(scenario, seed):
     assert r["core"] == ("real" if real_core_missing() is None else "standin")
     failed = {k: v["detail"] for k, v in r["checks"]["liveness"].items() if not v["ok"]}
     assert r["checks"]["safety"]["ok"], r["checks"]["safety"]["first"]
-    if r["core"] == "real" and scenario == "churn" and set(failed) == {"duties_agree"}:
-        pytest.xfail(PRESENCE_AFTER_RESTART + " replay: " + r["replay"])
     assert not failed, f"{failed} — replay: {r['replay']}"
     assert r["ok"]
     m = r["metrics"]
