@@ -50,7 +50,8 @@ class Config:
     api: str = f"127.0.0.1:{DEFAULT_API_PORT}"
     api_token: str = ""  # empty: generated on first run and kept in the state dir
     media_root: Path | None = None  # None: <state_dir>/media
-    gossip_interval_ms: int = 500
+    gossip_interval_ms: int = 200  # rumour mongering (Serf's default); a change spreads in O(log N) of these
+    sync_interval_ms: int = 1000  # push-pull anti-entropy: a 16-byte digest to two random peers
     probe_interval_ms: int = 1000
     tick_interval_ms: int = 2000
     save_interval_ms: int = 2000
@@ -140,7 +141,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"listen: expected TCP multiaddrs, got {list(cfg.listen)!r}",
                           hint="e.g. /ip4/0.0.0.0/tcp/4810")
     parse_host_port(cfg.api, "api")
-    for name in ("gossip_interval_ms", "probe_interval_ms", "tick_interval_ms", "save_interval_ms"):
+    for name in ("gossip_interval_ms", "sync_interval_ms", "probe_interval_ms", "tick_interval_ms",
+                 "save_interval_ms"):
         if not 10 <= getattr(cfg, name) <= 3_600_000:
             raise ConfigError(f"{name} must be between 10 and 3600000 ms")
     if cfg.reaper_dead_after_ms <= cfg.reaper_stalled_after_ms:

@@ -51,10 +51,11 @@ class Agent:
         self._dirty = False
         self._stopping = trio.Event()
         self._api_port = 0
+        self._soft_sent: t.SetSoftState | None = None
         self.uptime = UptimeScore(state.local.uptime_score, state.local.uptime_sample_ms).after_downtime(clock_ms())
         self.state.set_uptime(self.uptime.score, self.uptime.last_sample_ms)
         mesh_config = mesh_config or MeshConfig(
-            gossip_interval_ms=min(cfg.gossip_interval_ms, 200), sync_interval_ms=cfg.gossip_interval_ms,
+            gossip_interval_ms=cfg.gossip_interval_ms, sync_interval_ms=cfg.sync_interval_ms,
             probe_interval_ms=cfg.probe_interval_ms, probe_timeout_ms=max(1, cfg.probe_interval_ms // 2),
             frame_bytes_max=transport_frame_max(transport))
         # Seconds since 2020 as the first incarnation: it grows across restarts, so a restarted agent
@@ -236,10 +237,14 @@ class Agent:
             now = self.clock_ms()
             self.uptime = self.uptime.sample(now)
             self.state.set_uptime(self.uptime.score, self.uptime.last_sample_ms)
-            disk = disk_free_bytes(self.cfg.media_dir())
-            self.driver.submit(t.SetSoftState(disk_free_bytes=disk or 0, uptime_score=self.uptime.score,
-                                              endpoints=tuple(self._bootstrap_addrs()[:8]),
-                                              host_class=self.cfg.host_class))
+            soft = t.SetSoftState(disk_free_bytes=disk_free_bytes(self.cfg.media_dir()) or 0,
+                                  uptime_score=self.uptime.score, endpoints=tuple(self._bootstrap_addrs()[:8]),
+                                  host_class=self.cfg.host_class)
+            if soft_state_moved(self._soft_sent, soft):
+                # Every submission becomes a presence record rumoured to the whole fleet: only
+                # changes that matter to planning go out (the core refreshes presence by itself).
+                self._soft_sent = soft
+                self.driver.submit(soft)
             if self._dirty and now - last_save >= self.cfg.save_interval_ms:
                 self._save()
                 last_save = now
@@ -324,6 +329,18 @@ class Agent:
                 (self.cfg.state_dir / DAEMON_FILE).unlink()
         except (OSError, ValueError):
             pass
+
+
+DISK_FREE_CHANGE_BYTES_MIN = 256 * 1024**2  # and at least 1 % of the last value sent
+UPTIME_CHANGE_MIN = 0.02  # the policy quantises uptime into quarters anyway
+
+
+def soft_state_moved(last: t.SetSoftState | None, new: t.SetSoftState) -> bool:
+    if last is None or last.endpoints != new.endpoints or last.host_class != new.host_class:
+        return True
+    disk_step = max(DISK_FREE_CHANGE_BYTES_MIN, last.disk_free_bytes // 100)
+    return (abs(new.disk_free_bytes - last.disk_free_bytes) >= disk_step
+            or abs(new.uptime_score - last.uptime_score) >= UPTIME_CHANGE_MIN)
 
 
 def transport_frame_max(transport: Transport) -> int:
