@@ -44,7 +44,7 @@ def load_or_create_wg_key(store, random_bytes: Callable[[int], bytes] = os.urand
     return WgKey(raw)
 
 
-def choose_fleet_subnet(state) -> str | None:
+def choose_fleet_subnet(state, now_ms: int) -> str | None:
     """At ``init``: the first candidate /24 that overlaps nothing on this host; recorded in the fleet doc."""
     from wg.plan.addressing import ipv4_candidates
     from wg.probe import choose_ipv4_subnet
@@ -59,14 +59,8 @@ def choose_fleet_subnet(state) -> str | None:
     if subnet is None:
         log.warning("tva0: every IPv4 candidate collides here: the fleet runs IPv6-only")
         return None
-    state.doc.set_setting("ipv4_subnet", str(subnet), state.peer_id, _now_ms())
+    state.doc.set_setting("ipv4_subnet", str(subnet), state.peer_id, now_ms)
     return str(subnet)
-
-
-def _now_ms() -> int:
-    import time
-
-    return time.time_ns() // 1_000_000
 
 
 class FabricManager:

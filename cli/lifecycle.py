@@ -68,8 +68,9 @@ def _found(cfg: Config, fleet_name: str):
     from agent.service import wall_ms
     from agent.state import NodeState
 
-    state = NodeState.found(_store(cfg), fleet_name=fleet_name, card=_card(cfg), now_ms=wall_ms())
-    if choose_fleet_subnet(state):
+    now = wall_ms()
+    state = NodeState.found(_store(cfg), fleet_name=fleet_name, card=_card(cfg), now_ms=now)
+    if choose_fleet_subnet(state, now):
         state.save()
     return state
 
