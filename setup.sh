@@ -32,7 +32,7 @@ py_install() {
     sum=$(sha256sum pyproject.toml | cut -d' ' -f1)
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sum" ]; then
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[${extras}]"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}"
         echo "$sum" > "$stamp"
     fi
 }
@@ -41,7 +41,7 @@ case "${1:-}" in
     run)
         shift
         apt_install "${RUN_APT[@]}"
-        py_install plot
+        py_install ""
         exec "$VENV/bin/tva-agent" run "$@"
         ;;
     test)
