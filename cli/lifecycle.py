@@ -62,6 +62,11 @@ def _init(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _progress(message: str) -> None:
+    """Long work says what it is doing, on stderr (stdout stays clean for --json)."""
+    print(f"tva-agent: {message}", file=sys.stderr, flush=True)
+
+
 def _found(cfg: Config, fleet_name: str):
     """A new fleet: genesis, then the fleet's IPv4 /24 from the collision probe (IPv6-only if none)."""
     from agent.fabric import choose_fleet_subnet
@@ -99,6 +104,7 @@ async def _join(cfg: Config, token: str):
         raise InvalidInput(f"{cfg.state_dir} already belongs to a fleet",
                            hint="use another --state-dir for a second fleet, or remove this one")
     key = load_or_create_identity(store)
+    _progress(f"joining fleet {inv.fleet_name!r} via {len(inv.bootstrap)} bootstrap address(es)…")
     transport = _transport(cfg, key.seed, inv.psk)
     async with trio.open_nursery() as nursery:
         await nursery.start(transport.run)
@@ -114,9 +120,11 @@ async def _join(cfg: Config, token: str):
                 errors.append(f"{addr}: no /p2p/ peer id")
                 continue
             transport.add_peer_addrs(peer, [addr])
+            _progress(f"dialling {addr} and asking to be admitted…")
             try:
                 reply = await transport.request(peer, query, JOIN_TIMEOUT_MS)
                 doc_bytes, deltas = rpc.decode_join_reply(reply)
+                _progress(f"admitted: received the fleet document and {len(deltas)} host feed(s)")
                 break
             except TvaError as exc:
                 reply = None

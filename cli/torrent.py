@@ -59,7 +59,28 @@ def request_for(args: argparse.Namespace) -> tuple[str, str, dict | None]:
         # A path that exists from here is sent absolute; anything else is taken relative to the
         # daemon's media root (and refused there if it leaves it).
         body["source"] = os.path.abspath(item) if os.path.exists(item) else item
+        size = _tree_bytes(body["source"])
+        if size > PROGRESS_NOTE_BYTES_MIN:
+            print(f"tva-agent: the daemon hashes {size / 2**30:.1f} GiB before seeding; this takes a while…",
+                  file=sys.stderr, flush=True)
     return "POST", "/torrents", body
+
+
+PROGRESS_NOTE_BYTES_MIN = 256 * 1024**2
+
+
+def _tree_bytes(path: str) -> int:
+    """Bytes under ``path`` (a file or a directory); 0 when it is not here."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                continue
+    return total
 
 
 def offline_refusal() -> DaemonUnavailable:
