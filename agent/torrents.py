@@ -42,6 +42,7 @@ from agent.policy import peers as peers_policy
 from agent.policy import reaper as reaper_policy
 from agent.policy.classes import PUBLIC, PUBLIC_SWARM_FACE, REAPER
 from agent.policy.inputs import ExternalPeer
+from agent.probes import disk_free_bytes
 from agent.torrent_index import (
     INDEX_FILE,
     Entry,
@@ -94,6 +95,7 @@ class TorrentManager:
         self._face = False
         self._flags = SwarmFlags()
         self._research_logged: set[str] = set()
+        self._no_room_logged: set[str] = set()
         self._trim_skipped: set[str] = set()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -396,6 +398,14 @@ class TorrentManager:
             src = next((held[p] for p in a.sources if p in held), None)
             if src is None:
                 return False
+            if not self.room_for(src.size_bytes):
+                # Several pins may pick this host at once from soft state that lags: the target is
+                # the last guard. The intent lapses and the baton re-plans elsewhere.
+                if a.content not in self._no_room_logged:
+                    self._no_room_logged.add(a.content)
+                    log.warning("repair of %s refused here: not enough disk (needs %d bytes + reserve)",
+                                a.content, src.size_bytes)
+                return False
             holding = snap.holdings.get(src.peer_id, {}).get(src.content_id)
             source = holding.source if holding is not None else "local"
             policy = holding.policy if holding is not None else "search_only"
@@ -421,6 +431,16 @@ class TorrentManager:
             self._published_ms[ih] = now
             return self._put_holding(records.Holding(e.content_id, ih, e.size_bytes, "partial", e.policy, e.source, 0))
         return False
+
+    def room_for(self, size_bytes: int) -> bool:
+        """Free disk under the media root covers this copy, the copies already in flight and the
+        configured reserve (unknown free space: trust the planner, which saw a number)."""
+        free = disk_free_bytes(self.cfg.media_dir())
+        if free is None:
+            return True
+        in_flight = sum(e.size_bytes for e in self.entries.values()
+                        if e.kind == "repair" and e.infohash not in self._completion.complete_infohashes())
+        return free - in_flight >= size_bytes + self.cfg.disk_reserve_bytes
 
     async def _expire_repairs(self, fetching: set[str], now: int) -> bool:
         """A repair copy whose lease ended unfinished is dropped: the baton re-plans elsewhere."""

@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.config import Config, load_config
+from agent.probes import disk_free_bytes
 from agent.service import Service
 from agent.state import NodeState
 from agent.store import StateStore
@@ -243,6 +244,19 @@ async def test_a_repair_whose_lease_ended_unfinished_is_dropped(tmp_path):
                 await trio.sleep(0.05)
         assert await engine.samples() == [] and state.own.get(records.holding_key(cid)) is None
         assert ih not in decode_index(state.store.read(INDEX_FILE))
+
+
+async def test_a_repair_target_refuses_a_copy_its_disk_cannot_hold(tmp_path):
+    m, engine, _state = memory_manager(tmp_path)
+    free = disk_free_bytes(m.cfg.media_dir())
+    assert m.room_for(1)
+    assert not m.room_for(free + 1)  # more than the disk has
+    data = torrent_of(tmp_path, "big.bin", os.urandom(1000))
+    async with running(m):
+        ih = await engine.add_torrent(data)
+        # A copy already in flight counts against the room for the next one.
+        m._remember(Entry(ih, "big", "public", "local", "repair", data, None, free))
+        assert not m.room_for(10 * 1024**2)
 
 
 async def test_trims_drop_only_copies_custody_made(tmp_path):
