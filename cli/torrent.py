@@ -14,9 +14,8 @@ import sys
 from typing import Any
 
 from cli.output import human_bytes, table
+from media.torrent_input import read_torrent_file
 from tva.errors import DaemonUnavailable, InvalidInput
-
-TORRENT_FILE_BYTES_MAX = 16 * 1024 * 1024  # as media.torrent_input.TORRENT_BYTES_MAX (not imported: fast path)
 
 
 def add_parser(sub: Any) -> None:
@@ -32,15 +31,6 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--json", action="store_true")
 
 
-def _read_torrent_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(TORRENT_FILE_BYTES_MAX + 1)
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path!r}: {exc.strerror}", hint="check the .torrent path") from None
-    if len(data) > TORRENT_FILE_BYTES_MAX:
-        raise InvalidInput(f"{path!r} is larger than {TORRENT_FILE_BYTES_MAX} bytes", hint="is it a .torrent?")
-    return data
 
 
 def request_for(args: argparse.Namespace) -> tuple[str, str, dict | None]:
@@ -54,7 +44,7 @@ def request_for(args: argparse.Namespace) -> tuple[str, str, dict | None]:
     if item.lower().startswith("magnet:"):
         body["source"] = item
     elif item.lower().endswith(".torrent") and os.path.isfile(item):
-        body["torrent_b64"] = base64.b64encode(_read_torrent_file(item)).decode()
+        body["torrent_b64"] = base64.b64encode(read_torrent_file(item)).decode()
     else:
         # A path that exists from here is sent absolute; anything else is taken relative to the
         # daemon's media root (and refused there if it leaves it).

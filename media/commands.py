@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import trio
 
 from media.engine import TorrentEngine
-from media.torrent_input import TORRENT_BYTES_MAX, content_id_for, parse_magnet, parse_torrent
+from media.torrent_input import content_id_for, parse_magnet, parse_torrent, read_torrent_file
 from tva.errors import InvalidInput
 
 
@@ -25,13 +25,6 @@ class AddResult:
     name: str
 
 
-def _read_torrent_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(TORRENT_BYTES_MAX + 1)
-    except OSError as e:
-        raise InvalidInput(f"cannot read {path!r}: {e.strerror}", hint="check the .torrent path") from None
-    return data
 
 
 async def add_from_argument(engine: TorrentEngine, arg: str) -> AddResult:
@@ -44,7 +37,7 @@ async def add_from_argument(engine: TorrentEngine, arg: str) -> AddResult:
         name = m.name or ih
         return AddResult("magnet", content_id_for(name, ih), ih, name)
     if arg.lower().endswith(".torrent") and os.path.isfile(arg):
-        data = await trio.to_thread.run_sync(_read_torrent_file, arg)
+        data = await trio.to_thread.run_sync(read_torrent_file, arg)
         meta = parse_torrent(data)  # a RemoteDataError here: the file is bad, not the command
         ih = await engine.add_torrent(data)
         return AddResult("torrent_file", content_id_for(meta.name, ih), ih, meta.name)

@@ -23,6 +23,7 @@ from media.torrent_input import (
     parse_magnet,
     parse_torrent,
     path_under_root,
+    save_dir_under,
     validate_infohash,
     validate_peers,
 )
@@ -116,12 +117,7 @@ class LibtorrentEngine:
     # --- adding -------------------------------------------------------------------------------
 
     def _save_dir(self, save_dir: str | None) -> str:
-        if save_dir is None:
-            return self._media_root
-        full = path_under_root(self._media_root, save_dir)
-        if not os.path.isdir(full):
-            raise InvalidInput(f"save dir {save_dir!r} is not a directory")
-        return full
+        return save_dir_under(self._media_root, save_dir)
 
     def _params(self, save_path: str) -> lt.add_torrent_params:
         atp = lt.add_torrent_params()

@@ -82,6 +82,28 @@ def _length(raw: object, what: str) -> int:
     return raw
 
 
+
+def save_dir_under(media_root: str, save_dir: str | None) -> str:
+    """Where an engine saves a download: the media root, or an existing directory inside it."""
+    if save_dir is None:
+        return media_root
+    full = path_under_root(media_root, save_dir)
+    if not os.path.isdir(full):
+        raise InvalidInput(f"save dir {save_dir!r} is not a directory")
+    return full
+
+
+def read_torrent_file(path: str) -> bytes:
+    """A local .torrent file's bytes, refusing a file too large to be one (the CLI and the daemon)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(TORRENT_BYTES_MAX + 1)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path!r}: {exc.strerror}", hint="check the .torrent path") from None
+    if len(data) > TORRENT_BYTES_MAX:
+        raise InvalidInput(f"{path!r} is larger than {TORRENT_BYTES_MAX} bytes", hint="is it a .torrent?")
+    return data
+
 def parse_torrent(data: bytes) -> TorrentMeta:
     """Validate .torrent bytes; raise a ``RemoteDataError`` subclass on any problem."""
     top, span = decode_with_info_span(data, bytes_max=TORRENT_BYTES_MAX)

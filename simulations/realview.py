@@ -9,16 +9,13 @@ rebuilds 1000 views per policy round; the view itself is built fresh every time.
 from __future__ import annotations
 
 from agent.policy import FleetView, HoldingView, HostView, IntentView, PinView
+from agent.views import SOURCE_MAP  # records' sources → the policy's, one map for agent and simulator
 from crdt import records
 from crdt.feedset import FeedSet
 from crdt.fleetdoc import FleetDoc
 from crdt.identity import peer_id_from_public
 from mesh.core import Liveness, Presence
 
-# crdt.records' holding sources → agent.policy's content sources (the two packages spell them
-# differently; reported to the lead). "local"/"friend" content counts as private: closed by default.
-SOURCE_MAP = {"public": "public", "private-tracker": "private_tracker", "local": "private",
-              "friend": "private"}
 LIVENESS_MAP = {Liveness.ALIVE: "alive", Liveness.SUSPECT: "suspect", Liveness.DEAD: "dead",
                 Liveness.ASLEEP: "asleep", Liveness.LEFT: "left"}
 DISK_FREE_UNKNOWN = None

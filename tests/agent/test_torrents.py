@@ -37,6 +37,7 @@ from crdt import records
 from media.bencode import encode
 from media.engine import now_ms
 from media.memory_engine import MemoryEngine
+from media.torrent_input import TORRENT_BYTES_MAX
 from media.torrent_make import make_torrent_v1
 from tva.errors import ConfigError, DecodeError, InvalidInput, RemoteDataError, TvaError
 
@@ -223,7 +224,7 @@ def test_cli_request_shapes(tmp_path):
         torrent_cli.request_for(_args(action="add", item=""))
     big = tmp_path / "big.torrent"
     with open(big, "wb") as f:
-        f.truncate(torrent_cli.TORRENT_FILE_BYTES_MAX + 1)
+        f.truncate(TORRENT_BYTES_MAX + 1)
     with pytest.raises(InvalidInput, match="larger"):
         torrent_cli.request_for(_args(action="add", item=str(big)))
 
