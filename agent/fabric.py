@@ -210,6 +210,14 @@ class FabricManager:
         self.held_down = False
         self.kick()
 
+    def overlay_addrs(self) -> tuple[str, ...]:
+        """This host's tva0 addresses once the last reconcile applied cleanly (no backend query)."""
+        report = self.last_report
+        if self.fabric is None or self.fabric.backend is None or self.held_down or report is None \
+                or not report.applied:
+            return ()
+        return tuple(a for a in (self.ipv4, self.ipv6) if a)
+
     def status(self) -> dict:
         if self.fabric is None:
             return {"mode": "starting", "reason": None}

@@ -198,7 +198,7 @@ class Agent:
         """Serve the API on this host's tva0 addresses too (token required there), once they exist."""
         serving: tuple[str, ...] = ()
         while True:
-            addrs = self._overlay_addrs()
+            addrs = self.fabric.overlay_addrs()
             if addrs and addrs != serving:
                 binds = [bind_text(a, self._api_port) for a in addrs]
                 try:
@@ -206,19 +206,13 @@ class Agent:
                         await nursery.start(serve_api, self.service, binds, self.state.local.api_token)
                         serving = addrs
                         log.info("api also on the overlay: %s", ", ".join(binds))
-                        while self._overlay_addrs() == serving:
+                        while self.fabric.overlay_addrs() == serving:
                             await trio.sleep(1)
                         nursery.cancel_scope.cancel()
                 except OSError as exc:  # tva0 not quite ready (address not assigned yet): retry
                     log.debug("overlay api not yet: %s", exc)
                 serving = ()
             await trio.sleep(1)
-
-    def _overlay_addrs(self) -> tuple[str, ...]:
-        st = self.fabric.status()
-        if st.get("mode") not in ("up", "ipv6-only"):
-            return ()
-        return tuple(a for a in (st.get("overlay_ipv4"), st.get("overlay_ipv6")) if a)
 
     async def _policy_loop(self) -> None:
         while True:
