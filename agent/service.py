@@ -50,6 +50,7 @@ class Service:
         self._wg = wg  # the daemon's FabricManager; None offline
         self._snapshot: views.Snapshot | None = None
         self._plans: tuple | None = None
+        self._duties: tuple | None = None
 
     # --- snapshot cache ---------------------------------------------------------------------------
 
@@ -57,6 +58,7 @@ class Service:
         """Called whenever feeds, the fleet document or liveness changed."""
         self._snapshot = None
         self._plans = None
+        self._duties = None
 
     def snapshot(self) -> views.Snapshot:
         if self._snapshot is None:
@@ -64,6 +66,11 @@ class Service:
             me = views.Presence(disk, self.state.local.uptime_score)
             self._snapshot = views.build_snapshot(self.state, self._live(), me)
         return self._snapshot
+
+    def duty_assignments(self) -> tuple:
+        if self._duties is None:
+            self._duties = duty_policy.assign_duties(self.snapshot().view)
+        return self._duties
 
     def custody_plans(self) -> tuple:
         if self._plans is None:
@@ -136,7 +143,7 @@ class Service:
 
     def duties(self) -> list[dict[str, Any]]:
         out = []
-        for a in duty_policy.assign_duties(self.snapshot().view):
+        for a in self.duty_assignments():
             out.append({**a.to_json_dict(), "primary_name": self._name(a.primary)})
         return out
 

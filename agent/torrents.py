@@ -323,13 +323,13 @@ class TorrentManager:
 
     def _duty_primary(self, duty: str) -> str | None:
         try:
-            return duty_policy.primary_of(duty_policy.assign_duties(self.service.snapshot().view), duty)
+            return duty_policy.primary_of(self.service.duty_assignments(), duty)
         except TvaError:
             return None
 
     async def _carry_out(self, now: int) -> bool:
         snap = self.service.snapshot()
-        duties = duty_policy.assign_duties(snap.view)
+        duties = self.service.duty_assignments()
         acts = policy_actions.actions_for(self.state.peer_id, self.service.custody_plans(), duties, snap.view, now)
         changed = False
         recorded: set = set()
