@@ -13,7 +13,7 @@ The shell's side of the contract:
 - ``LocalChanged(delta=...)`` after ``OwnFeed.commit``, ``LocalChanged(doc_changed=True)`` after a
   local fleet-document edit, an empty ``LocalChanged()`` after any other change to the replicas;
 - ``SetSoftState`` when disk free / uptime / endpoints change meaningfully (the core refreshes it
-  every ``presence_refresh_ms`` by itself); ``AnnounceSleep`` just before suspending, ``Wake``
+  every ``presence_refresh_for(n)`` by itself); ``AnnounceSleep`` just before suspending, ``Wake``
   after; ``Leave`` then keep ticking ~1 s before stopping.
 Effects: ``Send`` goes to the transport; ``LivenessChanged`` to the policy core; ``StateChanged``
 means recompute from the replicas; ``Log``/``Counter`` go to logging and metrics. ``handle`` raises

@@ -43,9 +43,15 @@ class MeshConfig:
     sleep_patience_ms: int = 600_000
     portable_sleep_patience_ms: int = 86_400_000
     portable_classes: frozenset[str] = frozenset({"portable"})
-    # presence soft state: valid presence_ttl_ms after receipt, re-issued every presence_refresh_ms
+    # presence soft state: valid presence_ttl_ms after receipt, re-issued every presence_refresh_ms;
+    # both stretch with the fleet (presence_refresh_for): every refresh is a fleet-wide rumour, so
+    # n members refreshing every R ms cost each node n * retransmit_limit(n) / R records per ms —
+    # with R growing as n * presence_refresh_per_member_ms that stays ~retransmit_limit(n) records
+    # per presence_refresh_per_member_ms (≈ 16 × 90 B / 2 s ≈ 0.7 KB/s at 1000 hosts). Changes that
+    # matter (SetSoftState, sleep, wake) still go out at once; this is only the keep-alive.
     presence_ttl_ms: int = 300_000
     presence_refresh_ms: int = 100_000
+    presence_refresh_per_member_ms: int = 2_000
     # a presence sent straight to one peer (on ping/ack) is attached again after this long, so one
     # lost frame costs seconds of missing soft state there, not a whole refresh period
     presence_resend_ms: int = 5_000
@@ -99,6 +105,14 @@ class MeshConfig:
             return hi
         frac = math.log(confirmations + 1) / math.log(k + 1)
         return max(lo, int(hi - (hi - lo) * frac))
+
+    def presence_refresh_for(self, n: int) -> int:
+        return max(self.presence_refresh_ms, max(1, n) * self.presence_refresh_per_member_ms)
+
+    def presence_ttl_for(self, n: int) -> int:
+        """The TTL keeps its ratio to the refresh period, so a stretched refresh never lets a
+        live member's presence lapse between two refreshes."""
+        return self.presence_ttl_ms * self.presence_refresh_for(n) // self.presence_refresh_ms
 
     def sleep_patience_for(self, host_class: str) -> int:
         if host_class in self.portable_classes:

@@ -11,10 +11,15 @@ Frames (version 1):
   PING_REQ  [3, seq, target, [item...]]              "ping target for me, ack me with seq"
   GOSSIP    [4, [item...]]                           rumour-mongered broadcasts
   DIGEST    [5, bin16]                               hash of (feed version vector, doc heads)
-  SYNC      [6, {owner: version}, [head...], reply]  full digest after a mismatch
+  SYNC      [6, {owner: version}, [head...], reply, scope|nil]
+                                                     the vector (only the scope's buckets when
+                                                     scope = [bucket_bits, [bucket...]])
   DELTAS    [7, [delta...]]                          exactly the deltas the other side lacks
   DOC       [8, bin]                                 one fleet-document sync message
   NACK      [9, seq]                                 ping-req helper: the target did not answer me
+  SUMMARY   [10, bin16, bucket_bits, [bin8...], [head...]]
+                                                     answer to a mismatched DIGEST: our digest, one
+                                                     hash per owner bucket, our document heads
 Items:
   member    [0, state_rank, peer, incarnation, origin]   origin: the suspector ("" otherwise)
   presence  [1, peer, pseq, disk_free_bytes, uptime_score, [endpoint...], host_class, asleep]
@@ -48,7 +53,10 @@ U64_MAX = 2**64 - 1
 # incarnations stay far below u64 so a refutation (+1) can always be encoded
 INCARNATION_MAX = 2**62
 
-PING, ACK, PING_REQ, GOSSIP, DIGEST, SYNC, DELTAS, DOC, NACK = range(1, 10)
+BUCKET_BITS_MAX = 8  # anti-entropy summaries: at most 256 owner buckets
+BUCKET_HASH_BYTES = 8
+
+PING, ACK, PING_REQ, GOSSIP, DIGEST, SYNC, DELTAS, DOC, NACK, SUMMARY = range(1, 11)
 ITEM_MEMBER, ITEM_PRESENCE, ITEM_DELTA = range(3)
 
 
@@ -118,6 +126,16 @@ class Sync:
     vv: dict[bytes, int]
     heads: tuple[bytes, ...]
     reply: bool
+    # None: vv is the whole vector; else (bucket_bits, buckets): vv covers only those buckets
+    scope: tuple[int, tuple[int, ...]] | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    digest: bytes
+    bucket_bits: int
+    bucket_hashes: tuple[bytes, ...]
+    heads: tuple[bytes, ...]
 
 
 @dataclass(frozen=True)
@@ -135,7 +153,7 @@ class Nack:
     seq: int
 
 
-Frame = Ping | Ack | PingReq | Gossip | Digest | Sync | Deltas | DocMessage | Nack
+Frame = Ping | Ack | PingReq | Gossip | Digest | Sync | Deltas | DocMessage | Nack | Summary
 
 
 # --- encoding ---------------------------------------------------------------------------------
@@ -170,7 +188,10 @@ def frame_wire(frame: Frame) -> list:
     if isinstance(frame, Digest):
         return [DIGEST, frame.digest]
     if isinstance(frame, Sync):
-        return [SYNC, frame.vv, list(frame.heads), frame.reply]
+        scope = None if frame.scope is None else [frame.scope[0], list(frame.scope[1])]
+        return [SYNC, frame.vv, list(frame.heads), frame.reply, scope]
+    if isinstance(frame, Summary):
+        return [SUMMARY, frame.digest, frame.bucket_bits, list(frame.bucket_hashes), list(frame.heads)]
     if isinstance(frame, Deltas):
         return [DELTAS, list(frame.deltas)]
     if isinstance(frame, Nack):
@@ -183,6 +204,17 @@ def encode_frame(frame: Frame) -> bytes:
 
 
 # --- decoding ---------------------------------------------------------------------------------
+
+KIND_NAMES = {PING: "ping", ACK: "ack", PING_REQ: "ping_req", GOSSIP: "gossip", DIGEST: "digest", SYNC: "sync",
+              DELTAS: "deltas", DOC: "doc", NACK: "nack", SUMMARY: "summary"}
+
+
+def peek_kind(data: bytes) -> str:
+    """The kind of an encoded frame without decoding it (for traffic accounting; never validates)."""
+    if len(data) >= 3 and data[0] == FRAME_VERSION and 0x91 <= data[1] <= 0x9F:
+        return KIND_NAMES.get(data[2], "unknown")
+    return "unknown"
+
 
 
 def _int(x: object, what: str, hi: int = U64_MAX) -> int:
@@ -212,6 +244,22 @@ def _list(x: object, what: str, n_max: int, n: int | None = None) -> list:
 
 
 def _presence(x: object) -> PresenceRecord:
+    # Fast path: one combined check for a well-formed record (a 1000-node fleet decodes millions
+    # of these); anything it does not accept goes through the field-by-field checks below, which
+    # name the bad field. NaN and infinities fail the range comparison.
+    if type(x) is list and len(x) == 7:
+        peer, pseq, disk, score, eps, cls, asleep = x
+        if (type(peer) is str and 0 < len(peer) <= PEER_CHARS_MAX and type(pseq) is int
+                and 0 <= pseq <= INCARNATION_MAX and type(disk) is int and 0 <= disk <= U64_MAX
+                and (type(score) is float or type(score) is int) and 0.0 <= score <= 1.0
+                and type(eps) is list and len(eps) <= ENDPOINTS_MAX
+                and all(type(e) is str and 0 < len(e) <= ENDPOINT_CHARS_MAX for e in eps)
+                and type(cls) is str and len(cls) <= HOST_CLASS_CHARS_MAX and type(asleep) is bool):
+            return PresenceRecord(peer, pseq, disk, float(score), tuple(eps), cls, asleep)
+    return _presence_checked(x)
+
+
+def _presence_checked(x: object) -> PresenceRecord:
     f = _list(x, "presence", 7, 7)
     score = f[3]
     if type(score) not in (float, int) or not math.isfinite(score) or not 0.0 <= score <= 1.0:
@@ -247,6 +295,26 @@ def _item(x: object, delta_bytes_max: int) -> Item:
 
 def _items(x: object, delta_bytes_max: int) -> tuple[Item, ...]:
     return tuple(_item(i, delta_bytes_max) for i in _list(x, "items", ITEMS_MAX))
+
+
+def _digest(x: object) -> bytes:
+    d = _bin(x, "digest", DIGEST_BYTES)
+    if len(d) != DIGEST_BYTES:
+        raise DecodeError(f"digest: expected {DIGEST_BYTES} bytes")
+    return d
+
+
+def _heads(x: object) -> tuple[bytes, ...]:
+    return tuple(_bin(h, "head", HEAD_BYTES_MAX) for h in _list(x, "heads", HEADS_MAX))
+
+
+def _scope(x: object) -> tuple[int, tuple[int, ...]]:
+    f = _list(x, "sync scope", 2, 2)
+    bits = _int(f[0], "scope bucket_bits", BUCKET_BITS_MAX)
+    buckets = tuple(_int(b, "scope bucket", (1 << bits) - 1) for b in _list(f[1], "scope buckets", 1 << bits))
+    if len(set(buckets)) != len(buckets):
+        raise DecodeError("sync scope: a bucket is listed twice")
+    return bits, buckets
 
 
 def decode_frame(data: bytes, frame_bytes_max: int) -> Frame:
@@ -287,19 +355,24 @@ def decode_frame(data: bytes, frame_bytes_max: int) -> Frame:
         return Gossip(_items(f[1], delta_max))
     if kind == DIGEST:
         _list(f, "digest", 2, 2)
-        d = _bin(f[1], "digest", DIGEST_BYTES)
-        if len(d) != DIGEST_BYTES:
-            raise DecodeError(f"digest: expected {DIGEST_BYTES} bytes")
-        return Digest(d)
+        return Digest(_digest(f[1]))
     if kind == SYNC:
-        _list(f, "sync", 4, 4)
+        _list(f, "sync", 5, 5)
         if type(f[1]) is not dict:
             raise DecodeError("sync: version vector must be a map")
         vv = {_bin(k, "owner", OWNER_BYTES_MAX): _int(v, "version") for k, v in f[1].items()}
-        heads = tuple(_bin(h, "head", HEAD_BYTES_MAX) for h in _list(f[2], "heads", HEADS_MAX))
+        heads = _heads(f[2])
         if type(f[3]) is not bool:
             raise DecodeError("sync reply: expected a bool")
-        return Sync(vv, heads, f[3])
+        return Sync(vv, heads, f[3], None if f[4] is None else _scope(f[4]))
+    if kind == SUMMARY:
+        _list(f, "summary", 5, 5)
+        d = _digest(f[1])
+        bits = _int(f[2], "bucket_bits", BUCKET_BITS_MAX)
+        hashes = tuple(_bin(h, "bucket hash", BUCKET_HASH_BYTES) for h in _list(f[3], "bucket hashes", 1 << bits))
+        if len(hashes) != 1 << bits or any(len(h) != BUCKET_HASH_BYTES for h in hashes):
+            raise DecodeError(f"summary: expected {1 << bits} bucket hashes of {BUCKET_HASH_BYTES} bytes")
+        return Summary(d, bits, hashes, _heads(f[4]))
     if kind == DELTAS:
         _list(f, "deltas", 2, 2)
         return Deltas(tuple(_bin(d, "delta", delta_max) for d in _list(f[1], "deltas", DELTAS_MAX)))

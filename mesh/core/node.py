@@ -9,13 +9,14 @@ Three mechanisms move state, each covering the others' gaps:
    same queue. A fleet-document change is pushed as a doc sync message to the fanout.
 2. **Push-pull anti-entropy** (complete). Every ``sync_interval_ms`` a 16-byte digest (hash of the
    feed version vector and the document heads) goes to ``digest_peers_max`` random live peers.
-   Only on a mismatch does the receiver answer with its full version vector and heads (SYNC,
-   reply=True); the other side sends exactly the deltas it lacks (DELTAS) plus its own vector, and
-   gets exactly its missing deltas back. Differing heads start (or restart) a document sync.
-   A delta that does not apply for a gap asks its sender for a SYNC at once.
+   Only on a mismatch does the receiver answer, with a SUMMARY (one hash per bucket of feed
+   owners, see ``antientropy``); the other side answers with its vector for the differing buckets
+   only (SYNC, reply=True), gets exactly the deltas it lacks there (DELTAS) plus the peer's vector
+   for those buckets, and sends exactly the peer's missing deltas back. Differing heads start (or
+   restart) a document sync. A delta that does not apply for a gap asks its sender for a SYNC.
 3. **SWIM failure detection** (see ``swim``), with presence soft state piggybacked on ping/ack
    (only when the peer has not had our current presence) and broadcast on change and every
-   ``presence_refresh_ms``; a presence is valid ``presence_ttl_ms`` after it was received.
+   ``presence_refresh_for(n)``; a presence is valid ``presence_ttl_for(n)`` after it was received.
 
 Frames from a peer that is not a member are refused and counted; a frame that does not decode is
 refused, counted and logged; neither ever raises out of ``handle``. The core is deterministic in
@@ -29,18 +30,16 @@ import math
 
 from tva.errors import GapError, InvalidInput, RemoteDataError, StaleData
 
+from .antientropy import Reconciler
 from .config import MeshConfig
 from .frames import (
-    DELTAS_MAX,
     ENDPOINT_CHARS_MAX,
     ENDPOINTS_MAX,
-    HEADS_MAX,
     HOST_CLASS_CHARS_MAX,
     INCARNATION_MAX,
     ITEMS_MAX,
     PEER_CHARS_MAX,
     U64_MAX,
-    VV_ENTRIES_MAX,
     Ack,
     DeltaItem,
     Deltas,
@@ -54,6 +53,7 @@ from .frames import (
     Ping,
     PingReq,
     PresenceRecord,
+    Summary,
     Sync,
     decode_frame,
     item_size,
@@ -100,7 +100,7 @@ class MeshNode:
         self._next_gossip_ms: int | None = None
         self._next_sync_ms: int | None = None
         self._next_presence_ms: int | None = None
-        self._digest: bytes | None = None
+        self.sync = Reconciler(feeds, doc, self.out, config.frame_bytes_max)
         self._own: PresenceRecord | None = None
         self._presence: dict[str, Presence] = {}
         self._presence_sent: dict[str, tuple[int, int]] = {}  # peer -> (our pseq sent directly, when)
@@ -127,7 +127,8 @@ class MeshNode:
         if self._own is not None:
             o = self._own
             out[self.self_id] = Presence(o.peer, o.pseq, o.disk_free_bytes, o.uptime_score, o.endpoints,
-                                         o.host_class, o.asleep, self._now + self.cfg.presence_ttl_ms)
+                                         o.host_class, o.asleep,
+                                         self._now + self.cfg.presence_ttl_for(self.swim.n))
         return out
 
     def next_deadline_ms(self) -> int | None:
@@ -162,7 +163,7 @@ class MeshNode:
             if bad:
                 raise InvalidInput(f"{len(bad)} member ids are not peer ids of 1..{PEER_CHARS_MAX} characters")
             self.swim.set_members(event.members, dict(event.classes), now)
-            self._digest = None  # membership changes usually come with feeds dropped or admitted
+            self.sync.invalidate()  # membership changes usually come with feeds dropped or admitted
         elif isinstance(event, SetSoftState):
             self._set_soft_state(event, now)
         elif isinstance(event, AnnounceSleep | Wake | Leave):
@@ -171,7 +172,7 @@ class MeshNode:
             self.out.count("peer_unreachable")
             self.swim.peer_unreachable(event.peer, now)
         if self._feeds_changed or self._doc_changed:
-            self._digest = None
+            self.sync.invalidate()
             self.out.emit(StateChanged(self._feeds_changed, self._doc_changed))
         return self.out.reset()
 
@@ -188,7 +189,7 @@ class MeshNode:
         self.swim.tick(now)
         if self._next_sync_ms is not None and now >= self._next_sync_ms:
             self._next_sync_ms = now + cfg.sync_interval_ms
-            digest = Digest(self._state_digest())
+            digest = Digest(self.sync.digest())
             for peer in self.swim.alive.sample(self.rng, cfg.digest_peers_max):
                 self.out.send(peer, digest)
         if self._next_presence_ms is not None and now >= self._next_presence_ms and self._own:
@@ -196,7 +197,7 @@ class MeshNode:
                                  self._own.host_class, self._own.asleep, now)
 
     def _on_local(self, event: LocalChanged, now: int) -> None:
-        self._digest = None  # any LocalChanged, even an empty one, means "the replicas changed"
+        self.sync.invalidate()  # any LocalChanged, even an empty one, means "the replicas changed"
         if event.delta is not None:
             self.dqueue.put(hashlib.blake2b(event.delta, digest_size=16).digest(), DeltaItem(event.delta))
             self._flush_gossip()  # eager push: do not wait for the next gossip interval
@@ -257,11 +258,12 @@ class MeshNode:
         elif isinstance(frame, Gossip):
             self._take_items(peer, frame.items, now)
         elif isinstance(frame, Digest):
-            if frame.digest != self._state_digest():
-                self.out.count("digest_mismatches")
-                self._send_sync(peer, reply=True)
+            self.sync.on_digest(peer, frame)
+        elif isinstance(frame, Summary):
+            self.sync.on_summary(peer, frame)
         elif isinstance(frame, Sync):
-            self._on_sync(peer, frame)
+            if self.sync.on_sync(peer, frame):
+                self._heads_differ(peer)
         elif isinstance(frame, Deltas):
             for d in frame.deltas:
                 self._apply_delta(peer, d, now, rebroadcast=False)
@@ -292,7 +294,7 @@ class MeshNode:
             last = self._gap_sync_ms.get(peer)
             if last is None or now - last >= self.cfg.sync_interval_ms:
                 self._gap_sync_ms[peer] = now
-                self._send_sync(peer, reply=False)  # "send me what I lack", at most once a period
+                self.sync.send_sync(peer, reply=False)  # "send me what I lack", at most once a period
             return
         except RemoteDataError as e:
             self.out.count(f"deltas_refused_{error_name(e)}", notable=True)
@@ -303,54 +305,15 @@ class MeshNode:
         if rebroadcast:
             self.dqueue.put(hashlib.blake2b(data, digest_size=16).digest(), DeltaItem(data))
 
-    def _state_digest(self) -> bytes:
-        if self._digest is None:
-            h = hashlib.blake2b(digest_size=16)
-            for owner, version in sorted(self.feeds.version_vector().items()):
-                h.update(len(owner).to_bytes(1, "big") + owner + version.to_bytes(8, "big"))
-            h.update(b"\xff")
-            for head in sorted(self.doc.heads()):
-                h.update(len(head).to_bytes(1, "big") + head)
-            self._digest = h.digest()
-        return self._digest
-
-    def _send_sync(self, peer: str, *, reply: bool) -> None:
-        vv, heads = self.feeds.version_vector(), tuple(self.doc.heads())
-        if len(vv) > VV_ENTRIES_MAX or len(heads) > HEADS_MAX:
-            # peers would refuse the frame; say so instead of failing silently on their side
-            self.out.count("sync_over_wire_limits", notable=True)
-            self.out.log("warning", f"{len(vv)} feed owners / {len(heads)} heads exceed the SYNC frame "
-                                    f"limits ({VV_ENTRIES_MAX} / {HEADS_MAX})")
-            return
-        self.out.send(peer, Sync(vv, heads, reply))
-
-    def _on_sync(self, peer: str, frame: Sync) -> None:
-        budget = self.cfg.frame_bytes_max - FRAME_OVERHEAD_BYTES
-        batch: list[bytes] = []
-        spent = 0
-        for d in self.feeds.deltas_since(frame.vv, budget):
-            cost = len(d) + 5
-            if cost > budget:
-                self.out.count("deltas_too_large_to_send", notable=True)
-                continue
-            if spent + cost > budget or len(batch) >= DELTAS_MAX:
-                self.out.send(peer, Deltas(tuple(batch)))
-                batch, spent = [], 0
-            batch.append(d)
-            spent += cost
-        if batch:
-            self.out.send(peer, Deltas(tuple(batch)))
-        if frame.reply:
-            self._send_sync(peer, reply=False)
-        if sorted(frame.heads) != sorted(self.doc.heads()):
+    def _heads_differ(self, peer: str) -> None:
+        msg = self._doc_message_for(peer)
+        if msg is None:
+            # heads differ yet the sync state thinks nothing is owed: a message was lost
+            self.doc.forget_peer(peer)
+            self.out.count("doc_sync_restarts")
             msg = self._doc_message_for(peer)
-            if msg is None:
-                # heads differ yet the sync state thinks nothing is owed: a message was lost
-                self.doc.forget_peer(peer)
-                self.out.count("doc_sync_restarts")
-                msg = self._doc_message_for(peer)
-            if msg is not None:
-                self.out.send(peer, DocMessage(msg))
+        if msg is not None:
+            self.out.send(peer, DocMessage(msg))
 
     def _on_doc(self, peer: str, data: bytes) -> None:
         try:
@@ -365,7 +328,7 @@ class MeshNode:
             self.out.send(peer, DocMessage(reply))
         if changed:
             self._doc_changed = True
-            self._digest = None
+            self.sync.invalidate()
             self._push_doc(exclude=peer)
 
     def _push_doc(self, exclude: str) -> None:
@@ -442,7 +405,7 @@ class MeshNode:
         pseq = self._own.pseq + 1 if self._own is not None else (min(self.swim.incarnation, PSEQ_EPOCH_MAX) << 24) + 1
         self._own = PresenceRecord(self.self_id, pseq, disk, score, endpoints, host_class, asleep)
         self.queue.put(("p", self.self_id), self._own)
-        self._next_presence_ms = now + self.cfg.presence_refresh_ms
+        self._next_presence_ms = now + self.cfg.presence_refresh_for(self.swim.n)
 
     def _take_presence(self, p: PresenceRecord, now: int, *, rebroadcast: bool) -> None:
         if p.peer == self.self_id:
@@ -454,7 +417,8 @@ class MeshNode:
         if held is not None and held.pseq >= p.pseq:
             return
         self._presence[p.peer] = Presence(p.peer, p.pseq, p.disk_free_bytes, p.uptime_score, p.endpoints,
-                                          p.host_class, p.asleep, now + self.cfg.presence_ttl_ms)
+                                          p.host_class, p.asleep,
+                                          now + self.cfg.presence_ttl_for(self.swim.n))
         if rebroadcast:
             self.queue.put(("p", p.peer), p)
 

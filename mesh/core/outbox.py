@@ -61,7 +61,9 @@ class Outbox:
             return False
         self.stats["frames_sent"] += 1
         self.stats["bytes_sent"] += len(data)
-        self.stats[f"sent_{type(frame).__name__.lower()}"] += 1
+        kind = type(frame).__name__.lower()
+        self.stats[f"sent_{kind}"] += 1
+        self.stats[f"bytes_sent_{kind}"] += len(data)
         self.effects.append(Send(peer, data))
         return True
 

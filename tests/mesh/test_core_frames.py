@@ -27,6 +27,7 @@ from mesh.core.frames import (
     Ping,
     PingReq,
     PresenceRecord,
+    Summary,
     Sync,
     decode_frame,
     encode_frame,
@@ -41,6 +42,11 @@ u64 = st.one_of(st.integers(0, 3), st.integers(2**62 - 2, 2**62), st.integers(0,
 
 
 incarnations = st.one_of(st.integers(0, 3), st.integers(INCARNATION_MAX - 2, INCARNATION_MAX))
+
+
+bucket_bits = st.integers(0, 4)
+scopes = bucket_bits.flatmap(lambda bits: st.tuples(
+    st.just(bits), st.lists(st.integers(0, (1 << bits) - 1), unique=True, max_size=1 << bits).map(tuple)))
 
 
 def frame_strategy(peers: st.SearchStrategy[str]) -> st.SearchStrategy:
@@ -61,7 +67,12 @@ def frame_strategy(peers: st.SearchStrategy[str]) -> st.SearchStrategy:
         st.builds(Gossip, items),
         st.builds(Digest, st.binary(min_size=DIGEST_BYTES, max_size=DIGEST_BYTES)),
         st.builds(Sync, st.dictionaries(st.binary(min_size=0, max_size=64), u64, max_size=30),
-                  st.lists(st.binary(max_size=64), max_size=10).map(tuple), st.booleans()),
+                  st.lists(st.binary(max_size=64), max_size=10).map(tuple), st.booleans(),
+                  st.one_of(st.none(), scopes)),
+        bucket_bits.flatmap(lambda bits: st.builds(
+            Summary, st.binary(min_size=DIGEST_BYTES, max_size=DIGEST_BYTES), st.just(bits),
+            st.lists(st.binary(min_size=8, max_size=8), min_size=1 << bits, max_size=1 << bits).map(tuple),
+            st.lists(st.binary(max_size=64), max_size=10).map(tuple))),
         st.builds(Deltas, st.lists(st.binary(max_size=500), max_size=10).map(tuple)),
         st.builds(DocMessage, st.binary(max_size=1000)),
         st.builds(Nack, u64),
@@ -109,9 +120,18 @@ def test_oversize_frame_is_refused_before_parsing():
     [3, 1, "x" * (PEER_CHARS_MAX + 1), []],        # peer id too long
     [3, 1, "", []],                                # empty peer id
     [5, b"\x00" * (DIGEST_BYTES - 1)],             # short digest
-    [6, [], [], True],                             # version vector not a map
-    [6, {b"o": 1}, [], 1],                         # reply not a bool
-    [6, {b"o" * 65: 1}, [], True],                 # owner key too long
+    [6, [], [], True, None],                       # version vector not a map
+    [6, {b"o": 1}, [], 1, None],                   # reply not a bool
+    [6, {b"o" * 65: 1}, [], True, None],           # owner key too long
+    [6, {b"o": 1}, [], True],                      # scope slot missing
+    [6, {}, [], True, [9, []]],                    # more than 256 buckets
+    [6, {}, [], True, [2, [4]]],                   # bucket index out of range
+    [6, {}, [], True, [2, [1, 1]]],                # bucket listed twice
+    [6, {}, [], True, [2]],                        # scope without buckets
+    [10, b"\0" * 16, 1, [b"\0" * 8], []],          # 1 hash for 2 buckets
+    [10, b"\0" * 16, 0, [b"\0" * 7], []],          # short bucket hash
+    [10, b"\0" * 15, 0, [b"\0" * 8], []],          # short digest
+    [10, b"\0" * 16, 9, [], []],                   # bucket bits over 8
     [4, [[0, 5, "peer", 1, ""]]],                  # member state out of range
     [4, [[0, 2, "peer", 2**62 + 1, ""]]],          # incarnation over INCARNATION_MAX
     [4, [[1, "p", 1, 10, math.nan, [], "", False]]],   # uptime not finite
@@ -207,3 +227,26 @@ def test_suspicion_timeout_shrinks_with_confirmations_within_bounds(n):
     assert times == sorted(times, reverse=True)
     assert times[-1] == cfg.suspicion_min_ms(n) >= cfg.suspicion_mult * cfg.probe_interval_ms
     assert cfg.retransmit_limit(n) >= cfg.retransmit_mult
+
+
+presence_fields = st.tuples(
+    st.one_of(st.text(max_size=70), st.integers(-1, 3)),
+    st.one_of(st.integers(-1, 2**62 + 1), st.booleans(), st.floats()),
+    st.one_of(st.integers(-1, 2**64), st.booleans()),
+    st.one_of(st.floats(), st.integers(-1, 2), st.booleans()),
+    st.one_of(st.lists(st.one_of(st.text(max_size=260), st.integers()), max_size=17), st.text(max_size=3)),
+    st.one_of(st.text(max_size=34), st.none()),
+    st.one_of(st.booleans(), st.integers(0, 1)),
+).map(list)
+
+
+@given(presence_fields)
+def test_the_presence_fast_path_accepts_and_refuses_exactly_what_the_checked_path_does(fields):
+    from mesh.core.frames import _presence, _presence_checked
+
+    def outcome(fn):
+        try:
+            return fn(list(fields))
+        except DecodeError:
+            return "refused"
+    assert outcome(_presence) == outcome(_presence_checked)
