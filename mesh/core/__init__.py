@@ -12,6 +12,8 @@ The shell's side of the contract:
   ``FleetDoc.members()``) at start and whenever that set or a host class changes;
 - ``LocalChanged(delta=...)`` after ``OwnFeed.commit``, ``LocalChanged(doc_changed=True)`` after a
   local fleet-document edit, an empty ``LocalChanged()`` after any other change to the replicas;
+- optionally ``RestorePresence`` after the first ``MembersChanged``, with ``presence()`` as kept
+  from before a restart;
 - ``SetSoftState`` when disk free / uptime / endpoints change meaningfully (the core refreshes it
   every ``presence_refresh_for(n)`` by itself); ``AnnounceSleep`` just before suspending, ``Wake``
   after; ``Leave`` then keep ticking ~1 s before stopping.
@@ -39,6 +41,7 @@ from .types import (
     MembersChanged,
     PeerUnreachable,
     Presence,
+    RestorePresence,
     Rng,
     Send,
     SetSoftState,
@@ -50,6 +53,6 @@ from .types import (
 __all__ = [
     "FRAME_VERSION", "AnnounceSleep", "Counter", "DocSync", "Effect", "Event", "FeedStore",
     "FrameReceived", "Leave", "Liveness", "LivenessChanged", "LocalChanged", "Log", "MembersChanged",
-    "MeshConfig", "MeshNode", "PeerUnreachable", "Presence", "Rng", "Send", "SetSoftState",
+    "MeshConfig", "MeshNode", "PeerUnreachable", "Presence", "RestorePresence", "Rng", "Send", "SetSoftState",
     "StateChanged", "Tick", "Wake", "decode_frame", "encode_frame",
 ]

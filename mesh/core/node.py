@@ -73,6 +73,7 @@ from .types import (
     MembersChanged,
     PeerUnreachable,
     Presence,
+    RestorePresence,
     Rng,
     SetSoftState,
     StateChanged,
@@ -166,6 +167,8 @@ class MeshNode:
             self.sync.invalidate()  # membership changes usually come with feeds dropped or admitted
         elif isinstance(event, SetSoftState):
             self._set_soft_state(event, now)
+        elif isinstance(event, RestorePresence):
+            self._restore_presence(event.records, now)
         elif isinstance(event, AnnounceSleep | Wake | Leave):
             self._announce(event, now)
         elif isinstance(event, PeerUnreachable):
@@ -382,20 +385,25 @@ class MeshNode:
 
     def _set_soft_state(self, e: SetSoftState, now: int) -> None:
         # checked here, not on the wire: a bad value would otherwise make every peer refuse our frames
-        score = e.uptime_score
-        if (type(e.disk_free_bytes) is not int or not 0 <= e.disk_free_bytes <= U64_MAX
-                or type(score) not in (int, float) or not math.isfinite(score) or not 0 <= score <= 1
-                or len(e.endpoints) > ENDPOINTS_MAX
-                or not all(isinstance(x, str) and 0 < len(x) <= ENDPOINT_CHARS_MAX for x in e.endpoints)
-                or not isinstance(e.host_class, str) or len(e.host_class) > HOST_CLASS_CHARS_MAX):
-            raise InvalidInput(
-                "SetSoftState out of range",
-                hint=f"disk_free_bytes 0..2^64-1, uptime_score 0..1, at most {ENDPOINTS_MAX} endpoints of "
-                     f"1..{ENDPOINT_CHARS_MAX} chars, host_class up to {HOST_CLASS_CHARS_MAX} chars",
-            )
+        if not _soft_state_ok(e.disk_free_bytes, e.uptime_score, e.endpoints, e.host_class):
+            raise InvalidInput("SetSoftState out of range", hint=SOFT_STATE_HINT)
         asleep = self._own.asleep if self._own is not None else False
         self._issue_presence(e.disk_free_bytes, float(e.uptime_score), tuple(e.endpoints), e.host_class,
                              asleep, now)
+
+    def _restore_presence(self, records: tuple[Presence, ...], now: int) -> None:
+        if not isinstance(records, tuple | list):
+            raise InvalidInput("RestorePresence.records must be a tuple of Presence")
+        for r in records:  # all checked before any is taken
+            if (not isinstance(r, Presence) or not isinstance(r.peer, str) or not 0 < len(r.peer) <= PEER_CHARS_MAX
+                    or type(r.pseq) is not int or not 0 <= r.pseq <= INCARNATION_MAX or type(r.asleep) is not bool
+                    or not _soft_state_ok(r.disk_free_bytes, r.uptime_score, r.endpoints, r.host_class)):
+                raise InvalidInput("RestorePresence: a record is out of range",
+                                   hint="peer ids of 1..64 chars, pseq 0..2^62, " + SOFT_STATE_HINT)
+        for r in records:
+            rec = PresenceRecord(r.peer, r.pseq, r.disk_free_bytes, float(r.uptime_score), tuple(r.endpoints),
+                                 r.host_class, r.asleep)
+            self._take_presence(rec, now, rebroadcast=False)
 
     def _issue_presence(self, disk: int, score: float, endpoints: tuple[str, ...], host_class: str,
                         asleep: bool, now: int) -> None:
@@ -438,3 +446,16 @@ class MeshNode:
         self._presence_sent.pop(peer, None)
         self._gap_sync_ms.pop(peer, None)
         self.doc.forget_peer(peer)
+
+
+SOFT_STATE_HINT = (f"disk_free_bytes 0..2^64-1, uptime_score 0..1, at most {ENDPOINTS_MAX} endpoints of "
+                   f"1..{ENDPOINT_CHARS_MAX} chars, host_class up to {HOST_CLASS_CHARS_MAX} chars")
+
+
+def _soft_state_ok(disk: object, score: object, endpoints: object, host_class: object) -> bool:
+    # checked here, not on the wire: a bad value would otherwise make every peer refuse our frames
+    return (type(disk) is int and 0 <= disk <= U64_MAX
+            and type(score) in (int, float) and math.isfinite(score) and 0 <= score <= 1  # type: ignore[arg-type]
+            and isinstance(endpoints, tuple | list) and len(endpoints) <= ENDPOINTS_MAX
+            and all(isinstance(x, str) and 0 < len(x) <= ENDPOINT_CHARS_MAX for x in endpoints)
+            and isinstance(host_class, str) and len(host_class) <= HOST_CLASS_CHARS_MAX)

@@ -132,8 +132,21 @@ class PeerUnreachable:
     peer: str
 
 
+@dataclass(frozen=True)
+class RestorePresence:
+    """Members' soft state remembered from before a restart (e.g. ``presence()`` kept by the shell).
+
+    Each record counts as received now, so the policy core has disks and classes at once instead
+    of after refreshes; and a member whose next broadcast carries a sequence we already hold is
+    not re-broadcast by us, so a fleet restarting together does not flood itself with n² copies
+    of unchanged presence. Send after ``MembersChanged``; records about non-members are ignored.
+    """
+
+    records: tuple[Presence, ...]
+
+
 Event = (Tick | FrameReceived | LocalChanged | MembersChanged | SetSoftState | AnnounceSleep | Wake | Leave
-         | PeerUnreachable)
+         | PeerUnreachable | RestorePresence)
 
 
 # --- effects ----------------------------------------------------------------------------------

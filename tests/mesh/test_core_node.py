@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mesh.core import (
     AnnounceSleep,
@@ -452,3 +454,58 @@ def test_a_quick_restart_keeps_soft_state_flowing_both_ways():
         return others_see_new and victim_sees_all
 
     assert h.run_until_true(soft_state_flows, h.now + 30_000) is not None
+
+
+# --- presence remembered across a restart ---------------------------------------------------------
+
+def _remembered(peer, pseq=1, disk=2 * 10**12):
+    from mesh.core import Presence
+    return Presence(peer, pseq, disk, 0.97, SOFT.endpoints, SOFT.host_class, False, 0)
+
+
+def test_restored_presence_counts_as_received_now_and_ignores_non_members_and_older_records():
+    from mesh.core import RestorePresence
+    node, _, _ = _node()
+    node.handle(FrameReceived("p2", encode_frame(Ping(1, PresenceRecord("p2", 9, 5, 0.5, (), "nas", False)))), 50)
+    node.handle(RestorePresence((_remembered("p1"), _remembered("stranger"), _remembered("p2", pseq=3))), 100)
+    got = node.presence()
+    assert got["p1"].disk_free_bytes == 2 * 10**12 and got["p1"].expires_ms == 100 + node.cfg.presence_ttl_ms
+    assert "stranger" not in got
+    assert got["p2"].pseq == 9  # what we heard ourselves is newer than what was remembered
+
+
+@given(st.lists(st.tuples(st.text(max_size=70), st.integers(-1, 2**62 + 1), st.integers(-1, 2**64),
+                          st.floats(), st.booleans()), min_size=1, max_size=4))
+def test_restore_presence_refuses_out_of_range_records_and_changes_nothing(rows):
+    from mesh.core import Presence, RestorePresence
+    node, _, _ = _node()
+    records = tuple(Presence(peer, pseq, disk, score, (), "desktop", asleep, 0) for peer, pseq, disk, score, asleep in rows)
+    valid = all(0 < len(peer) <= 64 and 0 <= pseq <= 2**62 and 0 <= disk < 2**64 and 0 <= score <= 1
+                for peer, pseq, disk, score, _ in rows)
+    try:
+        node.handle(RestorePresence(records), 10)
+    except InvalidInput:
+        assert not valid
+        assert set(node.presence()) <= {"me"}
+    else:
+        assert valid
+
+
+def test_a_fleet_restarting_with_remembered_presence_does_not_flood_itself():
+    # every node re-issues presence at start; when peers already hold that sequence, the rumour
+    # stops at the first hop instead of crossing the fleet n times over
+    from mesh.core import RestorePresence
+
+    def gossip_bytes(remember: bool) -> int:
+        h = Harness(40, seed=4)
+        for p in h.ids:
+            if remember:
+                h.handle(p, RestorePresence(tuple(_remembered(q) for q in h.ids if q != p)))
+            h.handle(p, SOFT)
+        h.run_until(20_000)
+        assert all(len(h.nodes[p].presence()) == 40 for p in h.ids)
+        return sum(h.nodes[p].stats.get("bytes_sent_gossip", 0) for p in h.ids)
+
+    cold, warm = gossip_bytes(False), gossip_bytes(True)
+    print(f"start-up gossip bytes: {cold} without remembered presence, {warm} with")
+    assert warm * 5 < cold
