@@ -45,6 +45,8 @@ def _print_human(r: dict) -> None:
     print(f"  core={r['core']}{' (' + r['core_note'] + ')' if r['core_note'] else ''}")
     print(f"  virtual {r['virtual_s']} s, {r['events']} events, trace sha256 {r['trace_sha256'][:16]}")
     for k, v in m.items():
+        if isinstance(v, dict):
+            v = " ".join(f"{kk}={vv}" for kk, vv in v.items()) or "-"
         print(f"  {k:38s} {v}")
     s = r["checks"]["safety"]
     print(f"  safety: {'ok' if s['ok'] else 'FAILED'} ({s['violations']} violations)")

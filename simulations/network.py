@@ -54,6 +54,7 @@ class NetStats:
     frames_duplicated: int = 0
     per_node_bytes: dict[str, int] = field(default_factory=dict)
     per_node_frames: dict[str, int] = field(default_factory=dict)
+    bytes_by_kind: dict[str, int] = field(default_factory=dict)  # filled when the caller names kinds
 
 
 class Network:
@@ -105,9 +106,11 @@ class Network:
         return self._groups is not None or bool(self._blocked)
 
     # --- sending --------------------------------------------------------------------------------
-    def send(self, src: str, dst: str, size_bytes: int, now_ms: int) -> list[int]:
+    def send(self, src: str, dst: str, size_bytes: int, now_ms: int, kind: str = "") -> list[int]:
         """Delivery times (ms) for one frame: [] when lost or blocked, two when duplicated."""
         stats = self.stats
+        if kind:
+            stats.bytes_by_kind[kind] = stats.bytes_by_kind.get(kind, 0) + size_bytes
         stats.frames_sent += 1
         stats.bytes_sent += size_bytes
         stats.per_node_bytes[src] = stats.per_node_bytes.get(src, 0) + size_bytes

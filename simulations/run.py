@@ -122,6 +122,8 @@ def run_scenario(p: Params, trace_out: IO[str] | None = None, progress: bool = F
         "dead_declarations": m.declared_dead,
         "false_dead_declarations": m.false_dead,
         "dead_declarations_across_partition": m.dead_while_partitioned,
+        # where the bytes went, by frame kind (real cores only): bytes per node per second
+        "bytes_per_node_s_by_kind": {k: _r(v / n_nodes / secs, 1) for k, v in sorted(stats.bytes_by_kind.items())},
     }
     checks = {
         "safety": {"ok": sim.checker.count == 0, "violations": sim.checker.count,

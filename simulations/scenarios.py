@@ -235,7 +235,6 @@ def churn(sim: Simulation, p: Params, rng: random.Random, heal_ms: int) -> None:
     _start_all(sim, p, p.nodes)
     _common(sim, p, rng, heal_ms)
     victims = sim.by_index[SEED_NODES:]
-    # ~2% of the fleet crashes every 2 s; each comes back 2-8 s later from its saved state.
     # ~2% of the fleet crashes every 2 s; each comes back 2-6 s later from its saved state,
     # always before the healing point.
     for t in range(3000, max(3001, heal_ms - 7000), 2000):

@@ -67,6 +67,10 @@ class Simulation:
         self.net = Network(derive_rng(seed, "network"), link)
         self.rng = derive_rng(seed, "world")
         self.factory = factory
+        self._kind_of: Callable[[bytes], str] = lambda frame: ""
+        if factory.core == "real":  # the real wire format says its frame kind in its first bytes
+            from mesh.core.frames import peek_kind
+            self._kind_of = peek_kind
         self.interval_ms = interval_ms
         self.metrics = Metrics(track_after_ms)
         self.checker = Checker(self, revocation_grace_ms)
@@ -270,7 +274,7 @@ class Simulation:
         schedule = self.world.schedule
         for eff in effects:
             if isinstance(eff, Send):
-                for at in net.send(peer, eff.dst, len(eff.frame), now_ms):
+                for at in net.send(peer, eff.dst, len(eff.frame), now_ms, self._kind_of(eff.frame)):
                     schedule(at, "deliver", eff.dst, (peer, eff.frame))
             elif isinstance(eff, DeclaredDead):
                 self.checker.declared_dead(peer, eff.peer, eff.incarnation, now_ms)

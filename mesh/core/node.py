@@ -184,6 +184,10 @@ class MeshNode:
         if self._next_gossip_ms is None:
             self._next_gossip_ms = now + self.rng.randrange(cfg.gossip_interval_ms)
             self._next_sync_ms = now + self.rng.randrange(cfg.sync_interval_ms)
+            # Say who we are now, as memberlist's join does: after a restart (a higher incarnation)
+            # every peer learns it and sends us its presence directly (``_newer``); a peer already
+            # holding this incarnation does not pass it on, so a fleet starting together stays quiet.
+            self.queue.put(("m", self.self_id), self.swim.own_record())
         if now >= self._next_gossip_ms:
             self._next_gossip_ms = now + cfg.gossip_interval_ms
             self._flush_gossip()
