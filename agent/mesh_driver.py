@@ -16,6 +16,7 @@ import trio
 
 from mesh.core import types as t
 from mesh.transport import Transport
+from tva.errors import InvalidInput
 
 log = logging.getLogger("tva.mesh")
 
@@ -41,9 +42,18 @@ class MeshDriver:
 
     # --- events in ----------------------------------------------------------------------------
 
-    def submit(self, event) -> None:
+    def submit(self, event, *, raise_invalid: bool = False) -> None:
+        """Hand one event to the core and carry out its effects. ``raise_invalid``: the event
+        carries data from outside (e.g. a file) and the caller reports the core's InvalidInput
+        itself, as bad data rather than a core failure."""
         try:
             effects = self.node.handle(event, monotonic_ms())
+        except InvalidInput:
+            if raise_invalid:
+                raise
+            log.exception("mesh core refused %s", type(event).__name__)
+            self._count("core_errors")
+            return
         except Exception:  # a core bug must not take the daemon down; it is logged loudly
             log.exception("mesh core failed on %s", type(event).__name__)
             self._count("core_errors")

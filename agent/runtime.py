@@ -19,8 +19,9 @@ from agent import rpc, views
 from agent.config import Config
 from agent.fabric import FabricManager
 from agent.http import bind_text, serve_api
-from agent.mesh_driver import MeshDriver
+from agent.mesh_driver import MeshDriver, monotonic_ms
 from agent.netinfo import dialable
+from agent.presence_memory import PresenceMemory
 from agent.probes import UptimeScore, disk_free_bytes
 from agent.service import Service, wall_ms
 from agent.state import NodeState
@@ -29,7 +30,7 @@ from crdt import records
 from mesh import invites
 from mesh.core import types as t
 from mesh.transport import Transport
-from tva.errors import InviteError, RemoteDataError, TvaError
+from tva.errors import InvalidInput, InviteError, RemoteDataError, TvaError
 
 log = logging.getLogger("tva.agent")
 
@@ -64,6 +65,9 @@ class Agent:
                              rng=rng or random.Random(os.urandom(16)),
                              incarnation=max(0, clock_ms() // 1000 - INCARNATION_EPOCH_S))
         self.driver = MeshDriver(self.node, transport, on_liveness=self._on_liveness, on_state=self._on_remote_state)
+        # Peers' presence survives a restart in the state dir (agent.presence_memory).
+        self.presence_memory = PresenceMemory(state.store, self_id=state.peer_id, presence=self.node.presence,
+                                              wall_ms=clock_ms, mono_ms=monotonic_ms)
         self.service = Service(state, clock_ms=clock_ms, live=self._live_info, on_change=self._on_local_change,
                                media_dir=cfg.media_dir(), bootstrap=self._bootstrap_addrs,
                                extras=self._status_extras,
@@ -91,6 +95,8 @@ class Agent:
                 self._publish_card()
                 await nursery.start(self.driver.run)
                 self._members_changed()
+                self._restore_presence()  # the core takes it only about members it already knows
+                nursery.start_soon(self.presence_memory.run)
                 self._learn_peer_addrs()
                 await nursery.start(self.fabric.run)
                 nursery.start_soon(self._policy_loop)
@@ -112,6 +118,7 @@ class Agent:
             self._remove_daemon_file()
             with trio.CancelScope(shield=True):
                 self._save()
+                self.presence_memory.save()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -155,6 +162,19 @@ class Agent:
         self.driver.submit(t.MembersChanged(members=frozenset(members), classes=classes))
         self.service.invalidate()
         self.fabric.kick()
+
+    def _restore_presence(self) -> None:
+        ttl_ms = self.node.cfg.presence_ttl_for(max(1, len(self.state.members())))
+        records = self.presence_memory.load(ttl_ms=ttl_ms)
+        if not records:
+            return
+        try:  # a bad file is bad data, not a core bug: one warning line, not a traceback
+            self.driver.submit(t.RestorePresence(records), raise_invalid=True)
+        except InvalidInput as exc:
+            self.presence_memory.refused(exc)
+            return
+        taken = {r.peer for r in records} & self.node.presence().keys()  # the core skips non-members
+        log.info("restored the presence of %d hosts from before the restart", len(taken))
 
     def _learn_peer_addrs(self) -> None:
         for peer, card in records.cards(self.state.feeds).items():

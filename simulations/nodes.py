@@ -16,11 +16,11 @@ from simulations.standin import Shared, StandinConfig, StandinNode
 from tva.errors import InvalidInput
 
 CORES = ("auto", "standin", "real")
-# Above this many nodes "auto" runs the stand-in: the real cores cost ~7 ms CPU per simulated
-# node-second at 100 nodes and ~25 ms at 200 (the start-up presence rumours and per-node FleetView
-# rebuilds grow with n), i.e. hours for 1000 nodes on two cores. ``--set core=real`` insists.
-AUTO_REAL_NODES_MAX = 200
+# "auto" runs the real cores up to the real FeedSet's feed limit and the stand-in above it. (Up to
+# issue 7's second pass this was 200: the real cores then cost hours at 1000 nodes; bucketed
+# anti-entropy, remembered presence and the shared policy memo brought churn at 1000 to ~6 min.)
 REAL_NODES_MAX = 1024  # crdt.feedset.OWNERS_MAX (not imported: the real cores may be absent)
+AUTO_REAL_NODES_MAX = REAL_NODES_MAX
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class CoreConfig:
     policy_interval_ms: int = 0  # 0: 1 s up to 100 nodes, then growing with the fleet (CPU)
     repair_lease_ms: int = 30_000
     verify_cache: bool = True
+    policy_memo: bool = True  # share policy parses/views/duties/plans between nodes (simulations.realview)
 
 
 def real_core_missing() -> str | None:
@@ -55,8 +56,8 @@ class NodeFactory:
             raise InvalidInput(f"unknown core {core!r}", hint=f"one of {', '.join(CORES)}")
         why = real_core_missing() if core in ("auto", "real") else "standin requested"
         if core == "auto" and why is None and n_nodes > AUTO_REAL_NODES_MAX:
-            why = (f"auto: {n_nodes} nodes > {AUTO_REAL_NODES_MAX}, where the real cores would take hours of "
-                   "CPU here; --set core=real to insist")
+            why = (f"auto: {n_nodes} nodes > {AUTO_REAL_NODES_MAX}, the real FeedSet's feed limit "
+                   "(crdt.feedset.OWNERS_MAX)")
         if core == "real" and why is None and n_nodes > REAL_NODES_MAX:
             why = f"the real FeedSet holds at most {REAL_NODES_MAX} feeds (crdt.feedset.OWNERS_MAX)"
         if core == "real" and why is not None:
@@ -92,7 +93,8 @@ class NodeFactory:
             fleet_id = f"sim-{self.seed}"
             genesis = realnode.make_genesis(fleet_id, self.key(0), members)
             policy_ms = self.config.policy_interval_ms or policy_interval_for(self.n_nodes)
-            self._real = realnode.RealShared(genesis, fleet_id, mesh, custody, policy_ms)
+            self._real = realnode.RealShared(genesis, fleet_id, mesh, custody, policy_ms,
+                                             policy_memo=self.config.policy_memo)
         return self._real
 
     def warm_state(self, classes: list[str], holdings: list[list[AddHolding]], pins: list[SetPin],

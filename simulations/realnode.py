@@ -19,10 +19,8 @@ from agent.policy import (
     FriendPeer,
     StartRepair,
     actions_for,
-    assign_duties,
     item_policy,
     peers_for,
-    plan_all,
 )
 from crdt import records
 from crdt.feedset import AppliedDelta, FeedSet, OwnFeed
@@ -37,6 +35,8 @@ from mesh.core import (
     MembersChanged,
     MeshConfig,
     MeshNode,
+    Presence,
+    RestorePresence,
     SetSoftState,
     StateChanged,
     Tick,
@@ -64,7 +64,7 @@ from simulations.adapter import (
     Trimmed,
     infohash_of,
 )
-from simulations.realview import Interner, ViewBuilder
+from simulations.realview import Interner, SharedView, ViewBuilder
 from tva.errors import RemoteDataError
 
 DISK_FREE_BYTES = 4 * 1024**4  # a roomy server disk; "full" is 0
@@ -94,13 +94,15 @@ class RealShared:
     """Per-run values every node starts from: the fleet's genesis document and configs."""
 
     def __init__(self, genesis: bytes, fleet_id: str, mesh: MeshConfig, custody: CustodyConfig,
-                 policy_interval_ms: int) -> None:
+                 policy_interval_ms: int, policy_memo: bool = True) -> None:
         self.genesis = genesis
         self.fleet_id = fleet_id
         self.mesh = mesh
         self.custody = custody
         self.policy_interval_ms = policy_interval_ms
-        self.interner = Interner()
+        # policy_memo: share parses, views, duties and plans between nodes (simulations.realview);
+        # off, every node computes its own (the reference the memo is tested against).
+        self.interner = Interner(memo=policy_memo)
         # Admissions do not change during a run (invites are not simulated), and reading a
         # 1000-record automerge map costs ~50 ms: read the members once, then subtract revocations.
         self.genesis_members = FleetDoc.load(genesis, b"sim-reader", expected_fleet_id=fleet_id).members()
@@ -117,8 +119,10 @@ def make_genesis(fleet_id: str, founder: NodeKey, members: list[str]) -> bytes:
 
 def warm_state(shared: RealShared, keys: list[NodeKey], classes: list[str],
                holdings: list[list[AddHolding]], pins: list[SetPin], friends: list[str]) -> dict:
-    """A converged fleet's disk state, made through the real writers: each host's OwnFeed signs
-    its card and holdings; the founder's replica of the genesis records the pins and friends."""
+    """A converged fleet's state, made through the real writers: each host's OwnFeed signs
+    its card and holdings; the founder's replica of the genesis records the pins and friends.
+    A running fleet also holds everyone's presence: the records each host will issue at start
+    (incarnation 0, sequence 1) are handed over as remembered presence (``RestorePresence``)."""
     template = FeedSet()
     for i, (key, host_class, holds) in enumerate(zip(keys, classes, holdings, strict=True)):
         own = OwnFeed(key, FeedSet())
@@ -133,7 +137,9 @@ def warm_state(shared: RealShared, keys: list[NodeKey], classes: list[str],
         doc.pin(pin.item, pin.copies_min, pin.copies_max, keys[0].peer_id, 1)
     for f in friends:
         doc.add_friend(f, "friend", {}, keys[0].peer_id, 1)
-    return {"feeds": template.to_bytes(), "doc": doc.save(), "incarnation": -1}
+    presence = tuple(Presence(key.peer_id, 1, DISK_FREE_BYTES, 1.0, (), host_class, False, 0)
+                     for key, host_class in zip(keys, classes, strict=True))
+    return {"feeds": template.to_bytes(), "doc": doc.save(), "incarnation": -1, "presence": presence}
 
 
 class RealNode:
@@ -150,6 +156,7 @@ class RealNode:
         self.feeds = TrackedFeeds(feeds)
         self.own = OwnFeed(key, feeds)
         incarnation = saved["incarnation"] + 1 if saved else 0
+        self._remembered = saved.get("presence", ()) if saved else ()
         self.mesh = MeshNode(self.peer_id, shared.mesh, self.feeds, self.doc, rng, incarnation=incarnation)
         self.views = ViewBuilder(shared.interner)
         self.disk_free = DISK_FREE_BYTES
@@ -210,6 +217,8 @@ class RealNode:
         self._revoked = frozenset(self.doc.revocations())
         self._members = self.shared.genesis_members - self._revoked
         self._members_event(now_ms, out, {})
+        if self._remembered:  # warm start only: a restarted agent keeps no presence (nor does this)
+            self._handle(RestorePresence(self._remembered), now_ms, out)
         self._soft_state(now_ms, out)
         if self.own.feed is None or records.card_of(self.own.feed) is None:
             self.own.put(records.CARD_KEY, records.encode_card(records.HostCard(self.name, self.host_class)))
@@ -291,20 +300,25 @@ class RealNode:
                 "incarnation": self.mesh.incarnation()}
 
     # --- policy ------------------------------------------------------------------------------------
-    def view(self):
+    def _shared_view(self) -> SharedView:
+        # ``_view`` holds a SharedView (possibly shared with other nodes: read-only); None: rebuild.
         if self._view is None:
             self._view = self.views.build(self.peer_id, self.feeds.inner, self.doc, self.mesh.liveness(),
                                           self.mesh.presence())
         return self._view
 
+    def view(self):
+        return self._shared_view().view
+
     def _policy(self, now_ms: int, out: list[Effect]) -> None:
         self._view = None  # presence and leases age with time: rebuild
-        view = self.view()
+        shared = self._shared_view()
+        view = shared.view
         classes = {p: h.host_class for p, h in view.hosts.items()}
         if classes != self._classes:  # new cards: tell the core which hosts are portable
             self._members_event(now_ms, out, classes)
-        plans = plan_all(view, now_ms, self.shared.custody)
-        duties = assign_duties(view)
+        plans = shared.plans(now_ms, self.shared.custody)
+        duties = shared.duties()
         for act in actions_for(self.peer_id, plans, duties, view, now_ms):
             if isinstance(act, StartRepair):
                 intent = records.RepairIntent(act.content, act.target, act.lease_until_ms)
@@ -341,7 +355,7 @@ class RealNode:
         return frozenset(p for p, s in lv.items() if s in (Liveness.ALIVE, Liveness.SUSPECT)) | {self.peer_id}
 
     def duties(self) -> dict[str, str]:
-        return {d.duty: d.primary or "" for d in assign_duties(self.view())}
+        return {d.duty: d.primary or "" for d in self._shared_view().duties()}
 
     def peers_for(self, item: str, offers: tuple[FriendOffer, ...],
                   external: tuple[str, ...]) -> list[PeerAnswer]:

@@ -16,6 +16,7 @@ from simulations.nodes import CoreConfig, NodeFactory, real_core_missing
 from simulations.scenarios import Params
 from simulations.seeds import derive_rng
 from simulations.standin import F_GOSSIP
+from tva.errors import InvalidInput
 
 QUICK = ["--nodes", "6", "--seed", "1", "--set", "duration_s=4", "--set", "bound_s=5", "--set", "core=standin"]
 
@@ -115,7 +116,9 @@ def test_derived_rngs_feed_the_cores():
 def test_auto_says_which_core_ran_and_why():
     from simulations.nodes import AUTO_REAL_NODES_MAX
     big = NodeFactory(1, "auto", CoreConfig(), AUTO_REAL_NODES_MAX + 1)
-    assert big.core == "standin" and "--set core=real" in big.core_note
-    small = NodeFactory(1, "auto", CoreConfig(), 10)
-    assert small.core == ("real" if real_core_missing() is None else "standin")
+    assert big.core == "standin" and "feed limit" in big.core_note
+    for n in (10, 1000):  # the 1000-node runs go through the real cores
+        assert NodeFactory(1, "auto", CoreConfig(), n).core == ("real" if real_core_missing() is None else "standin")
+    with pytest.raises(InvalidInput, match="at most 1024 feeds"):
+        NodeFactory(1, "real", CoreConfig(), AUTO_REAL_NODES_MAX + 1)
     assert NodeFactory(1, "standin", CoreConfig(), 10).core == "standin"
