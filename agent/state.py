@@ -9,6 +9,7 @@ Files in the state dir:
   feeds      every host feed this node holds (crdt.feedset)
   fleetdoc   the fleet document (automerge save format)
   local      this node's bookkeeping: uptime score, API token
+  presence   peers' soft state remembered across a restart (agent.presence_memory; the daemon writes it)
 """
 
 from __future__ import annotations
