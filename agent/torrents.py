@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import inspect
 import logging
 import os
 from collections import deque
@@ -63,8 +62,6 @@ log = logging.getLogger("tva.torrents")
 
 DHT_CACHE_MAX = 1024
 DHT_QUEUE_MAX = 64
-# "intent/<content>" today; the lead plans "intent/<content>/<target>" (intent_key(content, target)).
-_INTENT_KEY_PER_TARGET = len(inspect.signature(records.intent_key).parameters) > 1
 EngineFactory = Callable[[str, SwarmFlags], AbstractAsyncContextManager[TorrentEngine]]
 
 
@@ -335,10 +332,9 @@ class TorrentManager:
         recorded: set = set()
         fetching: set[str] = set()
         for a in acts:
-            # With one intent key per content ("intent/<content>") a second target in the same
-            # plan would overwrite the first: then one intent per content and tick.
+            # one intent per (content, target): a pin missing two copies records both at once
             if isinstance(a, policy_actions.StartRepair):
-                key = (a.content, a.target) if _INTENT_KEY_PER_TARGET else a.content
+                key = (a.content, a.target)
                 if key not in recorded:
                     changed |= self._record_intent(a)
                     recorded.add(key)
@@ -376,8 +372,7 @@ class TorrentManager:
 
     def _record_intent(self, a: policy_actions.StartRepair) -> bool:
         intent = records.RepairIntent(a.content, a.target, a.lease_until_ms)
-        key = records.intent_key(a.content, a.target) if _INTENT_KEY_PER_TARGET else records.intent_key(a.content)
-        self.state.own.put(key, records.encode_intent(intent))
+        self.state.own.put(records.intent_key(a.content, a.target), records.encode_intent(intent))
         log.info("repair of %s: %s fetches it until %d", a.content, a.target[:16], a.lease_until_ms)
         return True
 

@@ -322,7 +322,9 @@ class RealNode:
         for act in actions_for(self.peer_id, plans, duties, view, now_ms):
             if isinstance(act, StartRepair):
                 intent = records.RepairIntent(act.content, act.target, act.lease_until_ms)
-                self.own.put(records.intent_key(act.content), records.encode_intent(intent))
+                # one key per target, as the agent records them: a pin needing two copies has two
+                # intents in flight (one key per item let the second overwrite the first)
+                self.own.put(records.intent_key(act.content, act.target), records.encode_intent(intent))
                 out.append(RepairStart(act.content, act.target, self.peer_id))
             elif isinstance(act, FetchCopy):
                 started = self._fetching.get(act.content)
