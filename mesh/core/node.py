@@ -335,7 +335,6 @@ class MeshNode:
             self.out.send(peer, DocMessage(reply))
         if changed:
             self._doc_changed = True
-            self.sync.invalidate()
             self._push_doc(exclude=peer)
 
     def _push_doc(self, exclude: str) -> None:
