@@ -181,19 +181,20 @@ class PresenceMemory:
 
     # --- save -----------------------------------------------------------------------------------
 
-    def _payload(self) -> tuple[bytes, dict[str, int]]:
-        presence = self._presence()
-        key = {peer: p.pseq for peer, p in presence.items() if peer != self.self_id}
-        data = encode_presence(presence, self_id=self.self_id, saved_wall_ms=self._wall_ms(),
+    def _key(self, presence: Mapping[str, Presence]) -> dict[str, int]:
+        """What a save is compared by: each peer's presence sequence."""
+        return {peer: p.pseq for peer, p in presence.items() if peer != self.self_id}
+
+    def _encode(self, presence: Mapping[str, Presence]) -> bytes:
+        return encode_presence(presence, self_id=self.self_id, saved_wall_ms=self._wall_ms(),
                                now_mono_ms=self._mono_ms(), caps_mono_ms=self._caps)
-        return data, key
 
     def save(self) -> bool:
         """Write now (graceful shutdown). False when not armed or the write failed (logged)."""
         if not self._armed:
             return False
-        data, key = self._payload()
-        return self._write(data, key)
+        presence = self._presence()
+        return self._write(self._encode(presence), self._key(presence))
 
     def _write(self, data: bytes, key: dict[str, int]) -> bool:
         try:
@@ -214,9 +215,9 @@ class PresenceMemory:
             await trio.sleep(self.save_interval_ms / 1000)
             if not self._armed:
                 continue
-            key = {peer: p.pseq for peer, p in self._presence().items() if peer != self.self_id}
+            presence = self._presence()  # one read: the key and the file describe the same view
+            key = self._key(presence)
             if key == self._saved_key:
                 continue
-            data, key = self._payload()
-            await trio.to_thread.run_sync(self._write, data, key)
+            await trio.to_thread.run_sync(self._write, self._encode(presence), key)
 
