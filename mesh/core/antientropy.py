@@ -52,11 +52,16 @@ def bucket_of(owner: bytes, bits: int) -> int:
     return head >> (16 - bits)
 
 
+def _entry_bytes(owner: bytes, version: int) -> bytes:
+    """One (owner, version) pair as hashed by the digest and the bucket hashes alike."""
+    return len(owner).to_bytes(1, "big") + owner + version.to_bytes(8, "big")
+
+
 def bucket_hashes(vv: Mapping[bytes, int], bits: int) -> tuple[bytes, ...]:
     """One hash per bucket over the (owner, version) pairs it holds, in owner order."""
     hashers = [hashlib.blake2b(digest_size=BUCKET_HASH_BYTES) for _ in range(1 << bits)]
     for owner, version in sorted(vv.items()):
-        hashers[bucket_of(owner, bits)].update(len(owner).to_bytes(1, "big") + owner + version.to_bytes(8, "big"))
+        hashers[bucket_of(owner, bits)].update(_entry_bytes(owner, version))
     return tuple(h.digest() for h in hashers)
 
 
@@ -110,7 +115,7 @@ class Reconciler:
         if self._digest is None:
             h = hashlib.blake2b(digest_size=16)
             for owner, version in sorted(self.vector().items()):
-                h.update(len(owner).to_bytes(1, "big") + owner + version.to_bytes(8, "big"))
+                h.update(_entry_bytes(owner, version))
             h.update(b"\xff")
             for head in sorted(self.doc.heads()):
                 h.update(len(head).to_bytes(1, "big") + head)
