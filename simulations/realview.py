@@ -34,6 +34,7 @@ from agent.policy import (
     assign_duties,
     plan_all,
 )
+from agent.policy.classes import HOST_CLASSES  # unknown classes read as desktop, as in agent.views
 from agent.views import SOURCE_MAP  # records' sources → the policy's, one map for agent and simulator
 from crdt import records
 from crdt.feedset import FeedSet
@@ -44,7 +45,6 @@ from mesh.core import Liveness, Presence
 LIVENESS_MAP = {Liveness.ALIVE: "alive", Liveness.SUSPECT: "suspect", Liveness.DEAD: "dead",
                 Liveness.ASLEEP: "asleep", Liveness.LEFT: "left"}
 DISK_FREE_UNKNOWN = None
-HOST_CLASSES = ("desktop", "server", "nas", "seedbox", "portable")
 # Shared views kept for reuse. Converged nodes share a handful; each one of a 1000-host fleet
 # costs ~1 MB, so the oldest go first (a node still holding one keeps it alive; nothing else
 # depends on it staying here).
