@@ -71,6 +71,11 @@ DISK_FREE_BYTES = 4 * 1024**4  # a roomy server disk; "full" is 0
 FETCH_RETRY_MS = 10_000
 
 
+def soft_state(disk_free_bytes: int, host_class: str) -> SetSoftState:
+    """A simulated host's soft state: its disk, perfect uptime, no endpoints."""
+    return SetSoftState(disk_free_bytes, 1.0, (), host_class)
+
+
 class TrackedFeeds:
     """The FeedStore seam, passed through to the real FeedSet, noting what got applied."""
 
@@ -137,9 +142,14 @@ def warm_state(shared: RealShared, keys: list[NodeKey], classes: list[str],
         doc.pin(pin.item, pin.copies_min, pin.copies_max, keys[0].peer_id, 1)
     for f in friends:
         doc.add_friend(f, "friend", {}, keys[0].peer_id, 1)
-    presence = tuple(Presence(key.peer_id, 1, DISK_FREE_BYTES, 1.0, (), host_class, False, 0)
-                     for key, host_class in zip(keys, classes, strict=True))
-    return {"feeds": template.to_bytes(), "doc": doc.save(), "incarnation": -1, "presence": presence}
+    # exactly what each node's first SetSoftState will issue (sequence 1 at incarnation 0), so
+    # peers already hold it and its rumour stops at the first hop
+    presence = []
+    for key, host_class in zip(keys, classes, strict=True):
+        soft = soft_state(DISK_FREE_BYTES, host_class)
+        presence.append(Presence(key.peer_id, 1, soft.disk_free_bytes, soft.uptime_score, soft.endpoints,
+                                 soft.host_class, False, 0))
+    return {"feeds": template.to_bytes(), "doc": doc.save(), "incarnation": -1, "presence": tuple(presence)}
 
 
 class RealNode:
@@ -210,7 +220,7 @@ class RealNode:
             self._handle(LocalChanged(delta=delta), now_ms, out)
 
     def _soft_state(self, now_ms: int, out: list[Effect]) -> None:
-        self._handle(SetSoftState(self.disk_free, 1.0, (), self.host_class), now_ms, out)
+        self._handle(soft_state(self.disk_free, self.host_class), now_ms, out)
 
     def _start(self, now_ms: int, out: list[Effect]) -> None:
         self._started = True
