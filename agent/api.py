@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tva.errors import Conflict, NotFound, RemoteDataError, TvaError
+from tva.errors import Conflict, Forbidden, NotFound, RemoteDataError, TvaError
 
 log = logging.getLogger("tva.api")
 
@@ -48,6 +48,7 @@ class AgentService(Protocol):
     def unpin(self, content: str) -> dict[str, Any]: ...
     def revoke(self, host: str, reason: str) -> dict[str, Any]: ...
     def invite(self, role: str, ttl_ms: int) -> dict[str, Any]: ...
+    def grant(self, host: str, role: str) -> dict[str, Any]: ...
     def wg_status(self) -> dict[str, Any]: ...
     async def wg_control(self, action: str) -> dict[str, Any]: ...
 
@@ -60,6 +61,7 @@ class ErrorOut(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": why} for status, why in (
         (400, "invalid request (the hint says how to fix it)"), (401, "bearer token required off loopback"),
+        (403, "this host's role in the fleet does not allow it (the hint says who may)"),
         (404, "no such host, holding, pin or route"), (409, "refused: conflicting or untrustworthy data"),
         (422, "a parameter or body field is out of its domain"),
     )
@@ -96,9 +98,15 @@ class RevokeIn(BaseModel):
     reason: str = Field(default="", max_length=200)
 
 
+class GrantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: str = Field(pattern=HOST_PATTERN)
+    role: str = Field(pattern="^(admin|member)$")
+
+
 class InviteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: str = Field(default="member", pattern="^(member|friend)$")
+    role: str = Field(default="member", pattern="^(admin|member|friend)$")
     ttl_ms: int = Field(default=24 * 3600 * 1000, ge=1000, le=30 * 24 * 3600 * 1000)
 
 
@@ -142,7 +150,8 @@ def build_app(service: AgentService, token: str) -> FastAPI:
 
     @app.exception_handler(TvaError)
     async def tva_error(_request: Request, exc: TvaError):
-        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict | RemoteDataError) else 400
+        status = (404 if isinstance(exc, NotFound) else 403 if isinstance(exc, Forbidden)
+                  else 409 if isinstance(exc, Conflict | RemoteDataError) else 400)
         return _error(status, exc.message, exc.hint)
 
     @app.get("/health")
@@ -227,6 +236,10 @@ def build_app(service: AgentService, token: str) -> FastAPI:
     @app.post("/revocations", status_code=201)
     async def revoke(body: RevokeIn = Body()) -> dict:
         return service.revoke(body.host, body.reason)
+
+    @app.post("/grants", status_code=201)
+    async def grant(body: GrantIn = Body()) -> dict:
+        return service.grant(body.host, body.role)
 
     @app.post("/invites", status_code=201)
     async def invite(body: InviteIn = Body()) -> dict:

@@ -59,7 +59,7 @@ def choose_fleet_subnet(state, now_ms: int) -> str | None:
     if subnet is None:
         log.warning("tva0: every IPv4 candidate collides here: the fleet runs IPv6-only")
         return None
-    state.doc.set_setting("ipv4_subnet", str(subnet), state.peer_id, now_ms)
+    state.doc.set_setting("ipv4_subnet", str(subnet), now_ms)
     return str(subnet)
 
 

@@ -292,8 +292,12 @@ class Agent:
         try:
             inv = invites.parse_invite(body["invite"])
             invites.check_admission(inv, now_ms=now, fleet_id=self.state.fleet.fleet_id,
-                                    members=self.state.members(), revoked=self.state.revoked(),
+                                    roles=doc.roles(), revoked=self.state.revoked(),
                                     redeemed=frozenset(doc.redeemed()), joiner=joiner)
+            if doc.role_of(self.state.peer_id) not in ("owner", "admin"):
+                # our admit op would be refused by every member: say so instead of pretending
+                raise InviteError("this host is not an admin of the fleet and cannot admit",
+                                  hint="dial the host that issued the invite")
         except InviteError as exc:
             log.info("refused join of %s: %s", joiner[:16], exc.message)
             raise
@@ -308,11 +312,10 @@ class Agent:
         applied = self.state.feeds.apply_delta(body["card_delta"])
         card = records.card_of(self.state.feeds.feed(applied.owner))
         name = card.name if card else joiner[:12]
-        doc.redeem_invite(inv.nonce_hex, joiner, now)
-        doc.admit(joiner, name, "member", inv.nonce_hex, self.state.peer_id, now)
+        doc.admit(joiner, name, inv.role, inv.nonce_hex, now)
         self.service.commit(doc_changed=True)
         self._learn_peer_addrs()
-        log.info("admitted %s (%s) with invite %s…", name, joiner[:16], inv.nonce_hex[:8])
+        log.info("admitted %s (%s) as %s with invite %s…", name, joiner[:16], inv.role, inv.nonce_hex[:8])
         doc_bytes = doc.save()
         deltas = self.state.feeds.deltas_since({}, JOIN_REPLY_BYTES_MAX - len(doc_bytes))
         return rpc.encode_reply({"doc": doc_bytes, "deltas": deltas, "fleet_name": self.state.fleet.fleet_name})

@@ -22,7 +22,7 @@ from agent.state import NodeState
 from agent.torrent_index import repair_progress  # [torrents]
 from crdt import records
 from mesh import invites
-from tva.errors import Conflict, DaemonUnavailable, InvalidInput, NotFound
+from tva.errors import Conflict, DaemonUnavailable, Forbidden, InvalidInput, NotFound
 
 ChangeHook = Callable[[bytes | None, bool], None]  # (own feed delta, fleet document changed)
 
@@ -117,7 +117,7 @@ class Service:
                 "overlay_ipv6": (card.overlay_ipv6 or None) if card else None,
                 "disk_free_bytes": host.disk_free_bytes if host else (presence.disk_free_bytes if presence else None),
                 "uptime_score": host.uptime_score if host else None, "holdings": counts.get(peer, 0),
-                "self": peer == self.state.peer_id,
+                "self": peer == self.state.peer_id, "role": self.state.doc.role_of(peer),
             })
         return rows
 
@@ -218,13 +218,13 @@ class Service:
         if copies > members:
             raise Conflict(f"cannot keep {copies} copies with {members} member host(s)",
                                hint="pin fewer copies, or invite more hosts")
-        self.state.doc.pin(content, copies, max_copies, self.state.peer_id, self.clock_ms())
+        self.state.doc.pin(content, copies, max_copies, self.clock_ms())
         self.commit(doc_changed=True)
         return {"message": f"pinned {content}: {copies} copies", "content": content, "min": copies,
                 "max": max_copies}
 
     def unpin(self, content: str) -> dict:
-        if not self.state.doc.unpin(content):
+        if not self.state.doc.unpin(content, self.clock_ms()):
             raise NotFound(f"{content!r} is not pinned", hint="`tva-agent custody` lists pins")
         self.commit(doc_changed=True)
         return {"message": f"unpinned {content}", "content": content}
@@ -233,11 +233,20 @@ class Service:
         peer = self.state.resolve_host(host)
         if peer == self.state.peer_id:
             raise Conflict("a host cannot revoke itself", hint="revoke it from another member")
-        self.state.doc.revoke(peer, self.state.peer_id, reason or "revoked", self.clock_ms())
+        self.state.doc.revoke(peer, reason or "revoked", self.clock_ms())
         self.commit(doc_changed=True)
         return {"message": f"revoked {self._name(peer) or peer}", "peer_id": peer}
 
+    def grant(self, host: str, role: str) -> dict:
+        peer = self.state.resolve_host(host)
+        self.state.doc.grant(peer, role, self.clock_ms())
+        self.commit(doc_changed=True)
+        return {"message": f"{self._name(peer) or peer} is now {role}", "peer_id": peer, "role": role}
+
     def invite(self, role: str, ttl_ms: int) -> dict:
+        if self.state.doc.role_of(self.state.peer_id) not in ("owner", "admin"):
+            raise Forbidden("only an admin may invite hosts",
+                            hint="ask an admin (`tva-agent hosts` shows roles) to run `tva-agent invite`")
         bootstrap = self._bootstrap()
         token = invites.issue_invite(
             key=self.state.key, fleet_id=self.state.fleet.fleet_id, fleet_name=self.state.fleet.fleet_name,
@@ -262,6 +271,7 @@ class Service:
                                                            b.get("policy"), b.get("source", "local")),
             ("POST", "pins"): lambda: self.pin(b["content"], b["copies"], b.get("max_copies")),
             ("POST", "revocations"): lambda: self.revoke(b["host"], b.get("reason", "")),
+            ("POST", "grants"): lambda: self.grant(b["host"], b["role"]),
             ("POST", "invites"): lambda: self.invite(b.get("role", "member"), b.get("ttl_ms", 86_400_000)),
         }
         if len(parts) == 1 and (method, parts[0]) in routes:

@@ -7,7 +7,7 @@ Files in the state dir:
   identity   the Ed25519 seed (0600; the peer id is derived from it)
   fleet      fleet id, name, pre-shared key (0600: the PSK is a secret)
   feeds      every host feed this node holds (crdt.feedset)
-  fleetdoc   the fleet document (automerge save format)
+  fleetdoc   the fleet document: every signed decision change (crdt.fleetdoc)
   local      this node's bookkeeping: uptime score, API token
   presence   peers' soft state remembered across a restart (agent.presence_memory; the daemon writes it)
 """
@@ -72,11 +72,6 @@ class LocalInfo:
         return cls(token, float(score), int(at))
 
 
-def actor_of(key: NodeKey) -> bytes:
-    """The automerge actor id of this node: stable across restarts, distinct per node."""
-    return key.public[:16]
-
-
 class NodeState:
     def __init__(self, store: StateStore, key: NodeKey, fleet: FleetInfo, feeds: FeedSet, doc: FleetDoc,
                  local: LocalInfo) -> None:
@@ -115,7 +110,7 @@ class NodeState:
             feeds = FeedSet.from_bytes(feeds_raw) if feeds_raw else FeedSet()
         except DecodeError as exc:
             raise StateCorrupt(f"{store.state_dir}: feeds file is corrupt ({exc.message})") from None
-        doc = FleetDoc.load(doc_raw, actor_of(key), expected_fleet_id=fleet.fleet_id)
+        doc = FleetDoc.load(doc_raw, key, expected_fleet_id=fleet.fleet_id)
         local = LocalInfo.decode(local_raw) if local_raw else LocalInfo(secrets.token_urlsafe(24))
         return cls(store, key, fleet, feeds, doc, local)
 
@@ -129,9 +124,9 @@ class NodeState:
         if not 0 < len(fleet_name) <= 64:
             raise InvalidInput("fleet name must be 1–64 characters")
         key = load_or_create_identity(store, random_bytes)
-        fleet = FleetInfo(random_bytes(16).hex(), fleet_name, random_bytes(32))
-        doc = FleetDoc.genesis(fleet.fleet_id, fleet_name, key.peer_id, actor_of(key), now_ms)
-        doc.admit(key.peer_id, card.name, "founder", None, key.peer_id, now_ms)
+        # The founder's key is the fleet's owner; the fleet id is derived from the genesis.
+        doc = FleetDoc.genesis(fleet_name, key, card.name, now_ms, random_bytes(16))
+        fleet = FleetInfo(doc.fleet_id, fleet_name, random_bytes(32))
         node = cls(store, key, fleet, FeedSet(), doc, LocalInfo(random_bytes(18).hex()))
         node.own.put("card", records.encode_card(card))
         node.own.commit(now_ms)
@@ -145,7 +140,7 @@ class NodeState:
         """After admission: adopt the fleet document and the feeds the admitting member sent.
 
         ``feeds`` already holds this node's own feed (its card went with the join request)."""
-        doc = FleetDoc.load(doc_bytes, actor_of(key), expected_fleet_id=fleet.fleet_id)
+        doc = FleetDoc.load(doc_bytes, key, expected_fleet_id=fleet.fleet_id)
         node = cls(store, key, fleet, feeds, doc, LocalInfo(random_bytes(18).hex()))
         for delta in deltas:
             node.apply_delta_quietly(delta)

@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
 
     c = read("invite", "print an invite token for another host")
-    c.add_argument("--role", choices=["member", "friend"], default="member")
+    c.add_argument("--role", choices=["admin", "member", "friend"], default="member",
+                   help="what the invited host may do (default member; only admins may invite)")
     c.add_argument("--ttl", default="24h", help="validity, e.g. 30m, 24h, 7d (default 24h)")
 
     c = sub.add_parser("join", help="join a fleet with an invite token")
@@ -98,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     from cli import torrent as torrent_cli  # [torrents]
 
     torrent_cli.add_parser(sub)
+    c = sub.add_parser("grant", help="give a member host a role (owner or admin only)")
+    c.add_argument("host", help="a peer id or a host name")
+    c.add_argument("role", choices=["admin", "member"])
+    c.add_argument("--json", action="store_true")
     c = sub.add_parser("revoke", help="remove a host from the fleet for good")
     c.add_argument("host", help="a peer id or a host name")
     c.add_argument("--reason", default="")
@@ -155,6 +160,8 @@ def _request_for(args: argparse.Namespace) -> tuple[str, str, dict | None]:
         return "DELETE", f"/pins/{_path_part(args.content)}", None
     if cmd == "revoke":
         return "POST", "/revocations", {"host": args.host, "reason": args.reason}
+    if cmd == "grant":
+        return "POST", "/grants", {"host": args.host, "role": args.role}
     if cmd == "invite":
         return "POST", "/invites", {"role": args.role, "ttl_ms": parse_ttl_ms(args.ttl)}
     if cmd == "torrent":  # [torrents]

@@ -16,7 +16,7 @@ def human(args: argparse.Namespace, result: Any) -> None:
     elif cmd == "hosts":
         rows = [{**h, "peer": short_id(h.get("peer_id")), "disk": human_bytes(h.get("disk_free_bytes"))}
                 for h in result]
-        table(rows, [("name", "name"), ("peer", "peer id"), ("class", "class"), ("state", "state"),
+        table(rows, [("name", "name"), ("peer", "peer id"), ("role", "role"), ("class", "class"), ("state", "state"),
                      ("overlay_ipv4", "overlay ipv4"), ("disk", "disk free"), ("holdings", "holdings")])
     elif cmd == "holdings" and args.action == "list":
         rows = [{**h, "size": human_bytes(h.get("size_bytes"))} for h in result]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import msgpack
@@ -29,7 +30,7 @@ from tva.errors import InvalidInput, InviteError
 TOKEN_PREFIX = "tva1:"
 TOKEN_CHARS_MAX = 4096
 FORMAT_VERSION = 1
-ROLES = ("member", "friend")
+ROLES = ("admin", "member", "friend")
 PSK_BYTES = 32
 NONCE_BYTES = 16
 FLEET_ID_CHARS_MAX = 64
@@ -176,19 +177,22 @@ def check_usable(inv: Invite, now_ms: int) -> None:
 
 
 def check_admission(
-    inv: Invite, *, now_ms: int, fleet_id: str, members: frozenset[str], revoked: frozenset[str],
+    inv: Invite, *, now_ms: int, fleet_id: str, roles: Mapping[str, str], revoked: frozenset[str],
     redeemed: frozenset[str], joiner: str,
 ) -> None:
-    """The admitting member's checks, against its copy of the fleet document."""
+    """The admitting member's checks, against its copy of the fleet document (``roles``: every
+    current member's role)."""
     check_usable(inv, now_ms)
     if inv.fleet_id != fleet_id:
         raise InviteError("invite is for another fleet")
-    if inv.inviter_peer_id in revoked or inv.inviter_peer_id not in members:
+    if inv.inviter_peer_id in revoked or inv.inviter_peer_id not in roles:
         raise InviteError("invite was issued by a host that is not (or no longer) a member")
+    if roles[inv.inviter_peer_id] not in ("owner", "admin"):
+        raise InviteError("invite was issued by a host that is not an admin", hint="only admins may invite")
     if inv.nonce_hex in redeemed:
         raise InviteError("invite was already redeemed", hint="each invite admits one host once")
     if joiner in revoked:
         raise InviteError("this host was revoked from the fleet")
-    if inv.role != "member":
+    if inv.role not in ("admin", "member"):
         raise InviteError("friend invites link fleets; they do not admit members",
                           hint="friend federation is not available in this version")

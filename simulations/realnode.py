@@ -108,18 +108,24 @@ class RealShared:
         # policy_memo: share parses, views, duties and plans between nodes (simulations.realview);
         # off, every node computes its own (the reference the memo is tested against).
         self.interner = Interner(memo=policy_memo)
-        # Admissions do not change during a run (invites are not simulated), and reading a
-        # 1000-record automerge map costs ~50 ms: read the members once, then subtract revocations.
-        self.genesis_members = FleetDoc.load(genesis, b"sim-reader", expected_fleet_id=fleet_id).members()
+        # Every node starts from this one verified replica (``FleetDoc.clone`` shares it until a
+        # node changes its own); admissions do not change during a run (invites are not simulated).
+        self.template = FleetDoc.load(genesis, None, expected_fleet_id=fleet_id)
+        self.genesis_members = self.template.members()
 
 
-def make_genesis(fleet_id: str, founder: NodeKey, members: list[str]) -> bytes:
-    """One genesis for the fleet with every member admitted (invites are not simulated)."""
-    doc = FleetDoc.genesis(fleet_id, "sim", founder.peer_id, founder.public[:16], 1)
+def make_genesis(founder: NodeKey, members: list[str], nonce: bytes) -> bytes:
+    """One genesis for the fleet, the founder its owner, every other member admitted (invites are
+    not simulated). The fleet id is derived from it: ``fleet_id_of``."""
+    doc = FleetDoc.genesis("sim", founder, "host-0", 1, nonce)
     for i, peer in enumerate(members):
         if peer != founder.peer_id:
-            doc.admit(peer, f"host-{i}", "member", None, founder.peer_id, 1)
+            doc.admit(peer, f"host-{i}", "member", None, 1)
     return doc.save()
+
+
+def fleet_id_of(genesis: bytes) -> str:
+    return FleetDoc.load(genesis, None).fleet_id
 
 
 def warm_state(shared: RealShared, keys: list[NodeKey], classes: list[str],
@@ -137,11 +143,11 @@ def warm_state(shared: RealShared, keys: list[NodeKey], classes: list[str],
             rec = records.Holding(h.item, infohash_of(h.item), h.size_bytes, "complete", h.policy, source)
             own.put(records.holding_key(h.item), records.encode_holding(rec))
         template.apply_delta(own.commit(1))  # type: ignore[arg-type]
-    doc = FleetDoc.load(shared.genesis, keys[0].public[:16], expected_fleet_id=shared.fleet_id)
+    doc = shared.template.clone(keys[0])  # the owner records the pins and friend links
     for pin in pins:
-        doc.pin(pin.item, pin.copies_min, pin.copies_max, keys[0].peer_id, 1)
+        doc.pin(pin.item, pin.copies_min, pin.copies_max, 1)
     for f in friends:
-        doc.add_friend(f, "friend", {}, keys[0].peer_id, 1)
+        doc.add_friend(f, "friend", {}, 1)
     # exactly what each node's first SetSoftState will issue (sequence 1 at incarnation 0), so
     # peers already hold it and its rumour stops at the first hop
     presence = []
@@ -161,8 +167,8 @@ class RealNode:
         self.name = name
         self.shared = shared
         feeds = FeedSet.from_bytes(saved["feeds"]) if saved else FeedSet()
-        self.doc = FleetDoc.load(saved["doc"] if saved else shared.genesis, key.public[:16],
-                                 expected_fleet_id=shared.fleet_id)
+        self.doc = (FleetDoc.load(saved["doc"], key, expected_fleet_id=shared.fleet_id) if saved
+                    else shared.template.clone(key))
         self.feeds = TrackedFeeds(feeds)
         self.own = OwnFeed(key, feeds)
         incarnation = saved["incarnation"] + 1 if saved else 0
@@ -263,7 +269,6 @@ class RealNode:
         out: list[Effect] = []
         if not self._started:
             self._start(now_ms, out)
-        me = self.peer_id
         if isinstance(op, AddHolding):
             source = "private-tracker" if op.policy == "f2f_only" else "public"
             h = records.Holding(op.item, infohash_of(op.item), op.size_bytes, "complete", op.policy, source)
@@ -275,11 +280,11 @@ class RealNode:
             self._commit(now_ms, out)
         elif isinstance(op, SetPin | Revoke | AddFriend):
             if isinstance(op, SetPin):
-                self.doc.pin(op.item, op.copies_min, op.copies_max, me, now_ms)
+                self.doc.pin(op.item, op.copies_min, op.copies_max, now_ms)
             elif isinstance(op, Revoke):
-                self.doc.revoke(op.peer, me, "simulated revocation", now_ms)
+                self.doc.revoke(op.peer, "simulated revocation", now_ms)
             else:
-                self.doc.add_friend(op.fleet_id, "friend", {}, me, now_ms)
+                self.doc.add_friend(op.fleet_id, "friend", {}, now_ms)
             self._view = None
             self._handle(LocalChanged(doc_changed=True), now_ms, out)
             self._doc_changed(now_ms, out)
@@ -391,6 +396,7 @@ def install_verify_cache() -> None:
     Verification is a pure function of (key, signature, message): a thousand nodes verifying one
     signed head get one answer, so computing it once is exactly equivalent and saves ~0.2 ms per
     node per delta. Only the simulator installs this; the product never does."""
+    import crdt.decision_ops as ops_mod
     import crdt.feed as feed_mod
     if getattr(feed_mod.verify, "sim_cache", None) is not None:
         return
@@ -406,6 +412,7 @@ def install_verify_cache() -> None:
 
     cached.sim_cache = cache  # type: ignore[attr-defined]
     feed_mod.verify = cached  # type: ignore[assignment]
+    ops_mod.verify = cached  # type: ignore[assignment]
 
 
 def missing() -> str | None:

@@ -28,7 +28,7 @@ FORBIDDEN_ROOTS = {
     "libp2p", "libtorrent", "pyroute2", "transmission_rpc", "hypercorn", "starlette", "httpx",
 }
 # Third-party packages that only compute.
-ALLOWED_THIRD_PARTY = {"cryptography", "msgpack", "automerge"}
+ALLOWED_THIRD_PARTY = {"cryptography", "msgpack"}
 PROJECT_ROOTS = {"tva", "agent", "mesh", "crdt", "wg", "media", "cli", "simulations"}
 
 

@@ -55,6 +55,11 @@ class NotInitialised(LocalError):
     """The state directory holds no fleet yet."""
 
 
+class Forbidden(LocalError):
+    """This host lacks the right for a decision (its role in the fleet, or it was revoked); every
+    other member would refuse the change the same way."""
+
+
 class DaemonUnavailable(LocalError):
     """A command needs the running daemon and could not reach it."""
 

@@ -71,7 +71,7 @@ def make_fleet(root: Path, names: tuple[str, ...] = ("a", "b", "c")) -> list[Pat
         own = OwnFeed(key, feeds)
         own.put(records.CARD_KEY, records.encode_card(records.HostCard(name=name, host_class="server")))
         delta = own.commit(WALL_BASE_MS)
-        founder.doc.admit(key.peer_id, name, "member", None, founder.peer_id, WALL_BASE_MS)
+        founder.doc.admit(key.peer_id, name, "member", None, WALL_BASE_MS)
         founder.refresh_membership()
         founder.feeds.apply_delta(delta)
         joiners.append((store, key, feeds))

@@ -50,7 +50,7 @@ def add_fleet_holder(state: NodeState, service: Service, content: str, infohash:
     """A second member whose own signed feed says it holds the item at 127.0.0.1:port."""
     key = NodeKey(os.urandom(32))
     now = now_ms()
-    state.doc.admit(key.peer_id, "holder", "member", None, state.peer_id, now)
+    state.doc.admit(key.peer_id, "holder", "member", None, now)
     state.refresh_membership()
     own = OwnFeed(key, state.feeds)
     own.put(records.CARD_KEY, records.encode_card(records.HostCard(

@@ -31,9 +31,9 @@ def make(key=FOUNDER, role="member", ttl_ms=3_600_000, nonce=b"n" * 16, now=NOW)
                         ttl_ms=ttl_ms, nonce=nonce, now_ms=now)
 
 
-def admit(token, *, now=NOW, members=None, revoked=frozenset(), redeemed=frozenset(), joiner=JOINER):
+def admit(token, *, now=NOW, roles=None, revoked=frozenset(), redeemed=frozenset(), joiner=JOINER):
     check_admission(parse_invite(token), now_ms=now, fleet_id="f" * 32,
-                    members=members if members is not None else frozenset({FOUNDER.peer_id}),
+                    roles=roles if roles is not None else {FOUNDER.peer_id: "owner"},
                     revoked=revoked, redeemed=redeemed, joiner=joiner)
 
 
@@ -68,6 +68,13 @@ def test_invite_signed_by_a_non_member_is_refused():
         admit(make(key=STRANGER))
 
 
+def test_invite_signed_by_a_plain_member_is_refused():
+    with pytest.raises(InviteError, match="not an admin"):
+        admit(make(key=STRANGER), roles={FOUNDER.peer_id: "owner", STRANGER.peer_id: "member"})
+    admit(make(key=STRANGER), roles={FOUNDER.peer_id: "owner", STRANGER.peer_id: "admin"})
+    admit(make(role="admin"))  # an admin invite admits an admin
+
+
 def test_invite_from_a_revoked_member_is_refused():
     with pytest.raises(InviteError, match=r"no longer\) a member"):
         admit(make(), revoked=frozenset({FOUNDER.peer_id}))
@@ -97,7 +104,7 @@ def test_issuing_validates_its_inputs():
     with pytest.raises(InvalidInput):
         make(ttl_ms=0)
     with pytest.raises(InvalidInput):
-        make(role="admin")
+        make(role="emperor")
     with pytest.raises(InvalidInput):
         issue_invite(key=FOUNDER, fleet_id="f", fleet_name="home", psk=b"k" * 32, bootstrap=[],
                      role="member", ttl_ms=1000, nonce=b"n" * 16, now_ms=NOW)

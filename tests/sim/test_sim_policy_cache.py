@@ -170,4 +170,4 @@ def test_plans_per_lease_bucket_equal_plan_all_at_every_time(state, deltas):
 def _doc():
     from crdt.fleetdoc import FleetDoc
     founder = NodeKey(b"\x07" * 32)
-    return FleetDoc.genesis("sim-test", "sim", founder.peer_id, founder.public[:16], 1)
+    return FleetDoc.genesis("sim", founder, "host-0", 1, b"\x07" * 16)
