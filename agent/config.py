@@ -47,6 +47,8 @@ class Config:
     host_name: str = field(default_factory=lambda: socket.gethostname()[:64] or "host")
     host_class: str = "desktop"
     listen: tuple[str, ...] = (f"/ip4/0.0.0.0/tcp/{DEFAULT_P2P_PORT}",)
+    # the join listener (agent.joining); empty: each listen address with its port + 2 (0 stays 0)
+    join_listen: tuple[str, ...] = ()
     api: str = f"127.0.0.1:{DEFAULT_API_PORT}"
     api_token: str = ""  # empty: generated on first run and kept in the state dir
     media_root: Path | None = None  # None: <state_dir>/media
@@ -78,6 +80,16 @@ class Config:
 
     def api_host_port(self) -> tuple[str, int]:
         return parse_host_port(self.api, "api")
+
+    def join_listen_addrs(self) -> tuple[str, ...]:
+        if self.join_listen:
+            return self.join_listen
+        out = []
+        for addr in self.listen:
+            head, _, port = addr.rpartition("/tcp/")
+            port_num = int(port) if port.isdigit() else 0
+            out.append(f"{head}/tcp/{port_num + 2 if port_num else 0}")
+        return tuple(out)
 
 
 def parse_host_port(text: str, key: str) -> tuple[str, int]:
@@ -140,6 +152,9 @@ def validate(cfg: Config) -> Config:
     if not cfg.listen or any(not a.startswith("/ip") or "/tcp/" not in a for a in cfg.listen):
         raise ConfigError(f"listen: expected TCP multiaddrs, got {list(cfg.listen)!r}",
                           hint="e.g. /ip4/0.0.0.0/tcp/4810")
+    if any(not a.startswith("/ip") or "/tcp/" not in a for a in cfg.join_listen):
+        raise ConfigError(f"join_listen: expected TCP multiaddrs, got {list(cfg.join_listen)!r}",
+                          hint="e.g. /ip4/0.0.0.0/tcp/4812")
     parse_host_port(cfg.api, "api")
     for name in ("gossip_interval_ms", "sync_interval_ms", "probe_interval_ms", "tick_interval_ms",
                  "save_interval_ms"):

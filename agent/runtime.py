@@ -15,10 +15,11 @@ from collections.abc import Callable
 
 import trio
 
-from agent import rpc, views
+from agent import rpc, secrets, views
 from agent.config import Config
 from agent.fabric import FabricManager
 from agent.http import bind_text, serve_api
+from agent.joining import JoinListener, fetch_fleet_key
 from agent.mesh_driver import MeshDriver, monotonic_ms
 from agent.netinfo import dialable
 from agent.presence_memory import PresenceMemory
@@ -27,20 +28,25 @@ from agent.service import Service, wall_ms
 from agent.state import NodeState
 from cli.client import DAEMON_FILE
 from crdt import records
-from mesh import invites
 from mesh.core import types as t
 from mesh.transport import Transport
-from tva.errors import InvalidInput, InviteError, RemoteDataError, TvaError
+from tva.errors import InvalidInput, RemoteDataError, TvaError
 
 log = logging.getLogger("tva.agent")
 
-JOIN_REPLY_BYTES_MAX = 3 * 1024 * 1024
 INCARNATION_EPOCH_S = 1_577_836_800  # 2020-01-01
+FLEET_KEY_POLL_S = 1.0
+FLEET_KEY_FIRST_ASK_S = 2.0  # after a start, give the mesh a moment before suspecting a missed rotation
+FLEET_KEY_LONELY_S = 3.0  # no member answered for this long: maybe we hold an old fleet key
+FLEET_KEY_ASK_INTERVAL_S = 15.0
+FLEET_KEY_ASK_PEERS_MAX = 3
+FLEET_KEY_ASK_TIMEOUT_MS = 5_000
 
 
 class Agent:
     def __init__(self, cfg: Config, state: NodeState, transport: Transport, *,
-                 clock_ms: Callable[[], int] = wall_ms, mesh_config=None, rng: random.Random | None = None) -> None:
+                 clock_ms: Callable[[], int] = wall_ms, mesh_config=None, rng: random.Random | None = None,
+                 join_transport: Transport | None = None) -> None:
         from mesh.core.config import MeshConfig
         from mesh.core.node import MeshNode
 
@@ -69,7 +75,7 @@ class Agent:
         self.presence_memory = PresenceMemory(state.store, self_id=state.peer_id, presence=self.node.presence,
                                               wall_ms=clock_ms, mono_ms=monotonic_ms)
         self.service = Service(state, clock_ms=clock_ms, live=self._live_info, on_change=self._on_local_change,
-                               media_dir=cfg.media_dir(), bootstrap=self._bootstrap_addrs,
+                               media_dir=cfg.media_dir(), bootstrap=self._join_addrs,
                                extras=self._status_extras,
                                # [torrents] DHT peers for peers_for, reaper verdicts (agent.torrents)
                                external_peers=lambda ih: self.torrents.external_peers(ih),
@@ -82,6 +88,12 @@ class Agent:
         self.service.torrents = self.torrents
         self.fabric = FabricManager(cfg, state, on_card=self._update_card, reconcile_interval_ms=cfg.tick_interval_ms)
         self.service._wg = self.fabric
+        # Joiners and members behind on the fleet key knock here (agent.joining), not on the mesh.
+        self.join = JoinListener(state, join_transport or _join_transport(cfg, state),
+                                 commit=lambda: self.service.commit(doc_changed=True),
+                                 on_admitted=self._learn_peer_addrs, clock_ms=clock_ms)
+        self._key_switch_due: secrets.FleetKey | None = None
+        self._key_changed = trio.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -91,6 +103,7 @@ class Agent:
                 self.transport.set_peer_filter(lambda peer: peer not in self.state.revoked())
                 self.transport.set_request_handler(self._handle_request)
                 await nursery.start(self.transport.run)
+                await nursery.start(self.join.run)
                 await nursery.start(self.torrents.run)  # [torrents] before the card: it names torrent_port
                 self._publish_card()
                 await nursery.start(self.driver.run)
@@ -100,6 +113,7 @@ class Agent:
                 self._learn_peer_addrs()
                 await nursery.start(self.fabric.run)
                 nursery.start_soon(self._policy_loop)
+                nursery.start_soon(self._fleet_key_loop)
                 nursery.start_soon(self._housekeeping_loop)
                 host, port = self.cfg.api_host_port()
                 self._api_port = await nursery.start(serve_api, self.service, [bind_text(host, port)],
@@ -137,6 +151,7 @@ class Agent:
         self._dirty = True
         if doc_changed:
             self._members_changed()
+            self._check_fleet_key()
         self.driver.submit(t.LocalChanged(delta=delta, doc_changed=doc_changed))
 
     def _on_remote_state(self, feeds: bool, doc: bool) -> None:
@@ -144,6 +159,7 @@ class Agent:
         if doc:
             self.state.refresh_membership()
             self._members_changed()
+            self._check_fleet_key()
             # refresh_membership may drop feeds: the core caches its digest, so tell it.
             self.driver.submit(t.LocalChanged())
         if feeds:
@@ -192,6 +208,9 @@ class Agent:
     def _bootstrap_addrs(self) -> list[str]:
         return dialable(self.transport.listen_addrs())
 
+    def _join_addrs(self) -> list[str]:
+        return dialable(self.join.listen_addrs())
+
     def _update_card(self, fields: dict) -> None:
         """A component (fabric, torrents) has new card fields; publish if anything changed."""
         if any(self._card_extra.get(k) != v for k, v in fields.items()):
@@ -206,6 +225,7 @@ class Agent:
             services=old.services if old else (), wg_public_key=extra.get("wg_public_key", ""),
             overlay_ipv4=extra.get("overlay_ipv4", ""), overlay_ipv6=extra.get("overlay_ipv6", ""),
             listen_addrs=tuple(self._bootstrap_addrs()[: records.LISTEN_ADDRS_MAX]),
+            join_addrs=tuple(self._join_addrs()[: records.LISTEN_ADDRS_MAX]),
             # With the embedded engine off, the configured port names an external client (if any).
             api_port=self._api_port, torrent_port=extra.get("torrent_port", self.cfg.torrent_port))
         if card != old:
@@ -276,7 +296,7 @@ class Agent:
         try:
             query = rpc.decode_query(payload)
             if query.kind == "join":
-                return self._admit(peer, query.body)
+                raise RemoteDataError("joins go to the join listener", hint="use an invite from tva-agent 0.2+")
             if peer not in self.state.members():
                 raise RemoteDataError("only members may query this agent")
         except TvaError as exc:
@@ -286,39 +306,76 @@ class Agent:
             return rpc.encode_reply(self.service.peers_for(query.body["infohash"]))
         return rpc.encode_reply(self.service.status())
 
-    def _admit(self, joiner: str, body: dict) -> bytes:
-        now = self.clock_ms()
-        doc = self.state.doc
-        try:
-            inv = invites.parse_invite(body["invite"])
-            invites.check_admission(inv, now_ms=now, fleet_id=self.state.fleet.fleet_id,
-                                    roles=doc.roles(), revoked=self.state.revoked(),
-                                    redeemed=frozenset(doc.redeemed()), joiner=joiner)
-            if doc.role_of(self.state.peer_id) not in ("owner", "admin"):
-                # our admit op would be refused by every member: say so instead of pretending
-                raise InviteError("this host is not an admin of the fleet and cannot admit",
-                                  hint="dial the host that issued the invite")
-        except InviteError as exc:
-            log.info("refused join of %s: %s", joiner[:16], exc.message)
-            raise
-        from crdt.feed import decode_delta
-        from crdt.identity import public_from_peer_id
+    # --- the fleet key ------------------------------------------------------------------------
 
-        # The joiner's card must come signed by the joiner itself: checked before anything merges.
-        joiner_key = public_from_peer_id(joiner)
-        if decode_delta(body["card_delta"]).owner != joiner_key:
-            raise RemoteDataError("the join request carried another host's feed")
-        self.state.feeds.set_allowed(frozenset(set(self.state.feeds.allowed or ()) | {joiner_key}))
-        applied = self.state.feeds.apply_delta(body["card_delta"])
-        card = records.card_of(self.state.feeds.feed(applied.owner))
-        name = card.name if card else joiner[:12]
-        doc.admit(joiner, name, inv.role, inv.nonce_hex, now)
-        self.service.commit(doc_changed=True)
-        self._learn_peer_addrs()
-        log.info("admitted %s (%s) as %s with invite %s…", name, joiner[:16], inv.role, inv.nonce_hex[:8])
-        doc_bytes = doc.save()
-        deltas = self.state.feeds.deltas_since({}, JOIN_REPLY_BYTES_MAX - len(doc_bytes))
-        return rpc.encode_reply({"doc": doc_bytes, "deltas": deltas, "fleet_name": self.state.fleet.fleet_name})
+    def _check_fleet_key(self) -> None:
+        """A newer fleet key in the decisions (a rotation after a revoke): switch at its time."""
+        try:
+            key = secrets.current_key(self.state.doc, self.state.key)
+        except RemoteDataError as exc:
+            log.warning("a fleet key rotation could not be opened: %s", exc.message)
+            return
+        if key is not None and key.epoch > self.state.fleet.psk_epoch and (
+                self._key_switch_due is None or key.epoch > self._key_switch_due.epoch):
+            log.info("fleet key epoch %d recorded; switching at its time", key.epoch)
+            self._key_switch_due = key
+            self._key_changed.set()
+
+    async def _fleet_key_loop(self) -> None:
+        """Switch to a rotated key when due. And when members stop answering (none heard for a
+        while, or some held dead), ask their join listeners whether we missed a rotation: a member
+        offline during one catches up in one reconnect, a revoked one learns it was revoked."""
+        lonely_since = trio.current_time()
+        next_ask = trio.current_time() + FLEET_KEY_FIRST_ASK_S
+        heard = -1
+        while True:
+            due = self._key_switch_due
+            wait_s = FLEET_KEY_POLL_S
+            if due is not None:
+                wait_s = min(wait_s, max(0.0, (due.switch_at_ms - self.clock_ms()) / 1000))
+            with trio.move_on_after(wait_s):
+                await self._key_changed.wait()
+            self._key_changed = trio.Event()
+            due = self._key_switch_due
+            if due is not None and self.clock_ms() >= due.switch_at_ms:
+                self._key_switch_due = None
+                self._switch_fleet_key(due.epoch, due.psk)
+            now = trio.current_time()
+            others = self.state.members() - {self.state.peer_id}
+            frames_in = self.transport.stats().get("frames_in", 0)
+            if frames_in != heard or not others:
+                heard, lonely_since = frames_in, now
+            unreachable = [p for p in sorted(others) if self._liveness.get(p) in ("dead", "suspect")]
+            lonely = bool(others) and now - lonely_since >= FLEET_KEY_LONELY_S
+            if now >= next_ask and (unreachable or lonely):
+                next_ask = now + FLEET_KEY_ASK_INTERVAL_S
+                await self._ask_for_fleet_key(unreachable + [p for p in sorted(others) if p not in unreachable])
+
+    async def _ask_for_fleet_key(self, ordered: list[str]) -> None:
+        cards = records.cards(self.state.feeds)
+        candidates = [(p, list(cards[p].join_addrs)) for p in ordered if p in cards and cards[p].join_addrs]
+        doc_version = self.state.doc.version
+        got = await fetch_fleet_key(self.join.transport, self.state.doc, self.state.key,
+                                    candidates[:FLEET_KEY_ASK_PEERS_MAX], self.state.fleet.psk_epoch,
+                                    FLEET_KEY_ASK_TIMEOUT_MS)
+        if self.state.doc.version != doc_version:  # the answers carried decisions we lacked
+            self._on_remote_state(False, True)
+            self.driver.submit(t.LocalChanged(doc_changed=True))
+        if got is not None:
+            log.info("learnt fleet key epoch %d from a member's join listener (missed a rotation)", got[0])
+            self._switch_fleet_key(*got)
+
+    def _switch_fleet_key(self, epoch: int, psk: bytes) -> None:
+        if not self.state.adopt_fleet_key(epoch, psk):
+            return
+        self._dirty = True
+        self._save()
+        switch = getattr(self.transport, "switch_psk", None)
+        if switch is None:
+            log.warning("fleet key epoch %d adopted; this transport cannot switch keys while running", epoch)
+            return
+        log.info("switching to fleet key epoch %d", epoch)
+        switch(psk)
 
     # --- discovery by the CLI -----------------------------------------------------------------
 
@@ -327,7 +384,12 @@ class Agent:
         return f"{host}:{self._api_port}"
 
     def _status_extras(self) -> dict:
+        due = self._key_switch_due
         return {"api": self._api_address(), "listen_addrs": self._bootstrap_addrs(), "daemon": True,
+                "join_addrs": self._join_addrs(),
+                "fleet_key": {"epoch": self.state.fleet.psk_epoch, "next_epoch": due.epoch if due else None,
+                              "switch_at_ms": due.switch_at_ms if due else None},
+                "join": dict(self.join.counters),
                 "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats()}
 
     def _write_daemon_file(self) -> None:
@@ -358,6 +420,13 @@ def soft_state_moved(last: t.SetSoftState | None, new: t.SetSoftState) -> bool:
     disk_step = max(DISK_FREE_CHANGE_BYTES_MIN, last.disk_free_bytes // 100)
     return (abs(new.disk_free_bytes - last.disk_free_bytes) >= disk_step
             or abs(new.uptime_score - last.uptime_score) >= UPTIME_CHANGE_MIN)
+
+
+def _join_transport(cfg: Config, state: NodeState) -> Transport:
+    from mesh.libp2p_transport import Libp2pTransport
+
+    return Libp2pTransport(state.key.seed, secrets.join_psk(state.fleet.fleet_id),
+                           listen_addrs=cfg.join_listen_addrs(), serve_frames=False)
 
 
 def transport_frame_max(transport: Transport) -> int:

@@ -234,8 +234,22 @@ class Service:
         if peer == self.state.peer_id:
             raise Conflict("a host cannot revoke itself", hint="revoke it from another member")
         self.state.doc.revoke(peer, reason or "revoked", self.clock_ms())
+        epoch = self.rotate_fleet_key()
         self.commit(doc_changed=True)
-        return {"message": f"revoked {self._name(peer) or peer}", "peer_id": peer}
+        return {"message": f"revoked {self._name(peer) or peer}; fleet key rotated to epoch {epoch}",
+                "peer_id": peer, "psk_epoch": epoch}
+
+    def rotate_fleet_key(self) -> int:
+        """A new fleet key, sealed to every remaining member (agent.secrets): the revoked host,
+        which knew the old one, can no longer open a connection to any member."""
+        from agent import secrets
+
+        doc = self.state.doc
+        held = doc.psk_rotation()
+        epoch = max(self.state.fleet.psk_epoch, held.epoch if held else 0) + 1
+        psk = secrets.new_psk()
+        doc.rotate_psk(epoch, secrets.seal_for_members(psk, self.state.members()), self.clock_ms())
+        return epoch
 
     def grant(self, host: str, role: str) -> dict:
         peer = self.state.resolve_host(host)
@@ -250,7 +264,7 @@ class Service:
         bootstrap = self._bootstrap()
         token = invites.issue_invite(
             key=self.state.key, fleet_id=self.state.fleet.fleet_id, fleet_name=self.state.fleet.fleet_name,
-            psk=self.state.fleet.psk, bootstrap=bootstrap, role=role, ttl_ms=ttl_ms,
+            bootstrap=bootstrap, role=role, ttl_ms=ttl_ms,
             nonce=os.urandom(invites.NONCE_BYTES), now_ms=self.clock_ms())
         inv = invites.parse_invite(token)
         return {"invite": token, "role": role, "expires_at_ms": inv.expires_at_ms,

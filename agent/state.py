@@ -35,21 +35,27 @@ FLEET_FILE, FEEDS_FILE, DOC_FILE, LOCAL_FILE = "fleet", "feeds", "fleetdoc", "lo
 class FleetInfo:
     fleet_id: str
     fleet_name: str
-    psk: bytes
+    psk: bytes  # the fleet key (libp2p private network) of epoch ``psk_epoch``; rotates on revoke
+    psk_epoch: int = 0
 
     def encode(self) -> bytes:
-        return msgpack.packb([1, self.fleet_id, self.fleet_name, self.psk], use_bin_type=True)
+        return msgpack.packb([2, self.fleet_id, self.fleet_name, self.psk, self.psk_epoch], use_bin_type=True)
 
     @classmethod
     def decode(cls, data: bytes) -> FleetInfo:
         try:
-            v, fid, name, psk = msgpack.unpackb(data, raw=False, max_bin_len=64, max_str_len=256)
+            fields = msgpack.unpackb(data, raw=False, max_bin_len=64, max_str_len=256)
         except Exception:
             raise StateCorrupt("the fleet file is unreadable") from None
-        if v != 1 or not isinstance(fid, str) or not isinstance(name, str) or not isinstance(psk, bytes) \
-                or len(psk) != 32:
+        if isinstance(fields, list) and len(fields) == 4 and fields[0] == 1:
+            fields = [2, *fields[1:], 0]  # before key rotation: epoch 0
+        if not (isinstance(fields, list) and len(fields) == 5 and fields[0] == 2):
             raise StateCorrupt("the fleet file has an unknown format")
-        return cls(fid, name, psk)
+        _v, fid, name, psk, epoch = fields
+        if not isinstance(fid, str) or not isinstance(name, str) or not isinstance(psk, bytes) \
+                or len(psk) != 32 or type(epoch) is not int or epoch < 0:
+            raise StateCorrupt("the fleet file has an unknown format")
+        return cls(fid, name, psk, epoch)
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,13 @@ class NodeState:
         self.store.write(FEEDS_FILE, self.feeds.to_bytes())
         self.store.write(DOC_FILE, self.doc.save())
         self.store.write(LOCAL_FILE, self.local.encode(), secret=True)
+
+    def adopt_fleet_key(self, epoch: int, psk: bytes) -> bool:
+        """Keep a newer fleet key (saved with the next ``save``); False when it is not newer."""
+        if epoch <= self.fleet.psk_epoch:
+            return False
+        self.fleet = replace(self.fleet, psk=psk, psk_epoch=epoch)
+        return True
 
     def set_uptime(self, score: float, sample_ms: int) -> None:
         self.local = replace(self.local, uptime_score=score, uptime_sample_ms=sample_ms)

@@ -15,7 +15,7 @@ import trio
 
 from agent.config import Config
 from cli import output
-from tva.errors import InvalidInput, InviteError, TvaError
+from tva.errors import DecodeError, InvalidInput, InviteError, TvaError
 
 log = logging.getLogger("tva.cli")
 JOIN_TIMEOUT_MS = 30_000
@@ -81,21 +81,25 @@ def _found(cfg: Config, fleet_name: str):
 
 
 def _transport(cfg: Config, seed: bytes, psk: bytes):
+    """The mesh transport; its fleet key may rotate while it runs (mesh.rekeyable_transport)."""
     from mesh.libp2p_transport import Libp2pTransport
+    from mesh.rekeyable_transport import RekeyableTransport
 
-    return Libp2pTransport(seed, psk, listen_addrs=tuple(cfg.listen))
+    return RekeyableTransport(lambda key, listen: Libp2pTransport(seed, key, listen_addrs=listen), psk,
+                              tuple(cfg.listen))
 
 
 async def _join(cfg: Config, token: str):
-    """Dial a bootstrap peer from the invite, be admitted, adopt the fleet's state, persist it."""
-    from agent import rpc
-    from agent.netinfo import dialable
+    """Knock on the inviter's join listener, be admitted, adopt the fleet's state and key, persist."""
+    from agent import secrets
+    from agent.joining import ask, fleet_key_from
     from agent.service import wall_ms
     from agent.state import FleetInfo, NodeState
     from agent.store import load_or_create_identity
     from crdt import records
     from crdt.feedset import FeedSet, OwnFeed
     from mesh import invites
+    from mesh.libp2p_transport import Libp2pTransport
 
     inv = invites.parse_invite(token)
     invites.check_usable(inv, wall_ms())
@@ -104,27 +108,33 @@ async def _join(cfg: Config, token: str):
         raise InvalidInput(f"{cfg.state_dir} already belongs to a fleet",
                            hint="use another --state-dir for a second fleet, or remove this one")
     key = load_or_create_identity(store)
-    _progress(f"joining fleet {inv.fleet_name!r} via {len(inv.bootstrap)} bootstrap address(es)…")
-    transport = _transport(cfg, key.seed, inv.psk)
+    _progress(f"joining fleet {inv.fleet_name!r} via {len(inv.bootstrap)} join address(es)…")
+    # The join network's key is public (derived from the fleet id): the invite carries no fleet key.
+    transport = Libp2pTransport(key.seed, secrets.join_psk(inv.fleet_id), listen_addrs=("/ip4/127.0.0.1/tcp/0",),
+                                serve_frames=False)
     async with trio.open_nursery() as nursery:
         await nursery.start(transport.run)
         feeds = FeedSet()
         own = OwnFeed(key, feeds)
-        own.put(records.CARD_KEY, records.encode_card(_card(cfg, dialable(transport.listen_addrs()))))
+        own.put(records.CARD_KEY, records.encode_card(_card(cfg)))
         card_delta = own.commit(wall_ms())
-        query = rpc.encode_query("join", {"invite": token, "card_delta": card_delta})
         reply, errors = None, []
         for addr in inv.bootstrap:
             peer = addr.rsplit("/p2p/", 1)[-1] if "/p2p/" in addr else None
             if peer is None:
                 errors.append(f"{addr}: no /p2p/ peer id")
                 continue
-            transport.add_peer_addrs(peer, [addr])
             _progress(f"dialling {addr} and asking to be admitted…")
             try:
-                reply = await transport.request(peer, query, JOIN_TIMEOUT_MS)
-                doc_bytes, deltas = rpc.decode_join_reply(reply)
-                _progress(f"admitted: received the fleet document and {len(deltas)} host feed(s)")
+                reply = await ask(transport, peer, [addr], "join", {"invite": token, "card_delta": card_delta},
+                                  JOIN_TIMEOUT_MS)
+                doc_bytes, deltas = reply["doc"], reply["deltas"]
+                if not isinstance(doc_bytes, bytes) or not isinstance(deltas, list):
+                    raise DecodeError("the join reply lacks the fleet document or feeds")
+                fleet_key = fleet_key_from(reply, key)
+                if fleet_key is None:
+                    raise DecodeError("the join reply lacks the fleet key")
+                _progress(f"admitted: received the fleet's decisions, {len(deltas)} host feed(s) and the fleet key")
                 break
             except TvaError as exc:
                 reply = None
@@ -137,8 +147,8 @@ async def _join(cfg: Config, token: str):
         hint = "invites are single-use: ask for a new one" if "redeemed" in detail else \
             "is the inviting host's agent running and reachable?"
         raise InviteError(f"could not join: {detail}", hint=hint)
-    fleet = FleetInfo(inv.fleet_id, inv.fleet_name, inv.psk)
-    return NodeState.joined(store, key, fleet, doc_bytes, deltas, feeds)
+    fleet = FleetInfo(inv.fleet_id, inv.fleet_name, fleet_key[1], fleet_key[0])
+    return NodeState.joined(store, key, fleet, doc_bytes, [d for d in deltas if isinstance(d, bytes)], feeds)
 
 
 async def _run(cfg: Config) -> int:

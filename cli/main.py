@@ -112,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_flags(c: argparse.ArgumentParser) -> None:
     c.add_argument("--listen", action="append", help="libp2p listen multiaddr (repeatable)")
+    c.add_argument("--join-listen", action="append", dest="join_listen",
+                   help="join listener multiaddr (repeatable; default: each --listen port + 2)")
     c.add_argument("--api", help="HTTP API HOST:PORT (default 127.0.0.1:4811)")
     c.add_argument("--media-root", help="directory of this host's media")
     c.add_argument("--host-name", help="this host's name in the fleet (default: hostname)")
@@ -131,7 +133,7 @@ def _config(args: argparse.Namespace):
     from agent.config import load_config
 
     flags: dict[str, Any] = {"state_dir": args.state_dir}
-    for name in ("listen", "api", "media_root", "host_name", "host_class"):
+    for name in ("listen", "join_listen", "api", "media_root", "host_name", "host_class"):
         flags[name] = getattr(args, name, None)
     return load_config(file=args.config, flags=flags)
 

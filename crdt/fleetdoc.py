@@ -409,6 +409,36 @@ class FleetDoc:
             return None
         return PskRotation(n.parsed[0], n.parsed[1], rules.peer_of(n.op.author), n.op.at_ms)
 
+    # catching up outside the mesh (a join listener's answer to a member behind on the fleet key)
+
+    def vector(self) -> dict[bytes, int]:
+        """Author key -> the highest seq held: exactly which ops this replica has."""
+        return self._sync.vector()
+
+    def ops_missing_from(self, vector: Mapping[bytes, int], bytes_max: int) -> list[bytes]:
+        """The ops a replica at ``vector`` lacks, oldest first, within ``bytes_max``."""
+        log, out, spent = self._log, [], 0
+        lacking = [n for a, chain in log.chains.items() for n in chain[vector.get(a, 0):]]
+        lacking += [n for a, forks in log.forks.items() for n in forks if n.op.seq > vector.get(a, 0)]
+        for node in sorted(lacking, key=lambda n: (n.depth, n.op.hash)):
+            if spent + node.op.size + 16 > bytes_max:
+                break
+            out.append(node.op.wire)
+            spent += node.op.size + 16
+        return out
+
+    def take_ops(self, wires: Iterable[bytes]) -> bool:
+        """Insert ops from any source: each verified, refused ones counted. True when changed."""
+        changed = False
+        for wire in wires:
+            try:
+                op = decode_op(wire)
+                if op.hash not in self._log.nodes:
+                    changed = bool(self._mutable().insert(op)) or changed
+            except RemoteDataError as exc:
+                self._log.stats.refuse(type(exc).__name__)
+        return changed
+
     # sync (mesh.core.types.DocSync) ------------------------------------------------------------
 
     def forget_peer(self, peer: PeerId) -> None:

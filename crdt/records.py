@@ -92,6 +92,7 @@ class HostCard:
     listen_addrs: tuple[str, ...] = ()
     api_port: int = 0
     torrent_port: int = 0
+    join_addrs: tuple[str, ...] = ()  # the join listener (agent.joining): joiners and key catch-up
 
     def __post_init__(self) -> None:
         _require(isinstance(self.name, str) and 0 < len(self.name) <= NAME_CHARS_MAX
@@ -113,12 +114,13 @@ class HostCard:
                      "wg_public_key must be the base64 of 32 bytes")
         _check_ip(self.overlay_ipv4, 4, "overlay_ipv4")
         _check_ip(self.overlay_ipv6, 6, "overlay_ipv6")
-        _require(isinstance(self.listen_addrs, tuple) and len(self.listen_addrs) <= LISTEN_ADDRS_MAX,
-                 f"listen_addrs must be a tuple of at most {LISTEN_ADDRS_MAX}")
-        for a in self.listen_addrs:
-            _require(isinstance(a, str) and 0 < len(a) <= LISTEN_ADDR_CHARS_MAX
-                     and _PRINTABLE_RE.fullmatch(a) is not None,
-                     f"listen address must be 1–{LISTEN_ADDR_CHARS_MAX} printable ASCII chars")
+        for addrs in (self.listen_addrs, self.join_addrs):
+            _require(isinstance(addrs, tuple) and len(addrs) <= LISTEN_ADDRS_MAX,
+                     f"listen_addrs and join_addrs must be tuples of at most {LISTEN_ADDRS_MAX}")
+            for a in addrs:
+                _require(isinstance(a, str) and 0 < len(a) <= LISTEN_ADDR_CHARS_MAX
+                         and _PRINTABLE_RE.fullmatch(a) is not None,
+                         f"listen address must be 1–{LISTEN_ADDR_CHARS_MAX} printable ASCII chars")
         for port, what in ((self.api_port, "api_port"), (self.torrent_port, "torrent_port")):
             _require(type(port) is int and 0 <= port <= 65535, f"{what} must be 0–65535")
 
@@ -197,7 +199,8 @@ def intent_key(content_id: str, target_peer_id: str | None = None) -> str:
 def encode_card(card: HostCard) -> bytes:
     wg = base64.b64decode(card.wg_public_key) if card.wg_public_key else b""
     return pack([RECORD_FORMAT, card.name, card.host_class, list(card.services), wg, card.overlay_ipv4,
-                 card.overlay_ipv6, list(card.listen_addrs), card.api_port, card.torrent_port])
+                 card.overlay_ipv6, list(card.listen_addrs), card.api_port, card.torrent_port,
+                 list(card.join_addrs)])
 
 
 def encode_holding(h: Holding) -> bytes:
@@ -244,14 +247,17 @@ def _bin(obj: Any, what: str, lengths: tuple[int, ...]) -> bytes:
 
 
 def decode_card(data: bytes) -> HostCard:
-    f = _fields(data, "host card", 10)
+    try:
+        f = _fields(data, "host card", 11)
+    except DecodeError:
+        f = [*_fields(data, "host card", 10), []]  # a card from before the join listener
     wg = _bin(f[4], "host card wg key", (0, 32))
     return _build(
         HostCard, "host card", expect_str(f[1], "host name", NAME_CHARS_MAX), expect_str(f[2], "host class", 64),
         _str_tuple(f[3], "services"), base64.b64encode(wg).decode() if wg else "",
         expect_str(f[5], "overlay_ipv4", 64, allow_empty=True), expect_str(f[6], "overlay_ipv6", 64, allow_empty=True),
         _str_tuple(f[7], "listen_addrs"), expect_int(f[8], "api_port", 0, 65535),
-        expect_int(f[9], "torrent_port", 0, 65535),
+        expect_int(f[9], "torrent_port", 0, 65535), _str_tuple(f[10], "join_addrs"),
     )
 
 

@@ -86,7 +86,10 @@ class Libp2pTransport:
         *,
         listen_addrs: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",),
         limits: TransportLimits | None = None,
+        serve_frames: bool = True,
     ) -> None:
+        # serve_frames=False: a requests-only host (the join listener); frame streams are refused.
+        self._serve_frames = serve_frames
         self._key = NodeKey(seed)
         self.local_peer: PeerId = self._key.peer_id
         self._psk = psk_hex(psk)
@@ -157,7 +160,8 @@ class Libp2pTransport:
         for addr in self._listen:
             check_listen_addr_free(addr)
         host = self._host = self._make_host()
-        host.set_stream_handler(FRAMES_PROTOCOL, self._on_frames_stream)
+        if self._serve_frames:
+            host.set_stream_handler(FRAMES_PROTOCOL, self._on_frames_stream)
         host.set_stream_handler(REQUEST_PROTOCOL, self._on_request_stream)
         host.get_network().register_notifee(_FilterNotifee(self))
         try:
