@@ -30,11 +30,13 @@ from tva.errors import DecodeError, ForeignFleet, RemoteDataError, TooLarge
 # Budgets: deterministic (functions of an op's causal past), so a change over one is refused by
 # every replica alike. A household writes a handful of decisions a day; these bound what one
 # rogue member can make every replica store.
-AUTHOR_OPS_MAX = 65_536
-AUTHOR_BYTES_MAX = 8 * 1024 * 1024
-RATE_OPS = 1_000  # at most this many ops by one author …
+# (A household makes tens of decisions a week: 100,000 ops is decades of pins; the hourly rate
+# still lets a script pin a whole library at once.)
+AUTHOR_OPS_MAX = 100_000
+AUTHOR_BYTES_MAX = 32 * 1024 * 1024
+RATE_OPS = 2_000  # at most this many ops by one author …
 RATE_WINDOW_MS = 3_600_000  # … within any hour of its own clock
-STATE_BYTES_MAX = 64 * 1024 * 1024  # the causal past of any op
+STATE_BYTES_MAX = 128 * 1024 * 1024  # the causal past of any op
 ORPHANS_MAX = 4_096  # ops held until their parents arrive
 ORPHAN_BYTES_MAX = 8 * 1024 * 1024
 
@@ -234,6 +236,9 @@ class DecisionLog:
 
     def _chain_op(self, author: bytes, seq: int, start: Node) -> Node | None:
         """The author's op at ``seq`` in ``start``'s past, following the author's own chain."""
+        chain = self.chains.get(author, [])
+        if seq <= len(chain) and self.fork_seq.get(author, seq + 1) > seq:
+            return chain[seq - 1]  # no equivocation up to there: the chain is the author's only one
         node: Node | None = start
         while node is not None and node.op.seq > seq:
             node = next((self.nodes[p] for p in node.op.parents

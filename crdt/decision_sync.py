@@ -8,8 +8,8 @@ its gap (IPFS Cluster's joiners replayed whole DAGs; this never does). ``wants``
 sender heard of but does not hold (an orphan's parents, a head it does not know): the only way an
 equivocating author's second branch reaches a replica that already holds the first.
 
-A replica stops answering once both sides' heads are equal, or once it has told the peer its
-current heads and has nothing the peer lacks (the mesh core restarts a stalled exchange by
+A replica stops answering once it has told the peer its current heads and has nothing the peer
+lacks (the mesh core restarts a stalled exchange by
 ``forget``-ting the peer when its anti-entropy digest still differs).
 """
 
@@ -112,8 +112,8 @@ class Syncer:
             wants += [h for h in st.their_heads if h not in log.nodes and h not in log.orphans
                       and h not in self.refused][: WANTS_MAX - len(wants)]
         ops = self._ops_they_lack(st)
-        if not ops and not wants and (tuple(heads) == st.their_heads or tuple(heads) == st.sent_heads):
-            return None
+        if not ops and not wants and tuple(heads) == st.sent_heads:
+            return None  # they have been told our heads, and we owe them nothing
         budget = self.bytes_max - _OVERHEAD_BYTES - (len(heads) + len(wants)) * 36 - len(log.chains) * 44
         chosen: list[Op] = []
         for op in ops:
@@ -135,14 +135,20 @@ class Syncer:
             node = log.nodes.get(h)
             if node is not None:
                 picked[h] = node.op
-        if st.their_vc is not None:
+        their_vc = st.their_vc
+        if their_vc is None and st.their_heads is not None and all(h in log.nodes for h in st.their_heads):
+            their_vc = {}  # every head they told us of is ours: their vector is those heads' merged
+            for h in st.their_heads:
+                for a, n in log.nodes[h].vc.items():
+                    their_vc[a] = max(their_vc.get(a, 0), n)
+        if their_vc is not None:
             for author, chain in log.chains.items():
-                have = max(st.their_vc.get(author, 0), st.sent.get(author, 0))
+                have = max(their_vc.get(author, 0), st.sent.get(author, 0))
                 for node in chain[have:]:
                     picked[node.op.hash] = node.op
             for author, forks in log.forks.items():
                 for node in forks:
-                    if node.op.seq > st.their_vc.get(author, 0):
+                    if node.op.seq > their_vc.get(author, 0):
                         picked[node.op.hash] = node.op
         return sorted(picked.values(), key=lambda op: (log.nodes[op.hash].depth, op.hash))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from crdt.decision_log import STATE_BYTES_MAX
+from crdt.decision_log import RATE_OPS, STATE_BYTES_MAX
 from crdt.decision_ops import decode_op, make_op
 from crdt.fleetdoc import FleetDoc, Pin
 from crdt.identity import NodeKey
@@ -327,19 +327,19 @@ def test_non_members_forgers_and_foreign_roots_are_refused_and_counted():
 def test_budgets_refuse_a_flood_for_everyone_alike():
     owner, _, tv, _ = fleet()
     ops = []
-    for i in range(1_001):  # over the per-author rate: 1,000 an hour of its own clock
+    for i in range(RATE_OPS + 1):  # over the per-author rate: so many an hour of its own clock
         op = rogue_op(tv, KEYS[2], "pin", {"content": f"c{i}", "min": 1, "max": None}, at_ms=9_000 + i)
         try:
             tv._log.insert(op)
         except TooLarge:
             break
         ops.append(op)
-    assert len(ops) == 1_000
+    assert len(ops) == RATE_OPS
     with pytest.raises(Forbidden):
         tv.pin("one-more", 1, None, 9_500)  # the local write hits the same budget
     for op in ops:
         owner._log.insert(op)
-    assert len(owner.pins()) == 1_000
+    assert len(owner.pins()) == RATE_OPS
     assert STATE_BYTES_MAX >= 1 << 20
 
 
