@@ -22,12 +22,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tva import limits
 from tva.errors import Conflict, NotFound, RemoteDataError, TvaError
 
 log = logging.getLogger("tva.api")
 
 INFOHASH_PATTERN = r"^[0-9a-fA-F]{40}$"
-CONTENT_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+CONTENT_PATTERN = f"^{limits.CONTENT_ID_PATTERN}$"
 HOST_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 
@@ -70,7 +71,7 @@ class HoldingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     content: str = Field(pattern=CONTENT_PATTERN)
     infohash: str = Field(pattern=INFOHASH_PATTERN)
-    size_bytes: int = Field(ge=0, le=1 << 50)
+    size_bytes: int = Field(ge=0, le=limits.HOLDING_SIZE_BYTES_MAX)
     # None: public for public sources, search_only (closed) for a private tracker until opened.
     policy: str | None = Field(default=None, pattern="^(public|f2f_only|search_only)$")
     source: str = Field(default="local", pattern="^(local|public|private-tracker)$")
@@ -86,8 +87,8 @@ class TorrentIn(BaseModel):  # [torrents] exactly one of source (magnet or path)
 class PinIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     content: str = Field(pattern=CONTENT_PATTERN)
-    copies: int = Field(ge=1, le=1000)
-    max_copies: int | None = Field(default=None, ge=1, le=1000)
+    copies: int = Field(ge=1, le=limits.PIN_COPIES_MAX)
+    max_copies: int | None = Field(default=None, ge=1, le=limits.PIN_COPIES_MAX)
 
 
 class RevokeIn(BaseModel):
@@ -138,7 +139,9 @@ def build_app(service: AgentService, token: str) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail))
+        response = _error(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. the Allow of a 405 (RFC 9110 §15.5.6)
+        return response
 
     @app.exception_handler(TvaError)
     async def tva_error(_request: Request, exc: TvaError):

@@ -21,6 +21,7 @@ from agent.fabric import FabricManager
 from agent.http import bind_text, serve_api
 from agent.mesh_driver import MeshDriver, monotonic_ms
 from agent.netinfo import dialable
+from agent.policy.custody import CustodyConfig
 from agent.presence_memory import PresenceMemory
 from agent.probes import UptimeScore, disk_free_bytes
 from agent.service import Service, wall_ms
@@ -73,7 +74,8 @@ class Agent:
                                extras=self._status_extras,
                                # [torrents] DHT peers for peers_for, reaper verdicts (agent.torrents)
                                external_peers=lambda ih: self.torrents.external_peers(ih),
-                               reaper_verdicts=lambda: self.torrents.verdicts())
+                               reaper_verdicts=lambda: self.torrents.verdicts(),
+                               custody_config=CustodyConfig(lease_ms_max=cfg.repair_lease_ms_max))
         self._card_extra: dict = {}
         # [torrents] engine, holdings, repairs, reaper; the API reaches it as service.torrents
         from agent.torrents import TorrentManager
@@ -325,7 +327,8 @@ class Agent:
 
     def _status_extras(self) -> dict:
         return {"api": self._api_address(), "listen_addrs": self._bootstrap_addrs(), "daemon": True,
-                "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats()}
+                "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats(),
+                "custody": dict(self.torrents.counters)}
 
     def _write_daemon_file(self) -> None:
         path = self.cfg.state_dir / DAEMON_FILE

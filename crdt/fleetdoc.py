@@ -36,6 +36,7 @@ from automerge import core
 
 from crdt import fleetdoc_schema as sch
 from crdt.fleetdoc_schema import Admission, FriendLink, Override, PeerId, Pin, Revocation, Role, Scalar
+from tva import limits
 from tva.errors import DecodeError, ForeignFleet, InvalidInput, NotInitialised, TooLarge
 
 __all__ = ["Admission", "FleetDoc", "FriendLink", "Override", "Pin", "Revocation"]
@@ -209,6 +210,8 @@ class FleetDoc:
         sch.check_int(min_copies, "min_copies", 1, sch.COPIES_MAX)
         if max_copies is not None:
             sch.check_int(max_copies, "max_copies", min_copies, sch.COPIES_MAX)
+        if (why := limits.pin_problem(content, min_copies, max_copies)) is not None:
+            raise InvalidInput(f"pin {content!r:.60}: {why}", hint="content ids are [A-Za-z0-9._:-] or an infohash")
         self._write("pins", content, {"min": min_copies, "max": max_copies, "by": sch.check_peer(by, "by"),
                                       "at_ms": sch.check_ms(now_ms)})
 
@@ -227,6 +230,10 @@ class FleetDoc:
             fields["services"] = sch.services_text(services)
         if duty_prefs is not None:
             fields["duty"] = sch.duty_text(duty_prefs)
+        why = limits.override_problem(host_class, None if services is None else tuple(services),
+                                      None if duty_prefs is None else tuple(duty_prefs.items()))
+        if why is not None:
+            raise InvalidInput(f"override of {peer[:16]}…: {why}", hint="see tva.limits for the vocabulary")
         if not fields:
             raise InvalidInput("set_override needs at least one field",
                                hint="pass host_class=, services= or duty_prefs=")
@@ -321,13 +328,23 @@ class FleetDoc:
         return out
 
     def pins(self) -> dict[str, Pin]:
-        def build(key: str, f: dict[str, Scalar]) -> Pin | None:
+        """Pins within tva.limits; the others are listed by ``invalid_pins`` (never raised)."""
+        records = self._pin_records()
+        good = {k: p for k, p in records.items() if isinstance(p, Pin)}
+        self.malformed_records += len(records) - len(good)
+        return good
+
+    def invalid_pins(self) -> dict[str, str]:
+        """Stored pins a reader must skip (an older or newer build, another writer): content → why."""
+        return {k: p for k, p in self._pin_records().items() if isinstance(p, str)}
+
+    def _pin_records(self) -> dict[str, Pin | str]:
+        def build(key: str, f: dict[str, Scalar]) -> Pin | str | None:
             lo, hi = f["min"], f["max"]
-            good = (sch.ok_text(key) and isinstance(lo, int) and not isinstance(lo, bool)
-                    and 1 <= lo <= sch.COPIES_MAX and sch.ok_ms(f["at_ms"]) and sch.peer_ok(f["by"])
-                    and (hi is None or (isinstance(hi, int) and not isinstance(hi, bool)
-                                        and lo <= hi <= sch.COPIES_MAX)))
-            return Pin(key, lo, hi, f["by"], f["at_ms"]) if good else None
+            if not (sch.ok_text(key) and sch.ok_ms(f["at_ms"]) and sch.peer_ok(f["by"])):
+                return None
+            why = limits.pin_problem(key, lo, hi)
+            return Pin(key, lo, hi, f["by"], f["at_ms"]) if why is None else why
         return self._collect("pins", build)
 
     def overrides(self) -> dict[PeerId, Override]:

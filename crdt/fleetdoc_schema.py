@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from crdt.identity import is_peer_id
+from tva import limits
 from tva.errors import InvalidInput
 
 PeerId = str
@@ -24,7 +25,7 @@ SCHEMA_VERSION = 1
 SYNC_MESSAGE_BYTES_MAX = 4 * 1024 * 1024
 DOC_BYTES_MAX = 256 * 1024 * 1024
 SYNC_PEERS_MAX = 1024
-COPIES_MAX = 1000
+COPIES_MAX = limits.PIN_COPIES_MAX  # one limit with the API and the policy core (tva.limits)
 TEXT_CHARS_MAX = 256
 LINK_FIELDS_MAX = 32
 LINK_VALUE_CHARS_MAX = 2048

@@ -115,6 +115,13 @@ def test_updates_and_deletes():
     lambda d: d.set_override(PEERS[1], host_class="Bad Class"),
     lambda d: d.set_override(PEERS[1], services="seed"),
     lambda d: d.set_override(PEERS[1], duty_prefs={"custodian": "sometimes"}),
+    # Outside the shared limits (tva.limits): more copies than any plan, an unknown class.
+    lambda d: d.pin("c", 1, 65, PEERS[0], 1),
+    lambda d: d.pin("c", 65, None, PEERS[0], 1),
+    lambda d: d.pin("two words", 1, None, PEERS[0], 1),
+    lambda d: d.set_override(PEERS[1], host_class="mainframe"),
+    lambda d: d.set_override(PEERS[1], services={"fetch"}),
+    lambda d: d.set_override(PEERS[1], duty_prefs={"juggling": "prefer"}),
     lambda d: d.admit(PEERS[1], "x", "king", None, PEERS[0], 1),
     lambda d: d.admit(PEERS[1], "x", "member", "bad nonce!", PEERS[0], 1),
     lambda d: d.redeem_invite("", PEERS[1], 1),

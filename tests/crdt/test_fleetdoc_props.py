@@ -138,7 +138,7 @@ class FleetDocConvergence(RuleBasedStateMachine):
 
     @rule(r=st.integers(0, REPLICAS - 1), peer=st.sampled_from(TARGETS),
           host_class=st.none() | st.sampled_from(["nas", "seedbox", "portable"]),
-          services=st.none() | st.frozensets(st.sampled_from(["seed", "play", "fetch"])),
+          services=st.none() | st.frozensets(st.sampled_from(["seed", "play", "storage"])),
           duty=st.none() | st.dictionaries(st.sampled_from(["custodian", "research"]),
                                            st.sampled_from(["prefer", "avoid", "never"])))
     def set_override(self, r, peer, host_class, services, duty):

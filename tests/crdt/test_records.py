@@ -14,6 +14,7 @@ from crdt.records import (
     CARD_KEY,
     CLAIM_IPV4_KEY,
     POLICIES,
+    SIZE_BYTES_MAX,
     SOURCES,
     STATES,
     AddressClaim,
@@ -45,11 +46,11 @@ printable = st.from_regex(r"[\x20-\x7e]{1,64}", fullmatch=True)
 
 @st.composite
 def holdings_st(draw):
-    size = draw(st.integers(0, 1 << 62))
+    size = draw(st.integers(0, SIZE_BYTES_MAX))
     source = draw(st.sampled_from(SOURCES))
     policy = draw(st.sampled_from([p for p in POLICIES if not (source == "private-tracker" and p == "public")]))
     return Holding(draw(content_ids), draw(st.from_regex(r"[0-9a-f]{40}", fullmatch=True)), size,
-                   draw(st.sampled_from(STATES)), policy, source, draw(st.integers(0, size)))
+                   draw(st.sampled_from(STATES)), policy, source, draw(st.integers(0, size)), draw(st.booleans()))
 
 
 @st.composite
