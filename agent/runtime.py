@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import trio
 
-from agent import rpc, views
+from agent import feed_upkeep, rpc, views
 from agent.config import Config
 from agent.fabric import FabricManager
 from agent.http import bind_text, serve_api
@@ -93,6 +93,7 @@ class Agent:
                 self.transport.set_peer_filter(lambda peer: peer not in self.state.revoked())
                 self.transport.set_request_handler(self._handle_request)
                 await nursery.start(self.transport.run)
+                await self._recover_own_feed()  # [feeds] before this node writes anything
                 await nursery.start(self.torrents.run)  # [torrents] before the card: it names torrent_port
                 self._publish_card()
                 await nursery.start(self.driver.run)
@@ -124,6 +125,18 @@ class Agent:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _recover_own_feed(self) -> None:
+        """[feeds] Adopt a newer head of our own feed from peers; rebase unless all answered."""
+        self._learn_peer_addrs()
+        adopted, everyone = await feed_upkeep.recover_own_feed(self.state, self.transport)
+        if adopted:
+            self._dirty = True
+        if not everyone:
+            delta = self.state.own.rebase(self.clock_ms())
+            if delta is not None:
+                self._dirty = True
+                self.driver.submit(t.LocalChanged(delta=delta))
 
     async def _leave_gracefully(self) -> None:
         # Tell peers we are leaving (left, not dead) and give the rumour a moment to spread.
@@ -247,7 +260,7 @@ class Agent:
 
     async def _housekeeping_loop(self) -> None:
         """Soft state to the mesh, uptime, and saving — each on its own period, one task."""
-        last_save = self.clock_ms()
+        last_save = last_gc = self.clock_ms()
         while True:
             await trio.sleep(min(self.cfg.save_interval_ms, self.cfg.probe_interval_ms) / 1000)
             now = self.clock_ms()
@@ -261,6 +274,11 @@ class Agent:
                 # changes that matter to planning go out (the core refreshes presence by itself).
                 self._soft_sent = soft
                 self.driver.submit(soft)
+            if now - last_gc >= feed_upkeep.GC_INTERVAL_MS:  # [feeds] tombstones on the GC horizon
+                last_gc = now
+                gc_delta = feed_upkeep.collect_garbage(self.state, now)
+                if gc_delta is not None:
+                    self._on_local_change(gc_delta, False)
             if self._dirty and now - last_save >= self.cfg.save_interval_ms:
                 self._save()
                 last_save = now
@@ -286,6 +304,8 @@ class Agent:
             return rpc.encode_refusal(exc.message, exc.hint)
         if query.kind == "peers_for":
             return rpc.encode_reply(self.service.peers_for(query.body["infohash"]))
+        if query.kind == "own_feed":
+            return rpc.encode_reply(feed_upkeep.answer_own_feed(self.state, peer, query.body))
         return rpc.encode_reply(self.service.status())
 
     def _admit(self, joiner: str, body: dict) -> bytes:

@@ -84,7 +84,7 @@ def test_churn_past_the_entry_limit_never_refuses_a_write():
 
 
 def test_the_horizon_takes_old_tombstones_and_the_oldest_beyond_the_live_count():
-    fs, own = writer(0)
+    _fs, own = writer(0)
     for i in range(10):
         own.put(f"k{i}", b"v")
     own.commit(T0_MS)
