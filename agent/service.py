@@ -131,7 +131,8 @@ class Service:
             for content, h in sorted(snap.holdings[peer].items()):
                 rows.append({"host": self._name(peer), "peer_id": peer, "content": content,
                              "infohash": h.infohash, "size_bytes": h.size_bytes, "state": h.state,
-                             "bytes_done": h.bytes_done, "policy": h.policy, "source": h.source})
+                             "bytes_done": h.bytes_done, "policy": h.policy, "source": h.source,
+                             "custody": h.custody})
         return rows
 
     def custody(self) -> list[dict[str, Any]]:

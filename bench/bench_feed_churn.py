@@ -29,12 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent import feed_upkeep  # noqa: E402
-from crdt.feed import FEED_ENTRIES_MAX, encode_delta, tombstone_horizon  # noqa: E402
-from crdt.feedset import FeedSet, OwnFeed  # noqa: E402
-from crdt.identity import NodeKey  # noqa: E402
-from crdt.records import Holding, encode_holding, holding_key  # noqa: E402
-from tva.errors import InvalidInput  # noqa: E402
+from agent import feed_upkeep
+from crdt.feed import FEED_ENTRIES_MAX, encode_delta, tombstone_horizon
+from crdt.feedset import FeedSet, OwnFeed
+from crdt.identity import NodeKey
+from crdt.records import Holding, encode_holding, holding_key
+from tva.errors import InvalidInput
 
 T0_MS = 1_700_000_000_000
 KEY = NodeKey(b"\x07" * 32)
@@ -43,7 +43,7 @@ KEY = NodeKey(b"\x07" * 32)
 class BeforeOwnFeed(OwnFeed):
     """The writer as it was before tombstone collection: tombstones count against the room."""
 
-    def _tombstone_room(self, f):  # noqa: ANN001
+    def _tombstone_room(self, f):
         return 0, 0
 
 

@@ -340,8 +340,8 @@ class FleetDoc:
 
     def _pin_records(self) -> dict[str, Pin | str]:
         def build(key: str, f: dict[str, Scalar]) -> Pin | str | None:
-            lo, hi = f["min"], f["max"]
-            if not (sch.ok_text(key) and sch.ok_ms(f["at_ms"]) and sch.peer_ok(f["by"])):
+            lo, hi = f.get("min"), f.get("max")
+            if not (sch.ok_text(key) and sch.ok_ms(f.get("at_ms")) and sch.peer_ok(f.get("by"))):
                 return None
             why = limits.pin_problem(key, lo, hi)
             return Pin(key, lo, hi, f["by"], f["at_ms"]) if why is None else why
