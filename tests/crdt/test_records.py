@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -205,3 +206,15 @@ def test_several_intents_per_content_are_keyed_by_target():
     assert not any(i.content_id == "tmdb:3" for i in got.values())
     with pytest.raises(InvalidInput):
         intent_key("tmdb:2", "not-a-peer")
+
+
+def test_the_custody_mark_is_a_trailing_field_written_only_when_set():
+    user = Holding("film", "ab" * 20, 10, "complete", "public", "local", 10)
+    made = Holding("film", "ab" * 20, 10, "complete", "public", "local", 10, custody=True)
+    # A user's holding keeps the seven-field form (older readers still read it); the mark adds one.
+    assert len(msgpack.unpackb(encode_holding(user))) == 7 and len(msgpack.unpackb(encode_holding(made))) == 8
+    assert decode_holding("film", encode_holding(made)).custody is True
+    fields = msgpack.unpackb(encode_holding(user))
+    for bad in ([*fields, False], [*fields, 1], [*fields, True, True]):  # one encoding per value
+        with pytest.raises(DecodeError):
+            decode_holding("film", msgpack.packb(bad))
