@@ -14,8 +14,6 @@ import base64
 import os
 from contextlib import asynccontextmanager
 
-import trio
-
 from agent.config import Config
 from agent.service import Service
 from agent.state import NodeState
@@ -29,6 +27,7 @@ from crdt.identity import NodeKey
 from media.memory_engine import MemoryEngine
 from media.torrent_input import parse_torrent
 from media.torrent_make import make_torrent_v1
+from tests.agent.test_torrents import running
 
 NOW = 1_900_000_000_000
 LEASE_MS = 30 * 60 * 1000
@@ -105,15 +104,6 @@ def make_node(tmp_path, clock: Clock) -> tuple[TorrentManager, MemoryEngine, Nod
     return m, engine, state, service
 
 
-@asynccontextmanager
-async def started(m: TorrentManager):
-    """The manager's engine and index, without its timer loop: each test calls ``tick`` itself."""
-    async with trio.open_nursery() as nursery:
-        await nursery.start(m.run)
-        yield m
-        nursery.cancel_scope.cancel()
-
-
 def torrent_bytes(tmp_path, name: str, size: int) -> bytes:
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
@@ -135,6 +125,14 @@ async def tick(m: TorrentManager, service: Service) -> None:
     await m.tick()
 
 
+async def own_seed(m: TorrentManager, engine: MemoryEngine, service: Service, tmp_path, size: int) -> dict:
+    """A file the user added on this host, complete and published."""
+    added = await m.add(torrent_b64=base64.b64encode(torrent_bytes(tmp_path, "mine.bin", size)).decode())
+    engine.set_state(added["infohash"], progress=1.0, bytes_done=size, state="seeding")
+    await tick(m, service)
+    return added
+
+
 async def test_a_repair_copy_completes_stays_custodys_and_is_the_one_trimmed(tmp_path):
     clock = Clock()
     m, engine, state, service = make_node(tmp_path, clock)
@@ -144,7 +142,7 @@ async def test_a_repair_copy_completes_stays_custodys_and_is_the_one_trimmed(tmp
     alpha.hold("film", ih, 50_000)
     alpha.push()
     state.doc.pin("film", 2, None, alpha.peer_id, NOW)
-    async with started(m):
+    async with running(m):
         p = plan(service, "film")
         assert p.status == "under" and p.baton == alpha.peer_id and [r.target for r in p.repairs] == [state.peer_id]
         # The baton records its intent; this host fetches — metadata only, on hold.
@@ -183,11 +181,8 @@ async def test_a_repair_copy_completes_stays_custodys_and_is_the_one_trimmed(tmp
 async def test_a_pin_over_its_max_with_only_users_copies_trims_nothing(tmp_path):
     clock = Clock()
     m, engine, state, service = make_node(tmp_path, clock)
-    data = torrent_bytes(tmp_path, "mine.bin", 30_000)
-    async with started(m):
-        added = await m.add(torrent_b64=base64.b64encode(data).decode())
-        engine.set_state(added["infohash"], progress=1.0, bytes_done=30_000, state="seeding")
-        await tick(m, service)
+    async with running(m):
+        added = await own_seed(m, engine, service, tmp_path, 30_000)
         alpha = Member(state, "alpha", 1)
         alpha.hold(added["content"], added["infohash"], 30_000)
         alpha.push()
@@ -208,7 +203,7 @@ async def test_metadata_larger_than_the_claim_is_refused_before_any_data(tmp_pat
     state.doc.pin("big", 2, None, liar.peer_id, NOW)
     liar.intend("big", state.peer_id, NOW + LEASE_MS)  # it is the pin's baton: honoured
     liar.push()
-    async with started(m):
+    async with running(m):
         await tick(m, service)
         assert engine.held == {ih}
         engine.deliver_metadata(ih, data)
@@ -228,7 +223,7 @@ async def test_a_claim_the_disk_cannot_hold_is_refused_without_adding_anything(t
     state.doc.pin("huge", 2, None, liar.peer_id, NOW)
     liar.intend("huge", state.peer_id, NOW + LEASE_MS)
     liar.push()
-    async with started(m):
+    async with running(m):
         await tick(m, service)
         assert await engine.samples() == [] and m.counters["repairs_refused_disk"] == 1
 
@@ -247,7 +242,7 @@ async def test_intents_from_anyone_but_the_baton_are_refused_and_counted(tmp_pat
     # The real baton with a lease far past the maximum: refused too.
     holder.intend("film", state.peer_id, NOW + m.cfg.repair_lease_ms_max + 1)
     holder.push()
-    async with started(m):
+    async with running(m):
         await tick(m, service)
         await tick(m, service)
         assert await engine.samples() == [] and m.entries == {}
@@ -258,11 +253,8 @@ async def test_intents_from_anyone_but_the_baton_are_refused_and_counted(tmp_pat
 async def test_the_baton_removes_intents_once_done_or_lapsed(tmp_path):
     clock = Clock()
     m, engine, state, service = make_node(tmp_path, clock)
-    data = torrent_bytes(tmp_path, "film.bin", 20_000)
-    async with started(m):
-        added = await m.add(torrent_b64=base64.b64encode(data).decode())
-        engine.set_state(added["infohash"], progress=1.0, bytes_done=20_000, state="seeding")
-        await tick(m, service)
+    async with running(m):
+        added = await own_seed(m, engine, service, tmp_path, 20_000)
         content = added["content"]
         a, b = Member(state, "a", 1), Member(state, "b", 2)
         state.doc.pin(content, 3, None, state.peer_id, NOW)
