@@ -198,6 +198,7 @@ class CustodyCopies:
 
     def _note_refusals(self, plans, view, now: int) -> None:
         """Count and log (once each) the live intents naming this host that it will not carry out."""
+        by_content = {p.content: p for p in plans}
         for r in policy_actions.refused_intents(self.state.peer_id, plans, view, now,
                                                 lease_ms_max=self.cfg.repair_lease_ms_max):
             mark = (r.content, r.author, r.lease_until_ms)
@@ -207,7 +208,12 @@ class CustodyCopies:
                 self._refusals_seen.pop(next(iter(self._refusals_seen)))
             self._refusals_seen[mark] = None
             self.counters["intents_refused"] += 1
-            log.warning("refused a repair intent for %s from %s: %s", r.content, r.author[:16], r.reason)
+            # A holder's intent after the baton moved on is routine (it lapses by itself); an
+            # intent from a host that holds nothing, or with an overlong lease, is not.
+            plan = by_content.get(r.content)
+            routine = plan is not None and r.author in plan.holders and "baton" in r.reason
+            log.log(logging.INFO if routine else logging.WARNING, "refused a repair intent for %s from %s: %s",
+                    r.content, r.author[:16], r.reason)
 
     def _record_intent(self, a: policy_actions.StartRepair) -> bool:
         intent = records.RepairIntent(a.content, a.target, a.lease_until_ms)
