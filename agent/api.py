@@ -14,20 +14,21 @@ import hmac
 import ipaddress
 import logging
 import re
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 from fastapi import Body, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tva import limits
 from tva.errors import Conflict, Forbidden, NotFound, RemoteDataError, TvaError
 
 log = logging.getLogger("tva.api")
 
 INFOHASH_PATTERN = r"^[0-9a-fA-F]{40}$"
-CONTENT_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+CONTENT_PATTERN = f"^{limits.CONTENT_ID_PATTERN}$"
 HOST_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 
@@ -68,44 +69,54 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-class HoldingIn(BaseModel):
+class JsonBody(BaseModel):
+    """A request body: no unknown fields, and an integer field takes only a JSON Schema integer
+    (4 and 4.0 are; false and "4" are not — pydantic's lax mode would take both, its strict
+    mode would refuse 4.0)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _json_integers(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = cls.model_fields[info.field_name].annotation
+        if (kind is int or int in get_args(kind)) and isinstance(value, bool | str):
+            raise ValueError("must be a JSON integer")
+        return value
+
+
+class HoldingIn(JsonBody):
     content: str = Field(pattern=CONTENT_PATTERN)
     infohash: str = Field(pattern=INFOHASH_PATTERN)
-    size_bytes: int = Field(ge=0, le=1 << 50)
+    size_bytes: int = Field(ge=0, le=limits.HOLDING_SIZE_BYTES_MAX)
     # None: public for public sources, search_only (closed) for a private tracker until opened.
     policy: str | None = Field(default=None, pattern="^(public|f2f_only|search_only)$")
     source: str = Field(default="local", pattern="^(local|public|private-tracker)$")
 
 
-class TorrentIn(BaseModel):  # [torrents] exactly one of source (magnet or path) and torrent_b64
-    model_config = ConfigDict(extra="forbid")
+class TorrentIn(JsonBody):  # [torrents] exactly one of source (magnet or path) and torrent_b64
     source: str | None = Field(default=None, min_length=1, max_length=8192)
     torrent_b64: str | None = Field(default=None, min_length=1, max_length=23 * 1024 * 1024)
     policy: str | None = Field(default=None, pattern="^(public|f2f_only|search_only)$")
 
 
-class PinIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PinIn(JsonBody):
     content: str = Field(pattern=CONTENT_PATTERN)
-    copies: int = Field(ge=1, le=1000)
-    max_copies: int | None = Field(default=None, ge=1, le=1000)
+    copies: int = Field(ge=1, le=limits.PIN_COPIES_MAX)
+    max_copies: int | None = Field(default=None, ge=1, le=limits.PIN_COPIES_MAX)
 
 
-class RevokeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RevokeIn(JsonBody):
     host: str = Field(pattern=HOST_PATTERN)
     reason: str = Field(default="", max_length=200)
 
 
-class GrantIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GrantIn(JsonBody):
     host: str = Field(pattern=HOST_PATTERN)
     role: str = Field(pattern="^(admin|member)$")
 
 
-class InviteIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class InviteIn(JsonBody):
     role: str = Field(default="member", pattern="^(admin|member|friend)$")
     ttl_ms: int = Field(default=24 * 3600 * 1000, ge=1000, le=30 * 24 * 3600 * 1000)
 
@@ -145,8 +156,16 @@ def build_app(service: AgentService, token: str) -> FastAPI:
         return _error(422, f"invalid {where}: {first.get('msg', 'bad value')}")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail))
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        response = _error(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110 §15.5.6: Allow lists every method of the resource. Starlette names only
+            # those of the first route matching the path, and a path here may have several.
+            methods = {m for r in app.routes if getattr(r, "path_regex", None) is not None
+                       and r.path_regex.match(request.url.path) for m in (getattr(r, "methods", None) or ())}
+            response.headers["Allow"] = ", ".join(sorted(methods))
+        return response
 
     @app.exception_handler(TvaError)
     async def tva_error(_request: Request, exc: TvaError):

@@ -13,14 +13,19 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from tva import limits
 from tva.errors import ConfigError
 
-HOST_CLASSES = ("desktop", "server", "nas", "seedbox", "portable")
+HOST_CLASSES = limits.HOST_CLASSES
 WG_BACKENDS = ("auto", "kernel", "userspace", "off")
 TORRENT_ENGINES = ("libtorrent", "transmission", "off")
 CONFIG_FILE_BYTES_MAX = 256 * 1024
 DEFAULT_P2P_PORT = 4810
 DEFAULT_API_PORT = 4811
+# Batons lease a repair for 30 minutes: a maximum below twice that would refuse honest intents
+# from a baton whose clock runs a little ahead; above a week a lease stops meaning anything.
+REPAIR_LEASE_MS_MAX_MIN = 60 * 60 * 1000
+REPAIR_LEASE_MS_MAX_MAX = 7 * 24 * 3600 * 1000
 
 
 def _is_root() -> bool:
@@ -74,6 +79,8 @@ class Config:
     torrent_utp: bool = False  # fleet copies run over LAN/loopback/tva0, where TCP was 2-7x faster
     reaper_stalled_after_ms: int = 10 * 60 * 1000
     reaper_dead_after_ms: int = 60 * 60 * 1000
+    # The longest repair lease this host honours: an intent naming it with a longer one is refused.
+    repair_lease_ms_max: int = limits.REPAIR_LEASE_MS_MAX
 
     def media_dir(self) -> Path:
         return self.media_root if self.media_root is not None else self.state_dir / "media"
@@ -162,6 +169,9 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{name} must be between 10 and 3600000 ms")
     if cfg.reaper_dead_after_ms <= cfg.reaper_stalled_after_ms:
         raise ConfigError("reaper_dead_after_ms must be longer than reaper_stalled_after_ms")
+    if not REPAIR_LEASE_MS_MAX_MIN <= cfg.repair_lease_ms_max <= REPAIR_LEASE_MS_MAX_MAX:
+        raise ConfigError(f"repair_lease_ms_max must be between {REPAIR_LEASE_MS_MAX_MIN} and "
+                          f"{REPAIR_LEASE_MS_MAX_MAX} ms", hint="the baton's own leases are 30 min: allow at least 1 h")
     for node in cfg.dht_bootstrap_nodes:
         parse_host_port(node, "dht_bootstrap_nodes")
     for name in ("wg_listen_port", "torrent_port"):

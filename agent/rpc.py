@@ -1,4 +1,8 @@
-"""Peer-to-peer queries over the transport's request/response: join, peers_for, status.
+"""Peer-to-peer queries over the transport's request/response: join, peers_for, status, own_feed.
+
+``own_feed`` (body ``{"version": int}``): the asker's *own* feed as the answering member holds
+it, when newer than ``version`` — how a restarted node recovers a commit it pushed but did not
+save (agent.feed_upkeep).
 
 Request:  msgpack ``[1, kind, body]``; reply: msgpack of a map. Each kind has its own decoder
 that checks every field, so a malformed query is refused with a ``DecodeError`` (and the
@@ -15,7 +19,8 @@ import msgpack
 from tva.errors import DecodeError, RequestRefused
 
 RPC_VERSION = 1
-KINDS = ("join", "peers_for", "status")
+KINDS = ("join", "peers_for", "status", "own_feed")
+VERSION_MAX = (1 << 63) - 1
 REQUEST_BYTES_MAX = 60 * 1024
 REPLY_BYTES_MAX = 4 * 1024 * 1024
 
@@ -49,6 +54,10 @@ def decode_query(data: bytes) -> Query:
         ih = _field(body, "infohash", str, 40)
         if len(ih) != 40 or any(c not in "0123456789abcdef" for c in ih):
             raise DecodeError("peers_for needs a 40-hex infohash")
+    elif kind == "own_feed":
+        version = body.get("version")
+        if type(version) is not int or not 0 <= version <= VERSION_MAX:
+            raise DecodeError("own_feed needs a version (0..2**63-1)")
     return Query(kind, body)
 
 

@@ -15,13 +15,14 @@ from collections.abc import Callable
 
 import trio
 
-from agent import rpc, secrets, views
+from agent import feed_upkeep, rpc, secrets, views
 from agent.config import Config
 from agent.fabric import FabricManager
 from agent.http import bind_text, serve_api
 from agent.joining import JoinListener, fetch_fleet_key
 from agent.mesh_driver import MeshDriver, monotonic_ms
 from agent.netinfo import dialable
+from agent.policy.custody import CustodyConfig
 from agent.presence_memory import PresenceMemory
 from agent.probes import UptimeScore, disk_free_bytes
 from agent.service import Service, wall_ms
@@ -79,7 +80,8 @@ class Agent:
                                extras=self._status_extras,
                                # [torrents] DHT peers for peers_for, reaper verdicts (agent.torrents)
                                external_peers=lambda ih: self.torrents.external_peers(ih),
-                               reaper_verdicts=lambda: self.torrents.verdicts())
+                               reaper_verdicts=lambda: self.torrents.verdicts(),
+                               custody_config=CustodyConfig(lease_ms_max=cfg.repair_lease_ms_max))
         self._card_extra: dict = {}
         # [torrents] engine, holdings, repairs, reaper; the API reaches it as service.torrents
         from agent.torrents import TorrentManager
@@ -104,6 +106,7 @@ class Agent:
                 self.transport.set_request_handler(self._handle_request)
                 await nursery.start(self.transport.run)
                 await nursery.start(self.join.run)
+                await self._recover_own_feed()  # [feeds] before this node writes anything
                 await nursery.start(self.torrents.run)  # [torrents] before the card: it names torrent_port
                 self._publish_card()
                 await nursery.start(self.driver.run)
@@ -136,6 +139,18 @@ class Agent:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _recover_own_feed(self) -> None:
+        """[feeds] Adopt a newer head of our own feed from peers; rebase unless all answered."""
+        self._learn_peer_addrs()
+        adopted, everyone = await feed_upkeep.recover_own_feed(self.state, self.transport)
+        if adopted:
+            self._dirty = True
+        if not everyone:
+            delta = self.state.own.rebase(self.clock_ms())
+            if delta is not None:
+                self._dirty = True
+                self.driver.submit(t.LocalChanged(delta=delta))
 
     async def _leave_gracefully(self) -> None:
         # Tell peers we are leaving (left, not dead) and give the rumour a moment to spread.
@@ -265,7 +280,7 @@ class Agent:
 
     async def _housekeeping_loop(self) -> None:
         """Soft state to the mesh, uptime, and saving — each on its own period, one task."""
-        last_save = self.clock_ms()
+        last_save = last_gc = self.clock_ms()
         while True:
             await trio.sleep(min(self.cfg.save_interval_ms, self.cfg.probe_interval_ms) / 1000)
             now = self.clock_ms()
@@ -279,6 +294,11 @@ class Agent:
                 # changes that matter to planning go out (the core refreshes presence by itself).
                 self._soft_sent = soft
                 self.driver.submit(soft)
+            if now - last_gc >= feed_upkeep.GC_INTERVAL_MS:  # [feeds] tombstones on the GC horizon
+                last_gc = now
+                gc_delta = feed_upkeep.collect_garbage(self.state, now)
+                if gc_delta is not None:
+                    self._on_local_change(gc_delta, False)
             if self._dirty and now - last_save >= self.cfg.save_interval_ms:
                 self._save()
                 last_save = now
@@ -304,6 +324,8 @@ class Agent:
             return rpc.encode_refusal(exc.message, exc.hint)
         if query.kind == "peers_for":
             return rpc.encode_reply(self.service.peers_for(query.body["infohash"]))
+        if query.kind == "own_feed":
+            return rpc.encode_reply(feed_upkeep.answer_own_feed(self.state, peer, query.body))
         return rpc.encode_reply(self.service.status())
 
     # --- the fleet key ------------------------------------------------------------------------
@@ -390,7 +412,8 @@ class Agent:
                 "fleet_key": {"epoch": self.state.fleet.psk_epoch, "next_epoch": due.epoch if due else None,
                               "switch_at_ms": due.switch_at_ms if due else None},
                 "join": dict(self.join.counters),
-                "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats()}
+                "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats(),
+                "custody": dict(self.torrents.counters)}
 
     def _write_daemon_file(self) -> None:
         path = self.cfg.state_dir / DAEMON_FILE

@@ -37,8 +37,10 @@ class Service:
                  media_dir: os.PathLike | None = None, bootstrap: Callable[[], list[str]] = list,
                  extras: Callable[[], dict[str, Any]] = dict,
                  external_peers: Callable[[str], list] = lambda _ih: [],
-                 reaper_verdicts: Callable[[], list[dict]] = list, wg=None) -> None:
+                 reaper_verdicts: Callable[[], list[dict]] = list, wg=None,
+                 custody_config: custody_policy.CustodyConfig | None = None) -> None:
         self.state = state
+        self.custody_config = custody_config or custody_policy.CustodyConfig()
         self.clock_ms = clock_ms
         self._live = live
         self._on_change = on_change or (lambda _d, _c: None)
@@ -74,7 +76,7 @@ class Service:
 
     def custody_plans(self) -> tuple:
         if self._plans is None:
-            self._plans = custody_policy.plan_all(self.snapshot().view, self.clock_ms())
+            self._plans = custody_policy.plan_all(self.snapshot().view, self.clock_ms(), self.custody_config)
         return self._plans
 
     def _name(self, peer: str | None) -> str | None:
@@ -99,6 +101,7 @@ class Service:
             "host_class": card.host_class if card else None, "members": len(members),
             "members_alive": alive if live.daemon else None, "daemon": live.daemon,
             "invalid_pins": [{"content": c, "why": w} for c, w in snap.invalid_pins],
+            "invalid_overrides": [{"peer_id": p, "why": w} for p, w in snap.invalid_overrides],
         }
         out.update(self._extras())
         return out
@@ -128,7 +131,8 @@ class Service:
             for content, h in sorted(snap.holdings[peer].items()):
                 rows.append({"host": self._name(peer), "peer_id": peer, "content": content,
                              "infohash": h.infohash, "size_bytes": h.size_bytes, "state": h.state,
-                             "bytes_done": h.bytes_done, "policy": h.policy, "source": h.source})
+                             "bytes_done": h.bytes_done, "policy": h.policy, "source": h.source,
+                             "custody": h.custody})
         return rows
 
     def custody(self) -> list[dict[str, Any]]:
@@ -138,7 +142,9 @@ class Service:
             rows.append({**d, "min": plan.min_copies, "max": plan.max_copies,
                          "baton_name": self._name(plan.baton),
                          # [torrents] copies in flight: each pending target's bytes done / total
-                         "transfers": repair_progress(self.snapshot(), plan)})
+                         "transfers": repair_progress(self.snapshot(), plan),
+                         # custody copies being dropped (the pin is over its max)
+                         "trimming": [{"target": t, "host": self._name(t)} for t in plan.trims]})
         return rows
 
     def duties(self) -> list[dict[str, Any]]:
@@ -316,7 +322,8 @@ def open_offline(cfg) -> Iterator[Service]:
 
     state = NodeState.load(StateStore(cfg.state_dir))
     changed = []
-    service = Service(state, media_dir=cfg.media_dir(), on_change=lambda d, c: changed.append((d, c)))
+    service = Service(state, media_dir=cfg.media_dir(), on_change=lambda d, c: changed.append((d, c)),
+                      custody_config=custody_policy.CustodyConfig(lease_ms_max=cfg.repair_lease_ms_max))
     yield service
     if changed:
         state.save()

@@ -12,6 +12,7 @@ Kept apart from the service so the mapping between the two vocabularies is in on
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -19,7 +20,10 @@ from agent.policy.classes import HOST_CLASSES
 from agent.policy.inputs import HoldingView, HostView, IntentView, Override, PinView
 from agent.policy.view import FleetView
 from crdt import records
+from tva import limits
 from tva.errors import InvalidInput
+
+log = logging.getLogger("tva.views")
 
 SOURCE_MAP = {"local": "public", "public": "public", "private-tracker": "private_tracker", "friend": "private"}
 UNKNOWN = "unknown"
@@ -49,6 +53,7 @@ class Snapshot:
     holdings: dict[str, dict[str, records.Holding]]
     liveness: dict[str, str]  # as shown to people: includes "unknown"
     invalid_pins: tuple[tuple[str, str], ...]
+    invalid_overrides: tuple[tuple[str, str], ...] = ()
 
 
 def underlay_ips(card: records.HostCard) -> tuple[str, ...]:
@@ -111,25 +116,77 @@ def build_snapshot(state, live: LiveInfo, self_presence: Presence) -> Snapshot:
         if peer not in shown:
             continue
         for h in items.values():
-            holding_views.append(HoldingView(
-                peer_id=peer, content_id=h.content_id, infohash=h.infohash, size_bytes=h.size_bytes,
-                complete=h.state == "complete", policy=h.policy, source=SOURCE_MAP.get(h.source, "private"),
-            ))
+            try:
+                holding_views.append(HoldingView(
+                    peer_id=peer, content_id=h.content_id, infohash=h.infohash, size_bytes=h.size_bytes,
+                    complete=h.state == "complete", policy=h.policy, source=SOURCE_MAP.get(h.source, "private"),
+                    custody=h.custody,
+                ))
+            except InvalidInput:
+                continue  # a record the policy core cannot use: skipped like a malformed one
     intents: list[IntentView] = []
     for baton, items in records.intents(state.feeds).items():
         if baton in revoked:
             continue
         for intent in items.values():
-            intents.append(IntentView(intent.content_id, baton, intent.target_peer_id, intent.lease_until_ms))
-    override_views = []
+            try:
+                intents.append(IntentView(intent.content_id, baton, intent.target_peer_id, intent.lease_until_ms))
+            except InvalidInput:
+                continue
+    override_views, bad_overrides = [], []
     for peer, o in overrides.items():
-        try:
-            override_views.append(Override(peer_id=peer, host_class=o.host_class, services=o.services,
-                                           duty_prefs=tuple(o.duty_prefs or ())))
-        except (InvalidInput, TypeError):
-            continue
-    pins = [PinView(p.content, p.min_copies, p.max_copies) for p in doc.pins().values()]
+        why = limits.override_problem(o.host_class, o.services, o.duty_prefs)
+        if why is None:
+            try:
+                override_views.append(Override(peer_id=peer, host_class=o.host_class, services=o.services,
+                                               duty_prefs=tuple(o.duty_prefs or ())))
+                continue
+            except (InvalidInput, TypeError) as exc:
+                why = getattr(exc, "message", str(exc))
+        bad_overrides.append((peer, why))
+    pins, bad_pins = _pins(doc)
     # strict=False: one impossible pin (more copies than usable hosts) is reported, not fatal.
     view = FleetView.build(hosts, holding_views, pins, intents, override_views, revoked, strict=False)
-    rejected = getattr(view, "rejected_pins", ())
-    return Snapshot(view, cards, all_holdings, shown, tuple((p.content, why) for p, why in rejected))
+    bad_pins += [(p.content, why) for p, why in getattr(view, "rejected_pins", ())]
+    snap = Snapshot(view, cards, all_holdings, shown, tuple(sorted(bad_pins)), tuple(sorted(bad_overrides)))
+    _log_once(self_id, snap)
+    return snap
+
+
+def _pins(doc) -> tuple[list[PinView], list[tuple[str, str]]]:
+    """The document's pins as policy inputs; a stored pin outside tva.limits is skipped and
+    reported, never raised (a bad decision must not take custody, hosts or peers-for down)."""
+    bad = list(getattr(doc, "invalid_pins", dict)().items())
+    pins: dict[str, tuple[PinView, str]] = {}
+    for key, p in sorted(doc.pins().items()):
+        try:
+            view = PinView(p.content, p.min_copies, p.max_copies)
+        except (InvalidInput, TypeError) as exc:
+            bad.append((key, getattr(exc, "message", str(exc))))
+            continue
+        if view.content in pins:
+            # One infohash pinned under two spellings (upper and lower case): keep the pin that
+            # asks more (never fewer copies, never a trim the other would not make).
+            (keep, kept_key), (_drop, dropped_key) = sorted(
+                [pins[view.content], (view, key)], key=lambda v: (-v[0].min_copies, -(v[0].max_copies or 1 << 30)))
+            pins[view.content] = (keep, kept_key)
+            bad.append((dropped_key, f"pins the same item as {kept_key!r:.60}, which is kept"))
+            continue
+        pins[view.content] = (view, key)
+    return [v for v, _ in pins.values()], bad
+
+
+# (node, kind, key, why) already logged: a bad stored value is reported once per process, not
+# on every snapshot. Bounded: a flood of bad values stops adding log lines, never memory.
+_LOGGED: set[tuple[str, str, str, str]] = set()
+_LOGGED_MAX = 10_000
+
+
+def _log_once(self_id: str, snap: Snapshot) -> None:
+    for kind, items in (("pin", snap.invalid_pins), ("override", snap.invalid_overrides)):
+        for key, why in items:
+            mark = (self_id, kind, key, why)
+            if mark in _LOGGED or len(_LOGGED) >= _LOGGED_MAX:
+                continue
+            _LOGGED.add(mark)
+            log.warning("skipping the %s %r from the fleet document: %s", kind, key[:80], why)

@@ -25,10 +25,12 @@ def human(args: argparse.Namespace, result: Any) -> None:
     elif cmd == "custody":
         rows = [{**c, "copies_of": f"{c['copies']}/{c['min']}" + (f"..{c['max']}" if c.get("max") else ""),
                  "repairing": ", ".join(short_id(x.get("target")) + _progress(x)
-                                        for x in c.get("transfers") or c.get("repairs") or [])}
+                                        for x in c.get("transfers") or c.get("repairs") or []),
+                 "trimming": ", ".join(x.get("host") or short_id(x.get("target")) for x in c.get("trimming") or [])}
                 for c in result]
         table(rows, [("content", "content"), ("status", "status"), ("copies_of", "copies/min"),
-                     ("baton_name", "baton"), ("repairing", "repairing")], empty="(no pins)")
+                     ("baton_name", "baton"), ("repairing", "repairing"), ("trimming", "trimming")],
+              empty="(no pins)")
     elif cmd == "duties":
         rows = [{**d, "standbys": [short_id(s) for s in d.get("standbys", [])]} for d in result]
         table(rows, [("duty", "duty"), ("primary_name", "primary"), ("standbys", "standbys")])
@@ -83,4 +85,7 @@ def _status(s: dict) -> None:
         pairs.append(("tva0", wg.get("mode", "?") + (f" — {wg['reason']}" if wg.get("reason") else "")))
     if s.get("torrent"):
         pairs.append(("torrents", s["torrent"]))
+    bad = (s.get("invalid_pins") or []) + (s.get("invalid_overrides") or [])
+    if bad:
+        pairs.append(("skipped decisions", f"{len(bad)} outside the limits (status --json lists them)"))
     key_values(pairs)

@@ -108,10 +108,10 @@ def parse_body_of(k: str, b: Any) -> Any:
             return None
         if k == "unpin":
             return content
+        # Any integers: whether they are usable is tva.limits' call at read time, so a pin outside
+        # the limits (an older or newer build) holds its place in the register and is *reported*.
         lo, hi = b.get("min"), b.get("max")
-        good = (type(lo) is int and 1 <= lo <= sch.COPIES_MAX
-                and (hi is None or (type(hi) is int and lo <= hi <= sch.COPIES_MAX)))
-        return (content, lo, hi) if good else None
+        return (content, lo, hi) if type(lo) is int and (hi is None or type(hi) is int) else None
     if k == "override":
         peer, cls, svc, duty = _peer(b), b.get("class"), b.get("services"), b.get("duty")
         services = sch.services_parse(svc) if isinstance(svc, str) else None

@@ -325,6 +325,8 @@ class OwnFeed:
         self._contrib: dict[str, int] = {}  # pending key -> bytes it adds to the feed's accounted size
         self._new: set[str] = set()  # pending keys the feed does not hold yet
         self._pending_bytes = 0
+        self._revived = (0, 0)  # pending keys that are held tombstones: (count, accounted bytes)
+        self._tomb_cache = (-1, 0, 0)
         feedset._local.add(key.public)
 
     @property
@@ -382,6 +384,13 @@ class OwnFeed:
         is_new = held is None and key not in self._new
         count = (f.entry_count if f is not None else 0) + len(self._new) + (1 if is_new else 0)
         size = (f.size_bytes if f is not None else 0) + self._pending_bytes - self._contrib.get(key, 0) + contrib
+        revives = held is not None and held[1] is None and key not in self._contrib
+        if (count > FEED_ENTRIES_MAX or size > FEED_BYTES_MAX) and f is not None:
+            # Tombstones the commit may collect (see commit) do not count against the room,
+            # except those this batch writes again.
+            t_count, t_bytes = self._tombstone_room(f)
+            count -= t_count - self._revived[0] - revives
+            size -= t_bytes - self._revived[1] - (entry_bytes(key, None) if revives else 0)
         if count > FEED_ENTRIES_MAX:
             raise InvalidInput(f"feed is full ({FEED_ENTRIES_MAX} entries)", hint="delete entries first")
         if size > FEED_BYTES_MAX:
@@ -390,6 +399,15 @@ class OwnFeed:
         self._contrib[key] = contrib
         if is_new:
             self._new.add(key)
+        if revives:
+            self._revived = (self._revived[0] + 1, self._revived[1] + entry_bytes(key, None))
+
+    def _tombstone_room(self, f: Feed) -> tuple[int, int]:
+        """(count, accounted bytes) of the held tombstones, computed once per feed version."""
+        if self._tomb_cache[0] != f.version:
+            keys = f._tombstones
+            self._tomb_cache = (f.version, len(keys), sum(entry_bytes(k, None) for k in keys))
+        return self._tomb_cache[1], self._tomb_cache[2]
 
     def commit(self, now_ms: int) -> bytes | None:
         """Sign pending changes under one new head; returns the delta to push (None: nothing changed)."""
@@ -406,10 +424,16 @@ class OwnFeed:
         prev = f.version
         version = hlc_next(prev, now_ms)
         stamped = {k: (version, v) for k, v in changes.items()}
-        overlay = f._overlay(stamped, f.gc_version)
+        gc = f.gc_version
+        overlay = f._overlay(stamped, gc)
+        if (overlay.count > FEED_ENTRIES_MAX or overlay.size_bytes > FEED_BYTES_MAX) and prev > gc:
+            # Churn filled the feed with tombstones: collect every one older than this commit in
+            # the same signed head (replicas behind the new horizon get a full snapshot).
+            gc = prev
+            overlay = f._overlay(stamped, gc)
         if overlay.count > FEED_ENTRIES_MAX or overlay.size_bytes > FEED_BYTES_MAX:
             raise InvalidInput("commit would exceed the feed limits", hint="delete entries first")
-        head = SignedHead.sign(self._key, version, f.gc_version, overlay.count, digest_of(overlay.acc))
+        head = SignedHead.sign(self._key, version, gc, overlay.count, digest_of(overlay.acc))
         f._install(overlay, head)
         self._clear_pending()
         self._fs._feeds[self.owner] = f
@@ -421,6 +445,26 @@ class OwnFeed:
         self._contrib.clear()
         self._new.clear()
         self._pending_bytes = 0
+        self._revived = (0, 0)
+
+    def rebase(self, now_ms: int) -> bytes | None:
+        """Sign a new head whose GC horizon is its own version, and return the full snapshot.
+
+        After a restart the last pushed commit may not have been saved: peers may hold a head of
+        ours we no longer have, and every later incremental delta would fail their digest check
+        (a split feed, for good). A horizon at the new version makes every replica holding any
+        older head — the lost one included — take a full snapshot instead. None: no feed yet.
+        """
+        f = self.feed
+        if f is None:
+            return None
+        if self._pending:
+            raise InvalidInput("commit pending changes before rebasing", hint="call commit() first")
+        version = hlc_next(f.version, now_ms)
+        overlay = f._overlay({}, version)
+        head = SignedHead.sign(self._key, version, version, overlay.count, digest_of(overlay.acc))
+        f._install(overlay, head)
+        return encode_delta(f.delta_since(-1))
 
     def collect_tombstones(self, horizon_version: int) -> bytes | None:
         """Drop own tombstones at or below ``horizon_version`` (the minimum of every member's

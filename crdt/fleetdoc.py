@@ -27,6 +27,7 @@ from crdt.decision_ops import PARENTS_MAX, Op, decode_op, make_op
 from crdt.decision_sync import Syncer
 from crdt.fleetdoc_schema import Admission, FriendLink, Override, PeerId, Pin, Revocation
 from crdt.identity import NodeKey
+from tva import limits
 from tva.errors import DecodeError, Forbidden, InvalidInput, NotInitialised, RemoteDataError, TooLarge
 
 __all__ = ["Admission", "FleetDoc", "FriendLink", "Override", "Pin", "PskRotation", "Revocation"]
@@ -230,6 +231,8 @@ class FleetDoc:
         sch.check_int(min_copies, "min_copies", 1, sch.COPIES_MAX)
         if max_copies is not None:
             sch.check_int(max_copies, "max_copies", min_copies, sch.COPIES_MAX)
+        if (why := limits.pin_problem(content, min_copies, max_copies)) is not None:
+            raise InvalidInput(f"pin {content!r:.60}: {why}", hint="content ids are [A-Za-z0-9._:-] or an infohash")
         held = self.pins().get(content)
         if held is not None and (held.min_copies, held.max_copies) == (min_copies, max_copies):
             return  # unchanged: no new op (history only grows with real decisions)
@@ -253,6 +256,10 @@ class FleetDoc:
         if host_class is None and services is None and duty_prefs is None:
             raise InvalidInput("set_override needs at least one field",
                                hint="pass host_class=, services= or duty_prefs=")
+        why = limits.override_problem(host_class, None if services is None else tuple(services),
+                                      None if duty_prefs is None else tuple(duty_prefs.items()))
+        if why is not None:
+            raise InvalidInput(f"override of {peer[:16]}…: {why}", hint="see tva.limits for the vocabulary")
         if host_class is not None:
             fields["class"] = sch.check_token(host_class, "host_class")
         if services is not None:
@@ -350,9 +357,18 @@ class FleetDoc:
         return {k: n for k, n in self._log.state.winners(kind).items() if n.op.kind == kind}
 
     def pins(self) -> dict[str, Pin]:
+        """Pins within tva.limits; a decision outside them (an older or newer build, a misbehaving
+        member) still holds its place in the register but is listed by ``invalid_pins`` instead."""
         return self._cached("pins", lambda: {
             c: Pin(c, n.parsed[1], n.parsed[2], rules.peer_of(n.op.author), n.op.at_ms)
-            for c, n in sorted(self._winners("pin").items())})
+            for c, n in sorted(self._winners("pin").items())
+            if limits.pin_problem(c, n.parsed[1], n.parsed[2]) is None})
+
+    def invalid_pins(self) -> dict[str, str]:
+        """Stored pins a reader must skip: content → why (never raised)."""
+        return self._cached("invalid_pins", lambda: {
+            c: why for c, n in sorted(self._winners("pin").items())
+            if (why := limits.pin_problem(c, n.parsed[1], n.parsed[2])) is not None})
 
     def overrides(self) -> dict[PeerId, Override]:
         return self._cached("overrides", lambda: {

@@ -21,6 +21,7 @@ Scalar = str | int | bool | None
 
 SYNC_MESSAGE_BYTES_MAX = 4 * 1024 * 1024
 DOC_BYTES_MAX = 256 * 1024 * 1024
+# What a decision op may carry (the wire's domain); tva.limits decides what readers use.
 COPIES_MAX = 1000
 TEXT_CHARS_MAX = 256
 LINK_FIELDS_MAX = 32

@@ -23,10 +23,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from crdt.codec import expect_int, expect_list, expect_str, pack, unpack_bounded
+from crdt.codec import expect_bool, expect_int, expect_list, expect_str, pack, unpack_bounded
 from crdt.feed import VALUE_BYTES_MAX, Feed
 from crdt.feedset import FeedSet
 from crdt.identity import PUBLIC_KEY_BYTES, peer_id_from_public, public_from_peer_id
+from tva import limits
 from tva.errors import DecodeError, InvalidInput, RemoteDataError, UnsupportedVersion
 
 RECORD_FORMAT = 1
@@ -35,16 +36,16 @@ HOLDING_PREFIX = "h/"
 INTENT_PREFIX = "intent/"
 CLAIM_IPV4_KEY = "claim/ipv4"
 
-CONTENT_ID_CHARS_MAX = 128
+CONTENT_ID_CHARS_MAX = limits.CONTENT_ID_CHARS_MAX
 NAME_CHARS_MAX = 64
 TOKEN_CHARS_MAX = 32
 SERVICES_MAX = 32
 LISTEN_ADDRS_MAX = 16
 LISTEN_ADDR_CHARS_MAX = 256
-SIZE_BYTES_MAX = 1 << 62
+SIZE_BYTES_MAX = limits.HOLDING_SIZE_BYTES_MAX
 LEASE_MS_MAX = (1 << 63) - 1
 
-_CONTENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_CONTENT_ID_RE = limits.CONTENT_ID_RE
 _TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _INFOHASH_RE = re.compile(r"[0-9a-f]{40}")
 _PRINTABLE_RE = re.compile(r"[\x20-\x7e]+")
@@ -134,6 +135,8 @@ class Holding:
     policy: str = "search_only"
     source: str = "local"
     bytes_done: int = 0
+    # Made by custody (a repair copy), not added by a user: only such copies may be trimmed.
+    custody: bool = False
 
     def __post_init__(self) -> None:
         check_content_id(self.content_id)
@@ -145,6 +148,7 @@ class Holding:
         _require(self.state in STATES, f"state must be one of {STATES}")
         _require(self.policy in POLICIES, f"policy must be one of {POLICIES}")
         _require(self.source in SOURCES, f"source must be one of {SOURCES}")
+        _require(type(self.custody) is bool, "custody must be a bool")
         # Private-tracker content never goes public, whatever a host (or a forged record) says.
         _require(not (self.source == "private-tracker" and self.policy == "public"),
                  "private-tracker content cannot have the public policy")
@@ -204,8 +208,11 @@ def encode_card(card: HostCard) -> bytes:
 
 
 def encode_holding(h: Holding) -> bytes:
-    return pack([RECORD_FORMAT, bytes.fromhex(h.infohash), h.size_bytes, STATES.index(h.state),
-                 POLICIES.index(h.policy), SOURCES.index(h.source), h.bytes_done])
+    fields = [RECORD_FORMAT, bytes.fromhex(h.infohash), h.size_bytes, STATES.index(h.state),
+              POLICIES.index(h.policy), SOURCES.index(h.source), h.bytes_done]
+    # The custody mark is a trailing field written only when set: a user's holding keeps the
+    # seven-field form byte for byte.
+    return pack([*fields, True] if h.custody else fields)
 
 
 def encode_intent(i: RepairIntent) -> bytes:
@@ -218,7 +225,7 @@ def encode_claim(c: AddressClaim) -> bytes:
 
 # --- decoding ------------------------------------------------------------------------------------
 
-def _fields(data: bytes, what: str, count: int) -> list:
+def _fields(data: bytes, what: str, count: int | tuple[int, ...]) -> list:
     obj = unpack_bounded(data, what=what, bytes_max=VALUE_BYTES_MAX, str_bytes_max=VALUE_BYTES_MAX,
                          bin_bytes_max=VALUE_BYTES_MAX, array_len_max=64)
     f = expect_list(obj, what)
@@ -226,7 +233,10 @@ def _fields(data: bytes, what: str, count: int) -> list:
         raise DecodeError(f"{what}: missing record format")
     if f[0] != RECORD_FORMAT:
         raise UnsupportedVersion(f"{what}: record format {f[0]} (this build speaks {RECORD_FORMAT})")
-    return expect_list(f, what, count)
+    counts = count if isinstance(count, tuple) else (count,)
+    if len(f) not in counts:
+        raise DecodeError(f"{what}: expected {' or '.join(map(str, counts))} fields, got {len(f)}")
+    return f
 
 
 def _build(cls: type, what: str, *args: Any) -> Any:
@@ -267,12 +277,15 @@ def _enum(obj: Any, names: tuple[str, ...], what: str) -> str:
 
 def decode_holding(content_id: str, data: bytes) -> Holding:
     """The holding stored under ``h/<content_id>`` (the id comes from the key)."""
-    f = _fields(data, "holding", 7)
+    f = _fields(data, "holding", (7, 8))
     ih = _bin(f[1], "holding infohash", (20,))
+    custody = len(f) == 8 and expect_bool(f[7], "holding custody mark")
+    if len(f) == 8 and not custody:
+        raise DecodeError("holding: a custody mark is written only when set")  # one encoding per value
     return _build(
         Holding, "holding", content_id, ih.hex(), expect_int(f[2], "size_bytes", 0, SIZE_BYTES_MAX),
         _enum(f[3], STATES, "holding state"), _enum(f[4], POLICIES, "holding policy"),
-        _enum(f[5], SOURCES, "holding source"), expect_int(f[6], "bytes_done", 0, SIZE_BYTES_MAX),
+        _enum(f[5], SOURCES, "holding source"), expect_int(f[6], "bytes_done", 0, SIZE_BYTES_MAX), custody,
     )
 
 

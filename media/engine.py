@@ -62,7 +62,14 @@ class TorrentEngine(Protocol):
         """Validate and add .torrent bytes (download into ``save_dir``, default the media root)."""
         ...
 
-    async def add_magnet(self, magnet: str, save_dir: str | None = None) -> str: ...
+    async def add_magnet(self, magnet: str, save_dir: str | None = None, *, hold: bool = False) -> str:
+        """Add by magnet. ``hold``: fetch only the metadata (the .torrent), no data until
+        ``release`` — so a caller can check the real size before a byte lands on its disk."""
+        ...
+
+    async def release(self, infohash: str) -> None:
+        """Let a torrent added with ``hold`` fetch its data."""
+        ...
 
     async def seed_path(self, path: str) -> tuple[str, bytes]:
         """Make a v1 torrent of a file/dir under the media root and seed it: (infohash, bytes)."""

@@ -271,7 +271,8 @@ class RealNode:
             self._start(now_ms, out)
         if isinstance(op, AddHolding):
             source = "private-tracker" if op.policy == "f2f_only" else "public"
-            h = records.Holding(op.item, infohash_of(op.item), op.size_bytes, "complete", op.policy, source)
+            h = records.Holding(op.item, infohash_of(op.item), op.size_bytes, "complete", op.policy, source,
+                                custody=op.custody)
             self.own.put(records.holding_key(op.item), records.encode_holding(h))
             self._fetching.pop(op.item, None)
             self._commit(now_ms, out)

@@ -142,12 +142,12 @@ class Interner:
         return h
 
     def holding(self, peer: str, h: records.Holding) -> HoldingView:
-        key = (peer, h.content_id, h.infohash, h.size_bytes, h.state, h.policy, h.source)
+        key = (peer, h.content_id, h.infohash, h.size_bytes, h.state, h.policy, h.source, h.custody)
         v = self.holdings.get(key)
         if v is None:
             v = self.holdings[key] = HoldingView(peer, h.content_id, h.infohash, h.size_bytes,
                                                  h.state == "complete", h.policy,
-                                                 SOURCE_MAP.get(h.source, "private"))
+                                                 SOURCE_MAP.get(h.source, "private"), h.custody)
         return v
 
     def intent(self, baton: str, i: records.RepairIntent) -> IntentView:

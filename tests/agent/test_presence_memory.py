@@ -55,7 +55,8 @@ def wall_ms() -> int:
 
 def _cfg(state_dir: Path, name: str) -> Config:
     return Config(state_dir=state_dir, host_name=name, host_class="server", api="127.0.0.1:0",
-                  wg_backend="off", torrent_engine="off", overlay_api=False)
+                  wg_backend="off", torrent_engine="off", overlay_api=False,
+                  join_listen=("/ip4/127.0.0.1/tcp/0",))
 
 
 def make_fleet(root: Path, names: tuple[str, ...] = ("a", "b", "c")) -> list[Path]:

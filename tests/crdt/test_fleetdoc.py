@@ -131,6 +131,13 @@ def test_updates_and_deletes_and_unchanged_writes_make_no_op():
     lambda d: d.set_override(PEERS[1], host_class="Bad Class", now_ms=1),
     lambda d: d.set_override(PEERS[1], services="seed", now_ms=1),
     lambda d: d.set_override(PEERS[1], duty_prefs={"custodian": "sometimes"}, now_ms=1),
+    # Outside the shared limits (tva.limits): more copies than any plan, an unknown class.
+    lambda d: d.pin("c", 1, 65, 1),
+    lambda d: d.pin("c", 65, None, 1),
+    lambda d: d.pin("two words", 1, None, 1),
+    lambda d: d.set_override(PEERS[1], host_class="mainframe", now_ms=1),
+    lambda d: d.set_override(PEERS[1], services={"fetch"}, now_ms=1),
+    lambda d: d.set_override(PEERS[1], duty_prefs={"juggling": "prefer"}, now_ms=1),
     lambda d: d.admit(PEERS[4], "x", "king", None, 1),
     lambda d: d.admit(PEERS[4], "x", "member", "bad nonce!", 1),
     lambda d: d.add_friend(d.fleet_id, "self", {}, 1),
@@ -399,3 +406,11 @@ def test_a_clone_is_what_load_of_save_gives_and_changes_independently():
     assert set(loaded.pins()) == {"c"}
     sync(owner, twin)
     assert view(owner) == view(twin)
+
+
+def test_a_pin_outside_the_limits_from_another_writer_is_listed_not_used_and_a_later_pin_replaces_it():
+    owner, *_ = fleet()
+    owner._log.insert(rogue_op(owner, KEYS[0], "pin", {"content": "c", "min": 1, "max": 65}))
+    assert owner.pins() == {} and "65" in owner.invalid_pins()["c"]
+    owner.pin("c", 1, 3, 9_500)  # a later decision, within the limits, supersedes it
+    assert owner.pins()["c"].max_copies == 3 and owner.invalid_pins() == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,6 +15,7 @@ from crdt.records import (
     CARD_KEY,
     CLAIM_IPV4_KEY,
     POLICIES,
+    SIZE_BYTES_MAX,
     SOURCES,
     STATES,
     AddressClaim,
@@ -45,11 +47,11 @@ printable = st.from_regex(r"[\x20-\x7e]{1,64}", fullmatch=True)
 
 @st.composite
 def holdings_st(draw):
-    size = draw(st.integers(0, 1 << 62))
+    size = draw(st.integers(0, SIZE_BYTES_MAX))
     source = draw(st.sampled_from(SOURCES))
     policy = draw(st.sampled_from([p for p in POLICIES if not (source == "private-tracker" and p == "public")]))
     return Holding(draw(content_ids), draw(st.from_regex(r"[0-9a-f]{40}", fullmatch=True)), size,
-                   draw(st.sampled_from(STATES)), policy, source, draw(st.integers(0, size)))
+                   draw(st.sampled_from(STATES)), policy, source, draw(st.integers(0, size)), draw(st.booleans()))
 
 
 @st.composite
@@ -204,3 +206,15 @@ def test_several_intents_per_content_are_keyed_by_target():
     assert not any(i.content_id == "tmdb:3" for i in got.values())
     with pytest.raises(InvalidInput):
         intent_key("tmdb:2", "not-a-peer")
+
+
+def test_the_custody_mark_is_a_trailing_field_written_only_when_set():
+    user = Holding("film", "ab" * 20, 10, "complete", "public", "local", 10)
+    made = Holding("film", "ab" * 20, 10, "complete", "public", "local", 10, custody=True)
+    # A user's holding keeps the seven-field form (older readers still read it); the mark adds one.
+    assert len(msgpack.unpackb(encode_holding(user))) == 7 and len(msgpack.unpackb(encode_holding(made))) == 8
+    assert decode_holding("film", encode_holding(made)).custody is True
+    fields = msgpack.unpackb(encode_holding(user))
+    for bad in ([*fields, False], [*fields, 1], [*fields, True, True]):  # one encoding per value
+        with pytest.raises(DecodeError):
+            decode_holding("film", msgpack.packb(bad))
