@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesh.core import FrameReceived, MembersChanged, MeshConfig, MeshNode, Send, decode_frame, encode_frame
+from mesh.core import FrameReceived, MembersChanged, MeshConfig, Send, decode_frame, encode_frame
 from mesh.core.antientropy import (
     BUCKET_BITS_MAX,
     bucket_bits_for,
@@ -18,7 +18,7 @@ from mesh.core.antientropy import (
     scoped_vector,
 )
 from mesh.core.frames import Deltas, Digest, DocMessage, Summary, Sync
-from tests.mesh.harness import Harness, MemDoc, MemFeeds, Net
+from tests.mesh.harness import Harness, MemDoc, MemFeeds, Net, make_node
 
 OWNERS = 300
 
@@ -31,7 +31,7 @@ def _pair(owners: int = OWNERS, seed: int = 3):
         feeds, doc = MemFeeds(name.encode()), MemDoc()
         for i, k in enumerate(keys):
             feeds.heads[k] = (1 + i % 5, b"payload-%d" % i)
-        node = MeshNode(name, MeshConfig(), feeds, doc, random.Random(1))
+        node = make_node(name, MeshConfig(), feeds, doc, random.Random(1))
         node.handle(MembersChanged(frozenset({"a", "b"})), 0)
         nodes[name] = (node, feeds, doc)
     return nodes, keys
@@ -110,9 +110,9 @@ def test_equal_bucket_hashes_with_different_digests_fall_back_to_the_full_vector
 def test_a_matching_digest_or_summary_digest_is_answered_with_nothing():
     nodes, _ = _pair(owners=40)
     a = nodes["a"][0]
-    same = a.sync.digest()
-    assert not [e for e in a.handle(FrameReceived("b", encode_frame(Digest(same))), 5) if isinstance(e, Send)]
-    caught_up = Summary(same, 0, (b"\0" * 8,), ())
+    same = a.sync.digest_frame()
+    assert not [e for e in a.handle(FrameReceived("b", encode_frame(same)), 5) if isinstance(e, Send)]
+    caught_up = Summary(same.digest, 0, (b"\0" * 8,), (), same.soft, 0, ())
     assert not [e for e in a.handle(FrameReceived("b", encode_frame(caught_up)), 6) if isinstance(e, Send)]
 
 
