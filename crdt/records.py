@@ -223,7 +223,11 @@ def _fields(data: bytes, what: str, count: int) -> list:
         raise DecodeError(f"{what}: missing record format")
     if f[0] != RECORD_FORMAT:
         raise UnsupportedVersion(f"{what}: record format {f[0]} (this build speaks {RECORD_FORMAT})")
-    return expect_list(f, what, count)
+    # RECORD_FORMAT is the major version; a newer minor build only appends fields, which an older
+    # one ignores (rolling upgrades: a mixed fleet reads each other's feeds)
+    if len(f) < count:
+        raise DecodeError(f"{what}: expected at least {count} fields, got {len(f)}")
+    return f[:count]
 
 
 def _build(cls: type, what: str, *args: Any) -> Any:

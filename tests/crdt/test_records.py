@@ -130,7 +130,7 @@ def test_remote_values_are_checked_with_the_same_rules():
     for raw in cases:
         with pytest.raises(DecodeError):
             decode_holding("c1", raw)
-    with pytest.raises(UnsupportedVersion):
+    with pytest.raises(UnsupportedVersion):  # a new major: refused, never half-read
         decode_holding("c1", pack([2, ih, 10, 0, 0, 0, 0]))
     with pytest.raises(DecodeError):
         decode_holding("bad id", pack([1, ih, 10, 0, 0, 0, 0]))
@@ -204,3 +204,14 @@ def test_several_intents_per_content_are_keyed_by_target():
     assert not any(i.content_id == "tmdb:3" for i in got.values())
     with pytest.raises(InvalidInput):
         intent_key("tmdb:2", "not-a-peer")
+
+
+def test_a_newer_minor_versions_records_are_read_and_their_new_fields_ignored():
+    # a build one minor version ahead appends fields (same major): this build reads the rest
+    ih = b"\xab" * 20
+    plain = decode_holding("c1", pack([1, ih, 10, 0, 0, 0, 10]))
+    assert decode_holding("c1", pack([1, ih, 10, 0, 0, 0, 10, "codec", [1, 2]])) == plain
+    card = decode_card(pack([1, "nas", "server", [], b"", "", "", [], 0, 0, ["gpu"]]))
+    assert card.name == "nas" and card.host_class == "server"
+    assert decode_intent("c1", pack([1, b"\x01" * 32, 5, "reason"])).lease_until_ms == 5
+    assert decode_claim(pack([1, "10.44.0.7", 1])).ipv4 == "10.44.0.7"
