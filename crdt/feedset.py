@@ -164,6 +164,12 @@ class FeedSet:
         delta = decode_delta(data)
         return self._apply(delta)
 
+    @staticmethod
+    def delta_head(data: bytes) -> tuple[bytes, int]:
+        """(owner, version) an encoded delta claims, unverified; RemoteDataError if malformed."""
+        delta = decode_delta(data)
+        return delta.owner, delta.head.version
+
     def _apply(self, delta: Delta) -> AppliedDelta:
         self._check_admitted(delta.owner)
         feed = self._feeds.get(delta.owner)

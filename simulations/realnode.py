@@ -91,6 +91,9 @@ class TrackedFeeds:
     def deltas_since(self, vv: dict[bytes, int], bytes_max: int) -> list[bytes]:
         return self.inner.deltas_since(vv, bytes_max)
 
+    def delta_head(self, data: bytes) -> tuple[bytes, int]:
+        return self.inner.delta_head(data)
+
     def apply_delta(self, data: bytes) -> AppliedDelta:
         result = self.inner.apply_delta(data)
         self.applied.append((result.owner, result.version))

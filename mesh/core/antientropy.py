@@ -47,6 +47,7 @@ from .outbox import FRAME_OVERHEAD_BYTES, Outbox
 from .types import DocSync, FeedStore
 
 OWNERS_PER_BUCKET = 8  # the target: a differing bucket costs ~8 vector entries
+REFUSED_OWNERS_MAX = 256
 
 
 def bucket_bits_for(owner_count: int) -> int:
@@ -178,16 +179,39 @@ class Reconciler:
         self._digest: bytes | None = None
         self._vv: dict[bytes, int] | None = None
         self._buckets: dict[int, tuple[bytes, ...]] = {}
+        # Negative cache: owners whose feeds we refuse (not admitted here, e.g. while the member
+        # lists of two nodes differ) -> (version refused, until when). Our vector claims that
+        # version, so peers stop re-sending a feed we would refuse again every round.
+        self.refused: dict[bytes, tuple[int, int]] = {}
 
     def invalidate(self) -> None:
         self._digest = self._vv = None
         self._buckets.clear()
 
     def vector(self) -> dict[bytes, int]:
-        """The feeds' version vector, read once per state change (building it is O(owners))."""
+        """The feeds' version vector (plus the refused versions), read once per state change."""
         if self._vv is None:
-            self._vv = self.feeds.version_vector()
+            vv = self.feeds.version_vector()
+            for owner, (version, _) in self.refused.items():
+                if version > vv.get(owner, 0):
+                    vv[owner] = version
+            self._vv = vv
         return self._vv
+
+    def refuse(self, owner: bytes, version: int, until_ms: int) -> None:
+        if len(self.refused) >= REFUSED_OWNERS_MAX and owner not in self.refused:
+            del self.refused[next(iter(self.refused))]  # oldest first: a peer cannot grow it
+        old = self.refused.get(owner, (0, 0))[0]
+        self.refused[owner] = (max(old, version), until_ms)
+        self.invalidate()
+
+    def forget_refusals(self, now_ms: int | None = None) -> None:
+        """Drop expired refusals (all of them when ``now_ms`` is None: the member list changed)."""
+        gone = [o for o, (_, until) in self.refused.items() if now_ms is None or until <= now_ms]
+        for owner in gone:
+            del self.refused[owner]
+        if gone:
+            self.invalidate()
 
     def digest(self) -> bytes:
         if self._digest is None:

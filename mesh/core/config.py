@@ -69,6 +69,9 @@ class MeshConfig:
     signature_checks_per_frame_max: int = 128
     # forged records are counted always, but logged at most once per this period per sender
     forgery_log_interval_ms: int = 60_000
+    # a feed refused because its owner is not admitted here is not asked for again this long
+    # (or until the member list changes), so peers stop re-sending it every round
+    refused_feed_ttl_ms: int = 600_000
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -37,7 +37,7 @@ import hashlib
 import math
 from dataclasses import replace
 
-from tva.errors import GapError, InvalidInput, RemoteDataError, StaleData
+from tva.errors import GapError, InvalidInput, RemoteDataError, RevokedPeer, StaleData
 
 from .antientropy import Reconciler, SoftVector
 from .config import MeshConfig
@@ -201,6 +201,7 @@ class MeshNode:
                 self.book.drop(peer)
             for peer in [p for p in self._forgeries if p not in self.swim.members]:
                 del self._forgeries[peer]
+            self.sync.forget_refusals()  # an owner refused so far may be admitted now
             self.sync.invalidate()  # membership changes usually come with feeds dropped or admitted
         elif isinstance(event, SetSoftState):
             self._set_soft_state(event, now)
@@ -238,6 +239,7 @@ class MeshNode:
         self.swim.tick(now)
         if self._next_sync_ms is not None and now >= self._next_sync_ms:
             self._next_sync_ms = now + cfg.sync_interval_ms
+            self.sync.forget_refusals(now)
             digest = self.sync.digest_frame()
             for peer in self.swim.alive.sample(self.rng, cfg.digest_peers_max):
                 self.out.send(peer, digest)
@@ -382,11 +384,25 @@ class MeshNode:
         except RemoteDataError as e:
             self.out.count(f"deltas_refused_{error_name(e)}", notable=True)
             self.out.log("warning", f"refused a delta from {peer[:16]}: {e}")
+            if isinstance(e, RevokedPeer):
+                self._refuse_owner(data, now)
             return
         self.out.count("deltas_applied")
         self._feeds_changed = True
         if rebroadcast:
             self.dqueue.put(hashlib.blake2b(data, digest_size=16).digest(), DeltaItem(data))
+
+    def _refuse_owner(self, data: bytes, now: int) -> None:
+        """We refuse this delta's owner as such (not admitted here): remember it for a while, so
+        peers holding that feed stop re-sending it every sync round (``Reconciler.refused``)."""
+        head = getattr(self.feeds, "delta_head", None)
+        if head is None:
+            return
+        try:
+            owner, version = head(data)
+        except RemoteDataError:
+            return
+        self.sync.refuse(owner, version, now + self.cfg.refused_feed_ttl_ms)
 
     def _heads_differ(self, peer: str) -> None:
         msg = self._doc_message_for(peer)

@@ -44,6 +44,10 @@ class FeedStore(Protocol):
     # raises tva.errors.RemoteDataError subclasses (StaleData, GapError, ...), changing nothing
     def apply_delta(self, data: bytes) -> object: ...
 
+    # optional: (owner, head version) of an encoded delta, for the refused-feed cache; raises
+    # RemoteDataError. A store without it simply gets no negative cache.
+    # def delta_head(self, data: bytes) -> tuple[bytes, int]: ...
+
 
 class DocSync(Protocol):
     """The fleet document's sync protocol (implemented by ``crdt.fleetdoc.FleetDoc``)."""
