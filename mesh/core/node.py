@@ -535,8 +535,8 @@ class MeshNode:
     def _take_presence(self, p: PresenceRecord, now: int, *, rebroadcast: bool, restored: bool = False) -> None:
         if p.peer == self.self_id:
             own = self.book.own
-            if own is not None and p.order > own.order and not restored:
-                # our own presence from before a restart stands above what we say now: refute
+            if own is not None and p.order >= own.order and p.sig != own.sig and not restored:
+                # our own presence from before a restart stands at or above what we say now: refute
                 if not presence_ok(self._verify, p):
                     self._forged("presence", p.peer)
                     return
@@ -547,9 +547,9 @@ class MeshNode:
             return
         if not self.book.newer(p):
             held = self.book.held[p.peer].record
-            if p.peer == self._sender and held.order > p.order:
-                # its owner is behind what it said before (a restart at an equal or lower
-                # incarnation): tell it, so it refutes above it; end_frame rate-limits this
+            if p.peer == self._sender and held.sig != p.sig:
+                # its owner is behind (or beside) what it said before — a restart at an equal or
+                # lower incarnation: tell it, so it refutes above it; end_frame rate-limits this
                 self.swim.correct(self.book.with_remaining(p.peer, now))
             return
         if not presence_ok(self._verify, p):

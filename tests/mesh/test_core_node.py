@@ -44,7 +44,6 @@ from mesh.core.frames import (
     MemberRecord,
     Ping,
     PingReq,
-    PresenceRecord,
     Summary,
     Sync,
 )

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crdt.identity import NodeKey
+from mesh.framing import encode_frame
 from mesh.libp2p_addrs import parse_peer_addr, psk_hex, split_peer_addr
 from mesh.libp2p_transport import FRAMES_PROTOCOL, INBOUND_FRAME_STREAMS_PER_PEER_MAX, Libp2pTransport
-from mesh.framing import encode_frame
 from mesh.transport import HELLO_BYTES_MAX, TransportLimits, WireVersions, encode_hello
 from tests.mesh.test_transport_contract import FAST, open_nodes, receive
 from tva.errors import ConfigError, DecodeError, InvalidInput, PeerUnavailable
