@@ -187,12 +187,15 @@ class MemoryTransport:
             return True
         try:
             v = negotiate(self.versions, target.versions)
-        except UnsupportedVersion as exc:
+        except UnsupportedVersion:
             for side, other in ((self, target), (target, self)):
                 side._counters.add("version_refused")
                 if other.local_peer not in side._refused_logged:
                     side._refused_logged.add(other.local_peer)
-                    log.warning("refusing frames with %s: %s", other.local_peer[:16], exc.message)
+                    try:  # each side says it from where it stands ("upgrade this build"/"the peer")
+                        negotiate(side.versions, other.versions)
+                    except UnsupportedVersion as exc:
+                        log.warning("refusing frames with %s: %s", other.local_peer[:16], exc.message)
             return False
         for side, other in ((self, target), (target, self)):
             if side._agreed.get(other.local_peer) != v:
