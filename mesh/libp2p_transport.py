@@ -480,14 +480,17 @@ class Libp2pTransport:
                         return
                     greeted = True
                     continue
-                if self._incoming.closed or not self._incoming.put_nowait(peer, frame, bulk=bulk):
+                lane_bulk = bulk or len(frame) > self.limits.priority_frame_bytes_max
+                if lane_bulk and not bulk:
+                    self._counters.add("priority_frames_demoted")
+                if self._incoming.closed or not self._incoming.put_nowait(peer, frame, bulk=lane_bulk):
                     if self._incoming.closed:
                         return
                     self._counters.add("incoming_drops")
                     continue
                 self._counters.add("frames_in")
                 self._counters.add("bytes_in", len(frame))
-                if bulk:
+                if lane_bulk:
                     self._counters.add("bulk_frames_in")
 
     async def _drop_peer(self, peer: PeerId) -> None:

@@ -209,6 +209,9 @@ class MemoryTransport:
             self._counters.add("filtered")
             return False
         self._contacted_by.add(src)
+        if not bulk and len(frame) > self.limits.priority_frame_bytes_max:
+            self._counters.add("priority_frames_demoted")
+            bulk = True
         if not self._incoming.put_nowait(src, frame, bulk=bulk):
             self._counters.add("incoming_drops")
             return True

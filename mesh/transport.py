@@ -70,6 +70,9 @@ class TransportLimits:
     # received, not yet taken by the node: pings and acks (≤ ~2 KiB each) get a lane of their own
     # that bulk frames can never fill; the bulk lane holds a few whole deltas
     incoming_priority_bytes_max: int = 2 * MiB
+    # a bigger frame on the priority lane is queued as bulk: honest senders put only small frames
+    # there (mesh.core.outbox.PRIORITY_FRAME_BYTES_MAX), and big ones must not crowd out acks
+    priority_frame_bytes_max: int = 64 * 1024
     incoming_bulk_bytes_max: int = 3 * (4 * MiB + 64 * 1024)
     requests_in_flight_max: int = 32  # inbound requests served at once; more are refused
 
@@ -174,7 +177,7 @@ STAT_NAMES = (
     "frames_out", "bytes_out", "frames_in", "bytes_in", "send_failures", "send_queue_drops",
     "incoming_drops", "filtered", "decode_errors", "dial_failures", "dials", "requests_out",
     "requests_in", "request_failures", "handler_errors", "stream_errors", "bulk_frames_out",
-    "bulk_frames_in", "version_refused",
+    "bulk_frames_in", "version_refused", "priority_frames_demoted",
 )
 
 

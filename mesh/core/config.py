@@ -67,7 +67,8 @@ class MeshConfig:
     # signatures checked per received frame (~140 µs each): an honest frame needs at most one per
     # record (≤ ~50 in a gossip frame); more cannot buy a peer more of our CPU
     signature_checks_per_frame_max: int = 128
-    # forged records are counted always, but logged at most once per this period per sender
+    # refusals (forged records, bad frames and deltas) are counted always, but logged at most
+    # once per this period per sender
     forgery_log_interval_ms: int = 60_000
     # a feed refused because its owner is not admitted here is not asked for again this long
     # (or until the member list changes), so peers stop re-sending it every round

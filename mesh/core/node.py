@@ -137,7 +137,7 @@ class MeshNode:
         self._sender = ""  # who sent the frame being handled ("" for local events)
         self._checks_left = 0
         self._frame_forged = False
-        self._forgeries: dict[str, tuple[int, int]] = {}  # sender -> (forged since last log, last log ms)
+        self._forgeries: dict[str, tuple[int, int]] = {}  # sender -> (refused since last log, last log ms)
         self._soft_changed(self_id)
 
     # --- queries --------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ class MeshNode:
             self.swim.set_members(event.members, dict(event.classes), now)
             for peer in [p for p in self.book.held if p not in self.swim.members]:
                 self.book.drop(peer)
-            for peer in [p for p in self._forgeries if p not in self.swim.members]:
+            for peer in [p for p in self._forgeries if p not in self.swim.members and p[0] != "("]:
                 del self._forgeries[peer]
             self.sync.forget_refusals()  # an owner refused so far may be admitted now
             self.sync.invalidate()  # membership changes usually come with feeds dropped or admitted
@@ -282,13 +282,13 @@ class MeshNode:
             return
         if peer not in self.swim.members:
             self.out.count("frames_refused_nonmember", notable=True)
-            self.out.log("warning", f"refused a frame from non-member {str(peer)[:16]}")
+            self._refused(str(peer), "a frame", "not a member")
             return
         try:
             frame = decode_frame(data, self.cfg.frame_bytes_max)
         except RemoteDataError as e:
             self.out.count(f"frames_refused_{error_name(e)}", notable=True)
-            self.out.log("warning", f"refused a frame from {peer[:16]}: {e}")
+            self._refused(peer, "a frame", str(e))
             return
         if isinstance(frame, UnknownFrame):  # a newer minor version's addition: not an error
             self.out.count("frames_unknown_kind")
@@ -352,19 +352,25 @@ class MeshNode:
         return self._verifier(peer, sig, message)
 
     def _forged(self, what: str, subject: str) -> None:
-        """A record about ``subject`` failed its signature: refuse it, count it, and log at most
-        once per ``forgery_log_interval_ms`` per sender (a rogue must not flood the log either)."""
+        """A record about ``subject`` failed its signature: refuse it, count it, log it (rate-limited)."""
         self.out.count(f"{what}_forged", notable=True)
         self._frame_forged = bool(self._sender)  # a frame with one forgery gets no more checks
-        sender = self._sender or "(local)"
-        count, last = self._forgeries.get(sender, (0, None))
+        self._refused(self._sender or "(local)", "a forged record",
+                      f"{what.replace('_', ' ')} about {subject[:16]} not signed by it")
+
+    def _refused(self, sender: str, what: str, detail: str) -> None:
+        """Log a refusal at most once per ``forgery_log_interval_ms`` per sender, saying how many
+        were refused since the last line: counters count each one, but a rogue (or a broken peer)
+        must not be able to flood the log."""
+        key = sender if sender in self.swim.members or sender == "(local)" else "(non-members)"
+        count, last = self._forgeries.get(key, (0, None))
         count += 1
         if last is None or self._now - last >= self.cfg.forgery_log_interval_ms:
-            self.out.log("warning", f"refused {count} forged record(s) from {sender[:16]} "
-                                    f"(latest: {what.replace('_', ' ')} about {subject[:16]})")
-            self._forgeries[sender] = (0, self._now)
+            since = f" ({count} refusals from it since the last such line)" if count > 1 else ""
+            self.out.log("warning", f"refused {what} from {key[:16]}: {detail}{since}")
+            self._forgeries[key] = (0, self._now)
         else:
-            self._forgeries[sender] = (count, last)
+            self._forgeries[key] = (count, last)
 
     # --- feeds and document -----------------------------------------------------------------------
 
@@ -383,7 +389,7 @@ class MeshNode:
             return
         except RemoteDataError as e:
             self.out.count(f"deltas_refused_{error_name(e)}", notable=True)
-            self.out.log("warning", f"refused a delta from {peer[:16]}: {e}")
+            self._refused(peer, "a delta", str(e))
             if isinstance(e, RevokedPeer):
                 self._refuse_owner(data, now)
             return
@@ -419,7 +425,7 @@ class MeshNode:
             changed = self.doc.receive_sync_message(peer, data)
         except RemoteDataError as e:
             self.out.count(f"doc_refused_{error_name(e)}", notable=True)
-            self.out.log("warning", f"refused a document sync message from {peer[:16]}: {e}")
+            self._refused(peer, "a document sync message", str(e))
             self.doc.forget_peer(peer)
             return
         reply = self._doc_message_for(peer)

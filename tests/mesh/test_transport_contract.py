@@ -278,6 +278,12 @@ async def test_inbound_frames_are_bounded_in_bytes_and_bulk_cannot_crowd_out_pin
                 await trio.sleep(0.01)
         assert b.stats()["bulk_frames_in"] == 2 and b.stats()["incoming_drops"] == 4
         assert b.incoming().queued_bytes() <= 2 * MiB
+        # a big frame sent on the priority lane is queued as bulk (here: dropped, bulk is full)
+        assert await a.send(b.local_peer, big)
+        with trio.fail_after(10):
+            while b.stats()["priority_frames_demoted"] < 1:
+                await trio.sleep(0.01)
+        assert b.stats()["incoming_drops"] == 5
         for i in range(10):  # the priority lane still has room
             assert await a.send(b.local_peer, b"ack %d" % i)
         with trio.fail_after(5):
