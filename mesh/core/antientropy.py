@@ -26,6 +26,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 
+from tva.errors import RemoteDataError
+
 from .frames import (  # 256 buckets at most (a summary stays under 2.1 KB), 8-byte hashes
     BUCKET_BITS_MAX,
     BUCKET_HASH_BYTES,
@@ -35,6 +37,7 @@ from .frames import (  # 256 buckets at most (a summary stays under 2.1 KB), 8-b
     VV_ENTRIES_MAX,
     Deltas,
     Digest,
+    DocMessage,
     Item,
     Records,
     Scope,
@@ -43,7 +46,7 @@ from .frames import (  # 256 buckets at most (a summary stays under 2.1 KB), 8-b
     Sync,
     item_size,
 )
-from .outbox import FRAME_OVERHEAD_BYTES, Outbox
+from .outbox import FRAME_OVERHEAD_BYTES, Outbox, error_name
 from .types import DocSync, FeedStore
 
 OWNERS_PER_BUCKET = 8  # the target: a differing bucket costs ~8 vector entries
@@ -320,3 +323,44 @@ class Reconciler:
             spent += cost
         if batch:
             self.out.send(peer, Records(tuple(batch)))
+
+    # --- the fleet document's sync sessions --------------------------------------------------------
+
+    def heads_differ(self, peer: str) -> None:
+        msg = self._doc_message_for(peer)
+        if msg is None:
+            # heads differ yet the sync state thinks nothing is owed: a message was lost
+            self.doc.forget_peer(peer)
+            self.out.count("doc_sync_restarts")
+            msg = self._doc_message_for(peer)
+        if msg is not None:
+            self.out.send(peer, DocMessage(msg))
+
+    def on_doc(self, peer: str, data: bytes, refused: Callable[[str, str, str], None]) -> bool:
+        """Take one document sync message and answer it; True when the document changed."""
+        try:
+            changed = self.doc.receive_sync_message(peer, data)
+        except RemoteDataError as e:
+            self.out.count(f"doc_refused_{error_name(e)}", notable=True)
+            refused(peer, "a document sync message", str(e))
+            self.doc.forget_peer(peer)
+            return False
+        reply = self._doc_message_for(peer)
+        if reply is not None:
+            self.out.send(peer, DocMessage(reply))
+        return changed
+
+    def push_doc(self, peers: Iterable[str]) -> None:
+        for peer in peers:
+            msg = self._doc_message_for(peer)
+            if msg is not None:
+                self.out.send(peer, DocMessage(msg))
+
+    def _doc_message_for(self, peer: str) -> bytes | None:
+        try:
+            return self.doc.sync_message_for(peer)
+        except RemoteDataError as e:  # e.g. TooLarge: the document cannot produce a sendable message
+            self.out.count(f"doc_message_failed_{error_name(e)}", notable=True)
+            self.out.log("warning", f"no document sync message for {peer[:16]}: {e}")
+            self.doc.forget_peer(peer)
+            return None

@@ -34,7 +34,6 @@ refused, counted and logged; neither ever raises out of ``handle``. The core is 
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import replace
 
 from tva.errors import GapError, InvalidInput, RemoteDataError, RevokedPeer, StaleData
@@ -42,15 +41,11 @@ from tva.errors import GapError, InvalidInput, RemoteDataError, RevokedPeer, Sta
 from .antientropy import Reconciler, SoftVector
 from .config import MeshConfig
 from .frames import (
-    ENDPOINT_CHARS_MAX,
-    ENDPOINTS_MAX,
     FRAME_VERSION_MAX,
     FRAME_VERSION_MIN,
-    HOST_CLASS_CHARS_MAX,
     INCARNATION_MAX,
     ITEMS_MAX,
     PEER_CHARS_MAX,
-    U64_MAX,
     Ack,
     DeltaItem,
     Deltas,
@@ -75,9 +70,17 @@ from .frames import (
     item_size,
 )
 from .outbox import FRAME_OVERHEAD_BYTES, BroadcastQueue, Outbox, error_name
-from .presence import PresenceBook, as_presence, from_presence
+from .presence import (
+    SOFT_STATE_HINT,
+    PresenceBook,
+    as_presence,
+    check_remembered,
+    from_presence,
+    soft_state_ok,
+)
 from .signing import Signer, Verifier, peer_verifier, presence_ok
 from .swim import ALIVE, ASLEEP, LEFT, Swim
+from .trust import SignatureGate, Unchecked
 from .types import (
     AnnounceSleep,
     DocSync,
@@ -101,10 +104,6 @@ from .types import (
 )
 
 
-class _Unchecked(Exception):
-    """This frame's signature budget is spent (or it already carried a forgery): skip the record."""
-
-
 class MeshNode:
     def __init__(self, self_id: str, config: MeshConfig, feeds: FeedStore, doc: DocSync, rng: Rng,
                  *, signer: Signer, verify: Verifier = peer_verifier, incarnation: int = 0) -> None:
@@ -115,11 +114,11 @@ class MeshNode:
         if type(incarnation) is not int or not 0 <= incarnation < INCARNATION_MAX:
             raise InvalidInput(f"incarnation must be an int in 0..{INCARNATION_MAX - 1}")
         self.self_id, self.cfg, self.feeds, self.doc, self.rng = self_id, config, feeds, doc, rng
-        self._verifier = verify
         self.out = Outbox(config.frame_bytes_max)
+        self.gate = SignatureGate(verify, config, self.out)
         self.queue = BroadcastQueue(config.broadcast_queue_max)  # membership and presence records
         self.dqueue = BroadcastQueue(config.broadcast_queue_max)  # feed deltas (kept off pings)
-        self.swim = Swim(self_id, config, rng, self.out, self.queue, signer=signer, verify=self._verify,
+        self.swim = Swim(self_id, config, rng, self.out, self.queue, signer=signer, verify=self.gate.verify,
                          extras=self._extras, on_gone=self._gone, incarnation=incarnation, on_newer=self._newer,
                          on_forged=lambda rec: self._forged("member_records", rec.peer),
                          on_incarnation=self._incarnation_changed, on_record=self._soft_changed)
@@ -134,10 +133,6 @@ class MeshNode:
         self._presence_sent: dict[str, tuple[int, int]] = {}  # peer -> (our pseq sent directly, when)
         self._gap_sync_ms: dict[str, int] = {}
         self._feeds_changed = self._doc_changed = False
-        self._sender = ""  # who sent the frame being handled ("" for local events)
-        self._checks_left = 0
-        self._frame_forged = False
-        self._forgeries: dict[str, tuple[int, int]] = {}  # sender -> (refused since last log, last log ms)
         self._soft_changed(self_id)
 
     # --- queries --------------------------------------------------------------------------------
@@ -185,7 +180,7 @@ class MeshNode:
             self.out.count("clock_went_backwards", notable=True)
         self._now = now = max(now_ms, self._now)
         self._feeds_changed = self._doc_changed = False
-        self._sender, self._checks_left, self._frame_forged = "", 1 << 30, False  # local events: no budget
+        self.gate.begin("")
         if isinstance(event, FrameReceived):
             self._on_frame(event.peer, event.data, now)
         elif isinstance(event, Tick):
@@ -199,8 +194,7 @@ class MeshNode:
             self.swim.set_members(event.members, dict(event.classes), now)
             for peer in [p for p in self.book.held if p not in self.swim.members]:
                 self.book.drop(peer)
-            for peer in [p for p in self._forgeries if p not in self.swim.members and p[0] != "("]:
-                del self._forgeries[peer]
+            self.gate.forget(self.swim.members)
             self.sync.forget_refusals()  # an owner refused so far may be admitted now
             self.sync.invalidate()  # membership changes usually come with feeds dropped or admitted
         elif isinstance(event, SetSoftState):
@@ -293,7 +287,7 @@ class MeshNode:
         if isinstance(frame, UnknownFrame):  # a newer minor version's addition: not an error
             self.out.count("frames_unknown_kind")
             return
-        self._sender, self._checks_left = peer, self.cfg.signature_checks_per_frame_max
+        self.gate.begin(peer)
         self.swim.begin_frame()
         self._dispatch(peer, frame, now)
         self.swim.end_frame(peer, now)
@@ -320,7 +314,7 @@ class MeshNode:
             self.sync.on_summary(peer, frame)
         elif isinstance(frame, Sync):
             if self.sync.on_sync(peer, frame):
-                self._heads_differ(peer)
+                self.sync.heads_differ(peer)
         elif isinstance(frame, Deltas):
             for d in frame.deltas:
                 self._apply_delta(peer, d, now, rebroadcast=False)
@@ -340,37 +334,14 @@ class MeshNode:
                     self.out.count("items_unknown_kind")
                 else:
                     self._apply_delta(peer, item.data, now, rebroadcast=rebroadcast)
-            except _Unchecked:
+            except Unchecked:
                 self.out.count("records_unchecked")
 
-    # --- signatures -------------------------------------------------------------------------------
-
-    def _verify(self, peer: str, sig: bytes, message: bytes) -> bool:
-        if self._frame_forged or self._checks_left <= 0:
-            raise _Unchecked
-        self._checks_left -= 1
-        return self._verifier(peer, sig, message)
-
     def _forged(self, what: str, subject: str) -> None:
-        """A record about ``subject`` failed its signature: refuse it, count it, log it (rate-limited)."""
-        self.out.count(f"{what}_forged", notable=True)
-        self._frame_forged = bool(self._sender)  # a frame with one forgery gets no more checks
-        self._refused(self._sender or "(local)", "a forged record",
-                      f"{what.replace('_', ' ')} about {subject[:16]} not signed by it")
+        self.gate.forged(what, subject, self._now, self.swim.members)
 
     def _refused(self, sender: str, what: str, detail: str) -> None:
-        """Log a refusal at most once per ``forgery_log_interval_ms`` per sender, saying how many
-        were refused since the last line: counters count each one, but a rogue (or a broken peer)
-        must not be able to flood the log."""
-        key = sender if sender in self.swim.members or sender == "(local)" else "(non-members)"
-        count, last = self._forgeries.get(key, (0, None))
-        count += 1
-        if last is None or self._now - last >= self.cfg.forgery_log_interval_ms:
-            since = f" ({count} refusals from it since the last such line)" if count > 1 else ""
-            self.out.log("warning", f"refused {what} from {key[:16]}: {detail}{since}")
-            self._forgeries[key] = (0, self._now)
-        else:
-            self._forgeries[key] = (count, last)
+        self.gate.refused(sender, what, detail, self._now, self.swim.members)
 
     # --- feeds and document -----------------------------------------------------------------------
 
@@ -410,45 +381,13 @@ class MeshNode:
             return
         self.sync.refuse(owner, version, now + self.cfg.refused_feed_ttl_ms)
 
-    def _heads_differ(self, peer: str) -> None:
-        msg = self._doc_message_for(peer)
-        if msg is None:
-            # heads differ yet the sync state thinks nothing is owed: a message was lost
-            self.doc.forget_peer(peer)
-            self.out.count("doc_sync_restarts")
-            msg = self._doc_message_for(peer)
-        if msg is not None:
-            self.out.send(peer, DocMessage(msg))
-
     def _on_doc(self, peer: str, data: bytes) -> None:
-        try:
-            changed = self.doc.receive_sync_message(peer, data)
-        except RemoteDataError as e:
-            self.out.count(f"doc_refused_{error_name(e)}", notable=True)
-            self._refused(peer, "a document sync message", str(e))
-            self.doc.forget_peer(peer)
-            return
-        reply = self._doc_message_for(peer)
-        if reply is not None:
-            self.out.send(peer, DocMessage(reply))
-        if changed:
+        if self.sync.on_doc(peer, data, self._refused):
             self._doc_changed = True
             self._push_doc(exclude=peer)
 
     def _push_doc(self, exclude: str) -> None:
-        for peer in self.swim.alive.sample(self.rng, self.cfg.fanout_max, exclude=(exclude,)):
-            msg = self._doc_message_for(peer)
-            if msg is not None:
-                self.out.send(peer, DocMessage(msg))
-
-    def _doc_message_for(self, peer: str) -> bytes | None:
-        try:
-            return self.doc.sync_message_for(peer)
-        except RemoteDataError as e:  # e.g. TooLarge: the document cannot produce a sendable message
-            self.out.count(f"doc_message_failed_{error_name(e)}", notable=True)
-            self.out.log("warning", f"no document sync message for {peer[:16]}: {e}")
-            self.doc.forget_peer(peer)
-            return None
+        self.sync.push_doc(self.swim.alive.sample(self.rng, self.cfg.fanout_max, exclude=(exclude,)))
 
     # --- gossip and presence ------------------------------------------------------------------------
 
@@ -487,23 +426,14 @@ class MeshNode:
 
     def _set_soft_state(self, e: SetSoftState, now: int) -> None:
         # checked here, not on the wire: a bad value would otherwise make every peer refuse our frames
-        if not _soft_state_ok(e.disk_free_bytes, e.uptime_score, e.endpoints, e.host_class):
+        if not soft_state_ok(e.disk_free_bytes, e.uptime_score, e.endpoints, e.host_class):
             raise InvalidInput("SetSoftState out of range", hint=SOFT_STATE_HINT)
         asleep = self.book.own.asleep if self.book.own is not None else False
         self._issue_presence(e.disk_free_bytes, float(e.uptime_score), tuple(e.endpoints), e.host_class,
                              asleep, now)
 
     def _restore_presence(self, records: tuple[Presence, ...], now: int) -> None:
-        if not isinstance(records, tuple | list):
-            raise InvalidInput("RestorePresence.records must be a tuple of Presence")
-        for r in records:  # all checked before any is taken
-            if (not isinstance(r, Presence) or not isinstance(r.peer, str) or not 0 < len(r.peer) <= PEER_CHARS_MAX
-                    or type(r.pseq) is not int or not 0 <= r.pseq <= U64_MAX or type(r.asleep) is not bool
-                    or type(r.incarnation) is not int or not 0 <= r.incarnation <= INCARNATION_MAX
-                    or not isinstance(r.sig, bytes) or not isinstance(r.body, bytes)
-                    or not _soft_state_ok(r.disk_free_bytes, r.uptime_score, r.endpoints, r.host_class)):
-                raise InvalidInput("RestorePresence: a record is out of range",
-                                   hint="peer ids of 1..64 chars, pseq 0..2^64-1, " + SOFT_STATE_HINT)
+        check_remembered(records)  # all checked before any is taken: InvalidInput
         ttl = self.cfg.presence_ttl_for(self.swim.n)
         for r in records:
             try:
@@ -543,7 +473,7 @@ class MeshNode:
             own = self.book.own
             if own is not None and p.order >= own.order and p.sig != own.sig and not restored:
                 # our own presence from before a restart stands at or above what we say now: refute
-                if not presence_ok(self._verify, p):
+                if not presence_ok(self.gate.verify, p):
                     self._forged("presence", p.peer)
                     return
                 self.swim.refute_above(p.incarnation)
@@ -553,12 +483,12 @@ class MeshNode:
             return
         if not self.book.newer(p):
             held = self.book.held[p.peer].record
-            if p.peer == self._sender and held.sig != p.sig:
+            if p.peer == self.gate.sender and held.sig != p.sig:
                 # its owner is behind (or beside) what it said before — a restart at an equal or
                 # lower incarnation: tell it, so it refutes above it; end_frame rate-limits this
                 self.swim.correct(self.book.with_remaining(p.peer, now))
             return
-        if not presence_ok(self._verify, p):
+        if not presence_ok(self.gate.verify, p):
             self._forged("presence", p.peer)
             return
         self.book.put(p, now, self.cfg.presence_ttl_for(self.swim.n))
@@ -613,15 +543,3 @@ class MeshNode:
             self.out.count("records_sent_by_sync", len(out))
         return out
 
-
-SOFT_STATE_HINT = (f"disk_free_bytes 0..2^64-1, uptime_score 0..1, at most {ENDPOINTS_MAX} endpoints of "
-                   f"1..{ENDPOINT_CHARS_MAX} chars, host_class up to {HOST_CLASS_CHARS_MAX} chars")
-
-
-def _soft_state_ok(disk: object, score: object, endpoints: object, host_class: object) -> bool:
-    # checked here, not on the wire: a bad value would otherwise make every peer refuse our frames
-    return (type(disk) is int and 0 <= disk <= U64_MAX
-            and type(score) in (int, float) and math.isfinite(score) and 0 <= score <= 1  # type: ignore[arg-type]
-            and isinstance(endpoints, tuple | list) and len(endpoints) <= ENDPOINTS_MAX
-            and all(isinstance(x, str) and 0 < len(x) <= ENDPOINT_CHARS_MAX for x in endpoints)
-            and isinstance(host_class, str) and len(host_class) <= HOST_CLASS_CHARS_MAX)

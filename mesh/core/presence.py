@@ -19,11 +19,26 @@ what nodes *hold*, which must not flip-flop with local clocks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
-from .frames import PresenceRecord, presence_from_body
+from tva.errors import InvalidInput
+
+from .frames import (
+    ENDPOINT_CHARS_MAX,
+    ENDPOINTS_MAX,
+    HOST_CLASS_CHARS_MAX,
+    INCARNATION_MAX,
+    PEER_CHARS_MAX,
+    U64_MAX,
+    PresenceRecord,
+    presence_from_body,
+)
 from .signing import Signer, issue_presence
 from .types import Presence
+
+SOFT_STATE_HINT = (f"disk_free_bytes 0..2^64-1, uptime_score 0..1, at most {ENDPOINTS_MAX} endpoints of "
+                   f"1..{ENDPOINT_CHARS_MAX} chars, host_class up to {HOST_CLASS_CHARS_MAX} chars")
 
 
 @dataclass
@@ -93,3 +108,27 @@ def from_presence(r: Presence, remaining_ms: int) -> PresenceRecord:
         return presence_from_body(r.body, r.sig, remaining_ms)
     return PresenceRecord(r.peer, r.incarnation, r.pseq, r.disk_free_bytes, float(r.uptime_score), tuple(r.endpoints),
                           r.host_class, r.asleep, r.sig, b"", remaining_ms)
+
+
+def soft_state_ok(disk: object, score: object, endpoints: object, host_class: object) -> bool:
+    # checked on the way in, not only on the wire: a bad value of ours would make every peer
+    # refuse our frames
+    return (type(disk) is int and 0 <= disk <= U64_MAX
+            and type(score) in (int, float) and math.isfinite(score) and 0 <= score <= 1  # type: ignore[arg-type]
+            and isinstance(endpoints, tuple | list) and len(endpoints) <= ENDPOINTS_MAX
+            and all(isinstance(x, str) and 0 < len(x) <= ENDPOINT_CHARS_MAX for x in endpoints)
+            and isinstance(host_class, str) and len(host_class) <= HOST_CLASS_CHARS_MAX)
+
+
+def check_remembered(records: object) -> None:
+    """``RestorePresence`` records are the shell's: InvalidInput for any out of range (none taken)."""
+    if not isinstance(records, tuple | list):
+        raise InvalidInput("RestorePresence.records must be a tuple of Presence")
+    for r in records:
+        if (not isinstance(r, Presence) or not isinstance(r.peer, str) or not 0 < len(r.peer) <= PEER_CHARS_MAX
+                or type(r.pseq) is not int or not 0 <= r.pseq <= U64_MAX or type(r.asleep) is not bool
+                or type(r.incarnation) is not int or not 0 <= r.incarnation <= INCARNATION_MAX
+                or not isinstance(r.sig, bytes) or not isinstance(r.body, bytes)
+                or not soft_state_ok(r.disk_free_bytes, r.uptime_score, r.endpoints, r.host_class)):
+            raise InvalidInput("RestorePresence: a record is out of range",
+                               hint="peer ids of 1..64 chars, pseq 0..2^64-1, " + SOFT_STATE_HINT)

@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import random
 
-from mesh.core import FrameReceived, Liveness, Log, MembersChanged, MeshConfig, SetSoftState, encode_frame
+from mesh.core import (
+    FrameReceived,
+    Liveness,
+    Log,
+    MembersChanged,
+    MeshConfig,
+    MeshNode,
+    SetSoftState,
+    encode_frame,
+)
 from mesh.core.frames import INCARNATION_MAX, Gossip, MemberRecord, Ping, PresenceRecord, Records
 from mesh.core.signing import issue_presence, member_message, presence_message
 from tests.mesh.harness import (
     Harness,
     MemDoc,
     MemFeeds,
-    make_node,
     named_key,
     signed_member,
     signed_presence,
@@ -176,8 +184,8 @@ def test_a_frame_buys_a_bounded_number_of_signature_checks():
         counted["n"] += 1
         return verify_named(peer, sig, msg)
 
-    node = make_node("me", MeshConfig(), MemFeeds(b"me"), MemDoc(), random.Random(1))
-    node._verifier = counting
+    node = MeshNode("me", MeshConfig(), MemFeeds(b"me"), MemDoc(), random.Random(1), signer=named_key("me"),
+                    verify=counting)
     node.handle(MembersChanged(frozenset({"me", "rogue", "victim"})), 0)
     # 1000 forged records in one frame: the first forgery ends the frame's checks
     forged = tuple(PresenceRecord("victim", 0, i + 1, 1, 0.5, (), "", False, b"\1" * 64, b"", 10**6)
