@@ -35,6 +35,15 @@ import trio
 from crdt.identity import NodeKey, is_peer_id
 from mesh.framing import FrameDecoder, encode_frame
 from mesh.libp2p_addrs import check_listen_addr_free, parse_peer_addr, psk_hex
+from mesh.libp2p_streams import (
+    READ_CHUNK_BYTES,
+    STREAM_CLOSE_TIMEOUT_MS,
+    FilterNotifee,
+    check_peer_id,
+    close_quietly,
+    close_stream,
+    read_one,
+)
 from mesh.transport import (
     HELLO_BYTES_MAX,
     Backoff,
@@ -69,13 +78,11 @@ log = logging.getLogger(__name__)
 FRAMES_PROTOCOL = "/tva/frames/2.0.0"  # the priority lane
 BULK_PROTOCOL = "/tva/bulk/2.0.0"
 REQUEST_PROTOCOL = "/tva/req/1.0.0"
-READ_CHUNK_BYTES = 64 * 1024
 ADDRS_PER_PEER_MAX = 8
 INBOUND_FRAME_STREAMS_PER_PEER_MAX = 4
 STREAM_OPEN_ATTEMPTS = 3
 STREAM_RETRY_DELAY_MS = 50
 CLOSE_TIMEOUT_MS = 5_000
-STREAM_CLOSE_TIMEOUT_MS = 1_000
 PEERSTORE_ADDR_TTL_S = 3600
 
 
@@ -177,7 +184,7 @@ class Libp2pTransport:
         host.set_stream_handler(FRAMES_PROTOCOL, self._on_priority_stream)
         host.set_stream_handler(BULK_PROTOCOL, self._on_bulk_stream)
         host.set_stream_handler(REQUEST_PROTOCOL, self._on_request_stream)
-        host.get_network().register_notifee(_FilterNotifee(self))
+        host.get_network().register_notifee(FilterNotifee(self))
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -202,7 +209,7 @@ class Libp2pTransport:
             conns = [c for cs in list(self._host.get_network().connections.values()) for c in cs]
             async with trio.open_nursery() as closers:
                 for conn in conns:
-                    closers.start_soon(_close_quietly, conn)
+                    closers.start_soon(close_quietly, conn)
             try:
                 await self._host.close()
             except Exception as exc:
@@ -262,7 +269,7 @@ class Libp2pTransport:
 
     async def send(self, peer: PeerId, frame: bytes, *, bulk: bool = False) -> bool:
         check_frame_size(frame, self.limits)
-        _check_peer_id(peer)
+        check_peer_id(peer)
         if self._host is None or self._nursery is None:
             raise InvalidInput("send() before run() started the transport")
         if peer == self.local_peer or not self._filter(peer):
@@ -386,7 +393,7 @@ class Libp2pTransport:
         try:
             with trio.fail_after(self.limits.dial_timeout_ms / 1000):
                 await stream.write(encode_frame(encode_hello(self.versions), HELLO_BYTES_MAX))
-                theirs = decode_hello(await self._read_one(stream, HELLO_BYTES_MAX))
+                theirs = decode_hello(await read_one(stream, HELLO_BYTES_MAX))
         except (trio.TooSlowError, RemoteDataError) as exc:
             self._dial_failed(peer, f"hello: {exc!r}")
         except Exception as exc:  # the stream died under us
@@ -509,7 +516,7 @@ class Libp2pTransport:
 
     async def request(self, peer: PeerId, payload: bytes, timeout_ms: int) -> bytes:
         check_request_size(payload, self.limits)
-        _check_peer_id(peer)
+        check_peer_id(peer)
         if timeout_ms <= 0:
             raise InvalidInput("timeout_ms must be positive")
         if self._host is None or self._nursery is None:
@@ -523,7 +530,7 @@ class Libp2pTransport:
             with trio.fail_after(timeout_ms / 1000):
                 stream = await self._open_stream(peer, REQUEST_PROTOCOL)
                 await stream.write(encode_frame(payload, self.limits.request_bytes_max))
-                reply = await self._read_one(stream, self.limits.response_bytes_max + 1)
+                reply = await read_one(stream, self.limits.response_bytes_max + 1)
             ok, body = decode_reply(reply)
         except _DialFailed as exc:
             self._counters.add("request_failures")
@@ -539,37 +546,11 @@ class Libp2pTransport:
             raise PeerUnavailable(f"request to {peer[:16]}… failed: {type(exc).__name__}") from None
         finally:
             if stream is not None:
-                await self._close_stream(stream)
+                await close_stream(stream)
         if not ok:
             self._counters.add("request_failures")
             raise RequestRefused(f"peer {peer[:16]}… refused: {body[:200].decode('utf-8', 'replace')}")
         return body
-
-    async def _read_one(self, stream: Any, bytes_max: int) -> bytes:
-        """One frame from ``stream``; ``PeerUnavailable`` if the stream ends first."""
-        from libp2p.network.stream.exceptions import StreamEOF
-
-        decoder = FrameDecoder(bytes_max)
-        while True:
-            try:
-                chunk = await stream.read(READ_CHUNK_BYTES)
-            except StreamEOF:
-                chunk = b""
-            if not chunk:
-                raise PeerUnavailable("stream ended before a whole frame arrived")
-            frames = decoder.feed(chunk)
-            if frames:
-                if len(frames) > 1 or decoder.buffered_bytes:
-                    raise DecodeError("more than one frame where one was expected")
-                return frames[0]
-
-    async def _close_stream(self, stream: Any) -> None:
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + STREAM_CLOSE_TIMEOUT_MS / 1000
-            try:
-                await stream.close()
-            except Exception:
-                pass
 
     async def _on_request_stream(self, stream: Any) -> None:
         peer = "?"
@@ -586,10 +567,10 @@ class Libp2pTransport:
             self._counters.add("decode_errors" if isinstance(exc, RemoteDataError) else "request_failures")
             log.info("request stream from %s failed: %r", peer[:16], exc)
         finally:
-            await self._close_stream(stream)
+            await close_stream(stream)
 
     async def _answer(self, peer: PeerId, stream: Any) -> bytes:
-        payload = await self._read_one(stream, self.limits.request_bytes_max)
+        payload = await read_one(stream, self.limits.request_bytes_max)
         if self._handler is None:
             return encode_reply_error("peer serves no requests")
         if self._requests_in_flight >= self.limits.requests_in_flight_max:
@@ -608,47 +589,3 @@ class Libp2pTransport:
             self._counters.add("handler_errors")
             return encode_reply_error("reply too large or not bytes")
         return encode_reply_ok(bytes(body))
-
-
-async def _close_quietly(conn: Any) -> None:
-    try:
-        await conn.close()
-    except Exception as exc:
-        log.debug("closing a connection: %r", exc)
-
-
-def _check_peer_id(peer: PeerId) -> None:
-    if not is_peer_id(peer):
-        raise InvalidInput(f"not a peer id: {str(peer)[:20]!r}", hint="peer ids look like 12D3KooW…")
-
-
-class _FilterNotifee:
-    """Refuses connections from filtered peers (revoked / non-members) as soon as they connect."""
-
-    def __init__(self, transport: Libp2pTransport) -> None:
-        self._t = transport
-
-    async def connected(self, network: Any, conn: Any) -> None:
-        try:
-            peer = conn.muxed_conn.peer_id.to_base58()
-        except Exception:
-            return
-        if not self._t._filter(peer) and self._t._nursery is not None:
-            self._t._counters.add("filtered")
-            # Not awaited here: closing from inside the swarm's notification could deadlock it.
-            self._t._nursery.start_soon(self._t._drop_peer, peer)
-
-    async def disconnected(self, network: Any, conn: Any) -> None:
-        return None
-
-    async def opened_stream(self, network: Any, stream: Any) -> None:
-        return None
-
-    async def closed_stream(self, network: Any, stream: Any) -> None:
-        return None
-
-    async def listen(self, network: Any, multiaddr: Any) -> None:
-        return None
-
-    async def listen_close(self, network: Any, multiaddr: Any) -> None:
-        return None
