@@ -140,7 +140,8 @@ class SoftVector:
         raw = peer.encode()
         h = hashlib.blake2b(len(raw).to_bytes(1, "big") + raw + b"".join(x.to_bytes(8, "big") for x in entry),
                             digest_size=16).digest()
-        fine, value = member_bucket(peer, BUCKET_BITS_MAX), int.from_bytes(h, "big")
+        fine = old[0] if old is not None else member_bucket(peer, BUCKET_BITS_MAX)
+        value = int.from_bytes(h, "big")
         self._hash[peer] = (fine, value)
         self.entries[peer] = entry
         self._fine[fine] = (self._fine[fine] + value) % _MOD
@@ -157,8 +158,8 @@ class SoftVector:
     def scoped(self, scope: Scope | None) -> dict[str, SoftEntry]:
         if scope is None:
             return dict(self.entries)
-        wanted = set(scope[1])
-        return {p: e for p, e in self.entries.items() if member_bucket(p, scope[0]) in wanted}
+        wanted, shift = set(scope[1]), BUCKET_BITS_MAX - scope[0]
+        return {p: e for p, e in self.entries.items() if self._hash[p][0] >> shift in wanted}
 
 
 # (their vector, its scope) -> the records they lack, from the node that holds them

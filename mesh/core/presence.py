@@ -45,7 +45,7 @@ SOFT_STATE_HINT = (f"disk_free_bytes 0..2^64-1, uptime_score 0..1, at most {ENDP
 class Held:
     record: PresenceRecord
     expires_ms: int
-
+    view: Presence  # built once: presence() is read on every planning pass
 
 class PresenceBook:
     def __init__(self, signer: Signer) -> None:
@@ -77,7 +77,8 @@ class PresenceBook:
         return h is None or p.order > h.record.order
 
     def put(self, p: PresenceRecord, now: int, ttl_ms: int) -> None:
-        self.held[p.peer] = Held(replace(p, remaining_ms=0), now + min(ttl_ms, p.remaining_ms))
+        expires = now + min(ttl_ms, p.remaining_ms)
+        self.held[p.peer] = Held(p, expires, as_presence(p, expires))  # its remaining_ms is never read
 
     def drop(self, peer: str) -> None:
         self.held.pop(peer, None)
@@ -93,7 +94,7 @@ class PresenceBook:
         h = self.held.get(peer)
         if h is None or h.expires_ms <= now:
             return None
-        return as_presence(h.record, h.expires_ms)
+        return h.view
 
 
 def as_presence(p: PresenceRecord, expires_ms: int) -> Presence:
