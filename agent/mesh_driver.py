@@ -2,9 +2,11 @@
 
 The core is synchronous and trio runs one task at a time, so any task may call ``submit``; the
 effects it returns are carried out without awaiting in between, except sends, which go to a
-bounded queue per peer. Why per peer: a send to a host that is down waits for a dial time-out,
-and that must not delay gossip to every other host. A full queue drops the frame (counted) —
-anti-entropy repairs what rumour mongering loses.
+bounded queue per peer and lane. Why per peer: a send to a host that is down waits for a dial
+time-out, and that must not delay gossip to every other host. Why per lane: a ping or an ack
+queued behind a 4 MiB delta to the same peer would arrive late, and a late ack is a false
+suspicion — so ``Send.bulk`` frames have their own queue (bounded in bytes) and their own
+stream. A full queue drops the frame (counted) — anti-entropy repairs what rumour mongering loses.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tva.errors import InvalidInput
 log = logging.getLogger("tva.mesh")
 
 PEER_QUEUE_FRAMES_MAX = 32
+PEER_BULK_QUEUE_BYTES_MAX = 8 * 1024 * 1024  # deltas waiting for one peer; two whole 4 MiB frames
 TIMER_SLICE_MS_MAX = 1000  # wake at least this often even if the core asks for later
 
 
@@ -36,9 +39,12 @@ class MeshDriver:
         self.transport = transport
         self._on_liveness = on_liveness
         self._on_state = on_state
-        self._queues: dict[str, trio.MemorySendChannel[bytes]] = {}
+        self._queues: dict[tuple[str, bool], trio.MemorySendChannel[bytes]] = {}  # (peer, bulk)
+        self._bulk_bytes: dict[str, int] = {}  # queued on each peer's bulk lane
         self._nursery: trio.Nursery | None = None
         self.counters: dict[str, int] = {}
+        # the transport's hello tells the core which frame version each peer reads
+        transport.set_version_handler(lambda peer, version: self.submit(t.PeerWireVersion(peer, version)))
 
     # --- events in ----------------------------------------------------------------------------
 
@@ -63,7 +69,7 @@ class MeshDriver:
 
     def _carry_out(self, effect) -> None:
         if isinstance(effect, t.Send):
-            self._enqueue(effect.peer, effect.data)
+            self._enqueue(effect.peer, effect.data, effect.bulk)
         elif isinstance(effect, t.LivenessChanged):
             log.info("host %s is %s (incarnation %d)", effect.peer[:16], effect.state.value, effect.incarnation)
             self._on_liveness(effect.peer, effect.state.value)
@@ -80,25 +86,33 @@ class MeshDriver:
 
     # --- sends --------------------------------------------------------------------------------
 
-    def _enqueue(self, peer: str, data: bytes) -> None:
-        queue = self._queues.get(peer)
+    def _enqueue(self, peer: str, data: bytes, bulk: bool = False) -> None:
+        queue = self._queues.get((peer, bulk))
         if queue is None:
             if self._nursery is None:
                 self._count("send_before_start")
                 return
             queue, receive = trio.open_memory_channel[bytes](PEER_QUEUE_FRAMES_MAX)
-            self._queues[peer] = queue
-            self._nursery.start_soon(self._sender, peer, receive)
+            self._queues[(peer, bulk)] = queue
+            self._nursery.start_soon(self._sender, peer, bulk, receive)
+        if bulk and self._bulk_bytes.get(peer, 0) + len(data) > PEER_BULK_QUEUE_BYTES_MAX:
+            self._count("send_queue_drops")
+            return
         try:
             queue.send_nowait(data)
         except trio.WouldBlock:
             self._count("send_queue_drops")
+            return
+        if bulk:
+            self._bulk_bytes[peer] = self._bulk_bytes.get(peer, 0) + len(data)
 
-    async def _sender(self, peer: str, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+    async def _sender(self, peer: str, bulk: bool, receive: trio.MemoryReceiveChannel[bytes]) -> None:
         async with receive:
             async for data in receive:
-                ok = await self.transport.send(peer, data)
-                if not ok:
+                if bulk:
+                    self._bulk_bytes[peer] -= len(data)
+                ok = await self.transport.send(peer, data, bulk=bulk)
+                if not ok and not bulk:  # a probe's fate decides liveness; a delta's does not
                     self.submit(t.PeerUnreachable(peer))
 
     # --- loops --------------------------------------------------------------------------------

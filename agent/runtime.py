@@ -66,10 +66,11 @@ class Agent:
             gossip_interval_ms=cfg.gossip_interval_ms, sync_interval_ms=cfg.sync_interval_ms,
             probe_interval_ms=cfg.probe_interval_ms, probe_timeout_ms=max(1, cfg.probe_interval_ms // 2),
             frame_bytes_max=transport_frame_max(transport))
-        # Seconds since 2020 as the first incarnation: it grows across restarts, so a restarted agent
-        # outbids what peers remember of its previous run (liveness records and presence alike).
+        # Seconds since 2020 as the first incarnation: it usually grows across restarts, so peers
+        # take the restarted agent at once; when it does not (same second, clock stepped back) the
+        # agent refutes above what peers remember once they tell it (mesh.core.presence).
         self.node = MeshNode(state.peer_id, mesh_config, feeds=state.feeds, doc=state.doc,
-                             rng=rng or random.Random(os.urandom(16)),
+                             rng=rng or random.Random(os.urandom(16)), signer=state.key,
                              incarnation=max(0, clock_ms() // 1000 - INCARNATION_EPOCH_S))
         self.driver = MeshDriver(self.node, transport, on_liveness=self._on_liveness, on_state=self._on_remote_state)
         # Peers' presence survives a restart in the state dir (agent.presence_memory).

@@ -119,18 +119,28 @@ class FeedSet:
         The first delta is always included (so a small ``bytes_max`` still makes progress); a single
         delta never exceeds DELTA_BYTES_MAX because feeds are capped at FEED_BYTES_MAX. An owner is
         sent a full snapshot when ``vv`` is behind its GC horizon. Call again after they are applied.
+
+        The work is bounded by the budget too, not by how far behind ``vv`` is: a whole feed that
+        cannot fit is skipped unencoded, and encoding stops once the budget (or as much again in
+        deltas that turned out too big) is spent — a 10-byte request cannot make us encode every feed.
         """
         out: list[bytes] = []
-        total = 0
+        total = wasted = 0
         for owner in sorted(self._feeds):
+            if out and (total >= bytes_max or wasted > bytes_max):
+                break
             feed = self._feeds[owner]
             theirs = vv.get(owner, 0)
             if type(theirs) is not int or theirs < 0:
                 theirs = 0  # a nonsense claim costs them a full resend, never a crash
             if theirs >= feed.version:
                 continue
+            whole = theirs == 0 or theirs < feed.gc_version  # they get every entry: its size is known
+            if out and whole and total + feed.size_bytes > bytes_max:
+                continue
             data = encode_delta(feed.delta_since(theirs))
             if out and total + len(data) > bytes_max:
+                wasted += len(data)
                 continue
             out.append(data)
             total += len(data)
@@ -153,6 +163,12 @@ class FeedSet:
         """Verify and merge one encoded delta; raises a RemoteDataError and changes nothing on any problem."""
         delta = decode_delta(data)
         return self._apply(delta)
+
+    @staticmethod
+    def delta_head(data: bytes) -> tuple[bytes, int]:
+        """(owner, version) an encoded delta claims, unverified; RemoteDataError if malformed."""
+        delta = decode_delta(data)
+        return delta.owner, delta.head.version
 
     def _apply(self, delta: Delta) -> AppliedDelta:
         self._check_admitted(delta.owner)

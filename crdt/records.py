@@ -233,10 +233,13 @@ def _fields(data: bytes, what: str, count: int | tuple[int, ...]) -> list:
         raise DecodeError(f"{what}: missing record format")
     if f[0] != RECORD_FORMAT:
         raise UnsupportedVersion(f"{what}: record format {f[0]} (this build speaks {RECORD_FORMAT})")
+    # RECORD_FORMAT is the major version; a newer minor build only appends fields, which this one
+    # ignores (rolling upgrades: a mixed fleet reads each other's feeds). ``count``: the field counts
+    # this build knows (optional trailing fields such as a holding's custody mark).
     counts = count if isinstance(count, tuple) else (count,)
-    if len(f) not in counts:
-        raise DecodeError(f"{what}: expected {' or '.join(map(str, counts))} fields, got {len(f)}")
-    return f
+    if len(f) < min(counts):
+        raise DecodeError(f"{what}: expected at least {min(counts)} fields, got {len(f)}")
+    return f[:max(counts)]
 
 
 def _build(cls: type, what: str, *args: Any) -> Any:
@@ -257,10 +260,9 @@ def _bin(obj: Any, what: str, lengths: tuple[int, ...]) -> bytes:
 
 
 def decode_card(data: bytes) -> HostCard:
-    try:
-        f = _fields(data, "host card", 11)
-    except DecodeError:
-        f = [*_fields(data, "host card", 10), []]  # a card from before the join listener
+    f = _fields(data, "host card", (10, 11))
+    if len(f) == 10:
+        f = [*f, []]  # a card from before the join listener
     wg = _bin(f[4], "host card wg key", (0, 32))
     return _build(
         HostCard, "host card", expect_str(f[1], "host name", NAME_CHARS_MAX), expect_str(f[2], "host class", 64),
@@ -279,9 +281,9 @@ def decode_holding(content_id: str, data: bytes) -> Holding:
     """The holding stored under ``h/<content_id>`` (the id comes from the key)."""
     f = _fields(data, "holding", (7, 8))
     ih = _bin(f[1], "holding infohash", (20,))
+    # Written only when set; read as a bool either way, since a newer minor version appending its own
+    # fields must fill this slot for a user's holding too.
     custody = len(f) == 8 and expect_bool(f[7], "holding custody mark")
-    if len(f) == 8 and not custody:
-        raise DecodeError("holding: a custody mark is written only when set")  # one encoding per value
     return _build(
         Holding, "holding", content_id, ih.hex(), expect_int(f[2], "size_bytes", 0, SIZE_BYTES_MAX),
         _enum(f[3], STATES, "holding state"), _enum(f[4], POLICIES, "holding policy"),

@@ -3,9 +3,10 @@
 libp2p fixes a host's pre-shared key when the host is made, so a key change means a new host: this
 wrapper runs one inner transport at a time and, on ``switch_psk``, closes it and starts the next on
 the very addresses the first had bound (peers' cached addresses stay right), replaying what callers
-told it (peer addresses, the peer filter, the request handler). Callers see one ``Transport``: one
-``incoming()`` channel across switches, ``send`` returning False (as for any unreachable peer) in
-the moment between two hosts. Shell; the seam is ``mesh.transport.Transport``.
+told it (peer addresses, the peer filter, the request and version handlers). Callers see one
+``Transport``: ``incoming()`` reads the running host's lanes and moves on to the next host's after a
+switch; ``send`` returns False (as for any unreachable peer) in the moment between two hosts.
+Shell; the seam is ``mesh.transport.Transport``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import trio
 
-from mesh.transport import PeerFilter, PeerId, RequestHandler, Transport
+from mesh.transport import PeerFilter, PeerId, RequestHandler, Transport, VersionHandler
 from tva.errors import InvalidInput, PeerUnavailable
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,12 @@ class RekeyableTransport:
         self._addrs: dict[PeerId, list[str]] = {}
         self._filter: PeerFilter | None = None
         self._handler: RequestHandler | None = None
+        self._on_version: VersionHandler | None = None
         self._running = False
+        self._finished = False
         self._scope: trio.CancelScope | None = None
+        self._swapped = trio.Event()  # set (and replaced) each time another inner host starts
         self.switches = 0
-        frames_max = getattr(getattr(self._inner, "limits", None), "incoming_frames_max", 1024)
-        self._in_send, self._in_recv = trio.open_memory_channel[tuple[PeerId, bytes]](frames_max)
-        self._drops = 0
 
     @property
     def limits(self) -> Any:
@@ -56,7 +57,8 @@ class RekeyableTransport:
                     async with trio.open_nursery() as nursery:
                         await nursery.start(inner.run)
                         self._running = True
-                        nursery.start_soon(self._forward, inner)
+                        self._swapped.set()
+                        self._swapped = trio.Event()
                         if not started:
                             started = True
                             task_status.started()
@@ -70,7 +72,8 @@ class RekeyableTransport:
                 log.info("fleet key switched: the transport listens again on %s", ", ".join(self._bound))
         finally:
             self._running = False
-            self._in_send.close()
+            self._finished = True
+            self._swapped.set()
 
     def switch_psk(self, psk: bytes) -> None:
         """Start over with ``psk`` on the same addresses (takes effect at once, inside ``run``)."""
@@ -87,15 +90,8 @@ class RekeyableTransport:
             inner.set_peer_filter(self._filter)
         if self._handler is not None:
             inner.set_request_handler(self._handler)
-
-    async def _forward(self, inner: Transport) -> None:
-        async for item in inner.incoming():
-            try:
-                self._in_send.send_nowait(item)
-            except trio.WouldBlock:
-                self._drops += 1
-            except trio.ClosedResourceError:
-                return
+        if self._on_version is not None:
+            inner.set_version_handler(self._on_version)
 
     # --- the Transport seam -----------------------------------------------------------------------
 
@@ -107,8 +103,15 @@ class RekeyableTransport:
         known = self._addrs.get(peer, [])
         self._addrs[peer] = (list(dict.fromkeys(addrs)) + [a for a in known if a not in addrs])[:8]
 
-    def incoming(self) -> trio.MemoryReceiveChannel[tuple[PeerId, bytes]]:
-        return self._in_recv
+    def incoming(self) -> _Incoming:
+        return _Incoming(self)
+
+    def set_version_handler(self, handler: VersionHandler) -> None:
+        self._on_version = handler
+        self._inner.set_version_handler(handler)
+
+    def wire_version(self, peer: PeerId) -> int | None:
+        return self._inner.wire_version(peer) if self._running else None
 
     def set_peer_filter(self, allowed: PeerFilter) -> None:
         self._filter = allowed
@@ -118,11 +121,11 @@ class RekeyableTransport:
         self._handler = handler
         self._inner.set_request_handler(handler)
 
-    async def send(self, peer: PeerId, frame: bytes) -> bool:
+    async def send(self, peer: PeerId, frame: bytes, *, bulk: bool = False) -> bool:
         if not self._running:
             return False
         try:
-            return await self._inner.send(peer, frame)
+            return await self._inner.send(peer, frame, bulk=bulk)
         except InvalidInput:
             if self._running:
                 raise
@@ -138,7 +141,30 @@ class RekeyableTransport:
 
     def stats(self) -> dict[str, int]:
         inner = getattr(self._inner, "stats", lambda: {})()
-        return {**inner, "psk_switches": self.switches, "incoming_drops_across_switch": self._drops}
+        return {**inner, "psk_switches": self.switches}
+
+
+class _Incoming:
+    """The running host's incoming lanes; when a switch closes them, the next host's."""
+
+    def __init__(self, owner: RekeyableTransport) -> None:
+        self._owner = owner
+
+    def __aiter__(self) -> _Incoming:
+        return self
+
+    async def __anext__(self) -> tuple[PeerId, bytes]:
+        owner = self._owner
+        while True:
+            swapped = owner._swapped
+            if owner._running:
+                try:
+                    return await owner._inner.incoming().receive()
+                except trio.EndOfChannel:
+                    pass  # that host stopped: a switch (or the end)
+            if owner._finished:
+                raise StopAsyncIteration
+            await swapped.wait()
 
 
 def _without_peer_suffix(addr: str, peer: str) -> str:

@@ -19,11 +19,13 @@ from collections import Counter as _Tally
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from .frames import ITEMS_MAX, Frame, Item, encode_frame, item_size
+from .frames import FRAME_VERSION, ITEMS_MAX, Deltas, DocMessage, Frame, Item, encode_frame, item_size
 from .types import Counter, Effect, Log, Send
 
 # bytes a frame needs around its items: version byte, array headers, kind, seq, presence slot
 FRAME_OVERHEAD_BYTES = 64
+# frames above this (and every delta or document frame) go on the bulk lane (``Send.bulk``)
+PRIORITY_FRAME_BYTES_MAX = 16 * 1024
 
 
 def error_name(e: Exception) -> str:
@@ -36,6 +38,7 @@ class Outbox:
         self.frame_bytes_max = frame_bytes_max
         self.effects: list[Effect] = []
         self.stats: _Tally[str] = _Tally()
+        self.versions: dict[str, int] = {}  # peer -> frame version its connection's hello agreed on
 
     def reset(self) -> list[Effect]:
         out, self.effects = self.effects, []
@@ -53,7 +56,7 @@ class Outbox:
         self.effects.append(Log(level, message))
 
     def send(self, peer: str, frame: Frame) -> bool:
-        data = encode_frame(frame)
+        data = encode_frame(frame, self.versions.get(peer, FRAME_VERSION))
         if len(data) > self.frame_bytes_max:
             self.count("frames_oversize_dropped", notable=True)
             self.log("warning", f"not sending a {type(frame).__name__} of {len(data)} bytes to "
@@ -64,7 +67,7 @@ class Outbox:
         kind = type(frame).__name__.lower()
         self.stats[f"sent_{kind}"] += 1
         self.stats[f"bytes_sent_{kind}"] += len(data)
-        self.effects.append(Send(peer, data))
+        self.effects.append(Send(peer, data, isinstance(frame, Deltas | DocMessage) or len(data) > PRIORITY_FRAME_BYTES_MAX))
         return True
 
 

@@ -8,8 +8,8 @@ import random
 from crdt.feedset import FeedSet, OwnFeed
 from crdt.fleetdoc import FleetDoc
 from crdt.identity import NodeKey
-from mesh.core import LocalChanged, MembersChanged, MeshConfig, MeshNode
-from tests.mesh.harness import Harness, Net
+from mesh.core import LocalChanged, MembersChanged, MeshConfig
+from tests.mesh.harness import Harness, Net, make_node
 
 
 def test_real_feeds_and_fleet_document_converge_through_the_mesh():
@@ -24,7 +24,7 @@ def test_real_feeds_and_fleet_document_converge_through_the_mesh():
     for k in keys[1:]:
         docs[k.peer_id] = FleetDoc.empty_replica(k)  # joiners get the genesis by sync
     for i, p in enumerate(ids):
-        h.nodes[p] = MeshNode(p, MeshConfig(), feeds[p], docs[p], random.Random(i))
+        h.nodes[p] = make_node(p, MeshConfig(), feeds[p], docs[p], random.Random(i))
         h.handle(p, MembersChanged(frozenset(ids)))
     h.run_until(2000)
     for i, p in enumerate(ids):

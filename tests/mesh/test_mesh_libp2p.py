@@ -72,7 +72,7 @@ async def _run_peer(p: Peer, bootstrap: list[str], *, task_status=trio.TASK_STAT
     with trio.CancelScope() as scope:
         p.scope = scope
         p.transport = Libp2pTransport(p.key.seed, PSK, limits=LIMITS)
-        node = MeshNode(p.key.peer_id, CONFIG, p.feeds, p.doc, random.Random(p.key.peer_id))
+        node = MeshNode(p.key.peer_id, CONFIG, p.feeds, p.doc, random.Random(p.key.peer_id), signer=p.key)
         p.driver = MeshDriver(node, p.transport, on_state=learn,
                               on_liveness=lambda peer, state: p.liveness.__setitem__(peer, state))
         async with trio.open_nursery() as nursery:
