@@ -1,31 +1,44 @@
-"""The daemon: one trio nursery that owns the transport, the mesh, planning, persistence and the API.
+"""The daemon: supervised components in one trio nursery, and the glue between them.
 
-Start-up order matters and is expressed with ``nursery.start``: the transport listens before the
-card (which names its addresses) is published; the mesh runs before the API accepts writes that
-push to it; ``daemon.json`` (how the CLI finds us) is written last and removed first.
+Components (each restarted on failure by ``agent.supervisor``; health in ``status`` →
+``components``): ``persistence`` (saves, off the event loop), ``jobs``, ``mesh`` (the transport
+and the driver of the mesh core over it), ``torrents``, ``presence`` (peers' presence remembered
+across restarts), ``fabric`` (tva0), ``policy`` and ``housekeeping`` loops, ``api`` (loopback) and
+``overlay_api`` (tva0 addresses). They are built here, wired by construction, and started in an
+order that matters: the mesh before the card (which names its listen addresses), the torrent
+engine before the card too (its port), the API last, and ``daemon.json`` (how commands find the
+daemon) once the API answers.
+
+A host that learns it was revoked stops taking part — mesh, torrents, fabric, planning and the
+overlay API stop for good — says so once, keeps its data, and keeps answering on the local API.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
 from collections.abc import Callable
+from functools import partial
 
 import trio
 
 from agent import rpc, views
+from agent.api import ApiContext, build_app
 from agent.config import Config
+from agent.discovery import remove_daemon_file, write_daemon_file
 from agent.fabric import FabricManager
 from agent.http import bind_text, serve_api
+from agent.jobs import Jobs
+from agent.logs import PeerLog
 from agent.mesh_driver import MeshDriver, monotonic_ms
 from agent.netinfo import dialable
+from agent.persistence import Persistence
 from agent.presence_memory import PresenceMemory
 from agent.probes import UptimeScore, disk_free_bytes
 from agent.service import Service, wall_ms
 from agent.state import NodeState
-from cli.client import DAEMON_FILE
+from agent.supervisor import Supervisor
 from crdt import records
 from mesh import invites
 from mesh.core import types as t
@@ -36,23 +49,35 @@ log = logging.getLogger("tva.agent")
 
 JOIN_REPLY_BYTES_MAX = 3 * 1024 * 1024
 INCARNATION_EPOCH_S = 1_577_836_800  # 2020-01-01
+# What a revoked host stops (the rest — saving, jobs, the local API — goes on).
+PARTICIPATION = ("mesh", "torrents", "presence", "fabric", "policy", "housekeeping", "overlay_api")
+EXIT_STATE_UNWRITABLE = 5
 
 
 class Agent:
     def __init__(self, cfg: Config, state: NodeState, transport: Transport, *,
-                 clock_ms: Callable[[], int] = wall_ms, mesh_config=None, rng: random.Random | None = None) -> None:
+                 clock_ms: Callable[[], int] = wall_ms, mesh_config=None, rng: random.Random | None = None,
+                 new_transport: Callable[[], Transport] | None = None, faults: bool = False,
+                 supervisor: Supervisor | None = None) -> None:
+        """``transport`` serves the first run of the mesh; a restarted mesh component gets a new one
+        from ``new_transport`` (a libp2p transport runs once), or fails to restart without it."""
         from mesh.core.config import MeshConfig
         from mesh.core.node import MeshNode
 
         self.cfg = cfg
         self.state = state
         self.transport = transport
+        self._new_transport = new_transport
+        self._mesh_runs = 0
         self.clock_ms = clock_ms
+        self.supervisor = supervisor or Supervisor(clock_ms=clock_ms)
         self._liveness: dict[str, str] = {}
-        self._dirty = False
         self._stopping = trio.Event()
         self._api_port = 0
         self._soft_sent: t.SetSoftState | None = None
+        self._revoked_logged = False
+        self.exit_code = 0
+        self.exit_reason: str | None = None
         self.uptime = UptimeScore(state.local.uptime_score, state.local.uptime_sample_ms).after_downtime(clock_ms())
         self.state.set_uptime(self.uptime.score, self.uptime.last_sample_ms)
         mesh_config = mesh_config or MeshConfig(
@@ -64,61 +89,67 @@ class Agent:
         self.node = MeshNode(state.peer_id, mesh_config, feeds=state.feeds, doc=state.doc,
                              rng=rng or random.Random(os.urandom(16)),
                              incarnation=max(0, clock_ms() // 1000 - INCARNATION_EPOCH_S))
-        self.driver = MeshDriver(self.node, transport, on_liveness=self._on_liveness, on_state=self._on_remote_state)
+        self.driver = MeshDriver(self.node, transport, on_liveness=self._on_liveness, on_state=self._on_remote_state,
+                                 peer_log=PeerLog(logging.getLogger("tva.mesh"), describe=self._describe_peer))
         # Peers' presence survives a restart in the state dir (agent.presence_memory).
         self.presence_memory = PresenceMemory(state.store, self_id=state.peer_id, presence=self.node.presence,
                                               wall_ms=clock_ms, mono_ms=monotonic_ms)
+        self.persistence = Persistence(state, save_interval_ms=cfg.save_interval_ms, clock_ms=clock_ms,
+                                       on_health=partial(self.supervisor.report, "persistence"),
+                                       on_unwritable=self._state_unwritable)
         self.service = Service(state, clock_ms=clock_ms, live=self._live_info, on_change=self._on_local_change,
                                media_dir=cfg.media_dir(), bootstrap=self._bootstrap_addrs,
-                               extras=self._status_extras,
-                               # [torrents] DHT peers for peers_for, reaper verdicts (agent.torrents)
-                               external_peers=lambda ih: self.torrents.external_peers(ih),
-                               reaper_verdicts=lambda: self.torrents.verdicts())
+                               extras=self._status_extras)
         self._card_extra: dict = {}
-        # [torrents] engine, holdings, repairs, reaper; the API reaches it as service.torrents
         from agent.torrents import TorrentManager
 
         self.torrents = TorrentManager(cfg, state, self.service, clock_ms=clock_ms, on_card=self._update_card)
-        self.service.torrents = self.torrents
-        self.fabric = FabricManager(cfg, state, on_card=self._update_card, reconcile_interval_ms=cfg.tick_interval_ms)
-        self.service._wg = self.fabric
+        self.fabric = FabricManager(cfg, state, on_card=self._update_card, reconcile_interval_ms=cfg.tick_interval_ms,
+                                    on_health=partial(self.supervisor.report, "fabric"))
+        self.jobs = Jobs(clock_ms=clock_ms)
+        self.api_context = ApiContext(service=self.service, daemon=True, torrents=self.torrents, fabric=self.fabric,
+                                      jobs=self.jobs, supervisor=self.supervisor, faults=faults)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        sup = self.supervisor
+        app = build_app(self.api_context)
         try:
             async with trio.open_nursery() as nursery:
-                self.transport.set_peer_filter(lambda peer: peer not in self.state.revoked())
-                self.transport.set_request_handler(self._handle_request)
-                await nursery.start(self.transport.run)
-                await nursery.start(self.torrents.run)  # [torrents] before the card: it names torrent_port
-                self._publish_card()
-                await nursery.start(self.driver.run)
-                self._members_changed()
-                self._restore_presence()  # the core takes it only about members it already knows
-                nursery.start_soon(self.presence_memory.run)
-                self._learn_peer_addrs()
-                await nursery.start(self.fabric.run)
-                nursery.start_soon(self._policy_loop)
-                nursery.start_soon(self._housekeeping_loop)
-                host, port = self.cfg.api_host_port()
-                self._api_port = await nursery.start(serve_api, self.service, [bind_text(host, port)],
-                                                     self.state.local.api_token)
-                self._publish_card()
-                if self.cfg.overlay_api:
-                    nursery.start_soon(self._overlay_api_loop)
-                self._write_daemon_file()
+                await sup.start(nursery, "persistence", self.persistence.run)
+                await sup.start(nursery, "jobs", self.jobs.run)
+                if self.state.revocation() is None:
+                    await self._start_participation(nursery)
+                else:
+                    self._stop_participating()
+                await sup.start(nursery, "api", partial(self._run_api, app))
+                if self.cfg.overlay_api and self.state.revocation() is None:
+                    await sup.start(nursery, "overlay_api", partial(self._overlay_api_loop, app))
                 log.info("agent %s of fleet %s running; api on %s", self.state.peer_id, self.state.fleet.fleet_name,
                          self._api_address())
                 task_status.started()
                 await self._stopping.wait()
-                await self._leave_gracefully()
+                if sup.health("mesh").state == "ok":
+                    await self._leave_gracefully()
                 nursery.cancel_scope.cancel()
         finally:
-            self._remove_daemon_file()
+            remove_daemon_file(self.cfg.state_dir, os.getpid())
             with trio.CancelScope(shield=True):
-                self._save()
-                self.presence_memory.save()
+                self.presence_memory.save()  # small; the state's save below waits on a worker thread
+                await self.persistence.save()
+
+    async def _start_participation(self, nursery: trio.Nursery) -> None:
+        sup = self.supervisor
+        await sup.start(nursery, "mesh", self._run_mesh)
+        await sup.start(nursery, "torrents", self._run_torrents)  # before the card: it names torrent_port
+        self._publish_card()
+        self._members_changed()
+        self._restore_presence()  # the core takes it only about members it already knows
+        await sup.start(nursery, "presence", self._run_presence)
+        await sup.start(nursery, "fabric", self.fabric.run)
+        await sup.start(nursery, "policy", self._policy_loop)
+        await sup.start(nursery, "housekeeping", self._housekeeping_loop)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -131,21 +162,99 @@ class Agent:
                 await trio.sleep(0.1)
                 self.driver.submit(t.Tick())
 
+    def _state_unwritable(self, why: str) -> None:
+        log.critical("stopping: %s", why)
+        self.exit_code, self.exit_reason = EXIT_STATE_UNWRITABLE, why
+        self.stop()
+
+    # --- components ---------------------------------------------------------------------------
+
+    def _fresh_transport(self) -> Transport:
+        self._mesh_runs += 1
+        if self._mesh_runs == 1:
+            return self.transport
+        if self._new_transport is None:
+            raise InvalidInput("the mesh transport cannot be restarted (no new_transport factory)")
+        return self._new_transport()
+
+    async def _run_mesh(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The transport and the mesh driver over it: one component (a new transport per run)."""
+        transport = self._fresh_transport()
+        transport.set_peer_filter(lambda peer: peer not in self.state.revoked())
+        transport.set_request_handler(self._handle_request)
+        self.transport = transport
+        self._learn_peer_addrs()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(transport.run)
+            await nursery.start(self.driver.run, transport)
+            self._publish_card()  # a new run may listen on new addresses
+            task_status.started()
+
+    async def _run_torrents(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self.cfg.torrent_engine == "off":
+            self.supervisor.report("torrents", "off", "torrent_engine = off")
+        await self.torrents.run(task_status=task_status)
+
+    async def _run_presence(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await self.presence_memory.run()
+
+    async def _run_api(self, app, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The loopback API. A default port another agent already holds falls back to a free one (the
+        CLI finds the port in daemon.json); a configured one is only ever retried."""
+        host, port = self.cfg.api_host_port()
+        if self._api_port:
+            port = self._api_port  # a restart keeps the port the CLI already knows
+        async with trio.open_nursery() as nursery:
+            try:
+                self._api_port = await nursery.start(serve_api, app, [bind_text(host, port)],
+                                                     self.state.local.api_token)
+            except OSError as exc:
+                if self.cfg.api != Config().api or port == 0:
+                    raise
+                log.warning("api: %s:%d is taken (%s): another agent on this host? using a free port",
+                            host, port, exc.strerror or exc)
+                self._api_port = await nursery.start(serve_api, app, [bind_text(host, 0)],
+                                                     self.state.local.api_token)
+            self._publish_card()
+            write_daemon_file(self.cfg.state_dir, {"pid": os.getpid(), "api": self._api_address(),
+                                                   "token": self.state.local.api_token,
+                                                   "peer_id": self.state.peer_id})
+            task_status.started()
+
+    # --- revocation ---------------------------------------------------------------------------
+
+    def _check_revoked(self) -> None:
+        if self.state.revocation() is not None and not self._revoked_logged:
+            self._stop_participating()
+            self.persistence.mark_dirty()
+
+    def _stop_participating(self) -> None:
+        rev = self.state.revocation()
+        self._revoked_logged = True
+        by = self.service._name(rev.by) or rev.by
+        log.warning("this host was revoked from fleet %s by %s (%s): it no longer takes part; its data is kept "
+                    "and the local API keeps answering", self.state.fleet.fleet_name, by, rev.reason or "no reason")
+        for name in PARTICIPATION:
+            self.supervisor.stop(name, "this host was revoked from the fleet")
+        self.service.invalidate()
+
     # --- state changes ------------------------------------------------------------------------
 
     def _on_local_change(self, delta: bytes | None, doc_changed: bool) -> None:
-        self._dirty = True
+        self.persistence.mark_dirty()
         if doc_changed:
             self._members_changed()
         self.driver.submit(t.LocalChanged(delta=delta, doc_changed=doc_changed))
 
     def _on_remote_state(self, feeds: bool, doc: bool) -> None:
-        self._dirty = True
+        self.persistence.mark_dirty()
         if doc:
             self.state.refresh_membership()
             self._members_changed()
             # refresh_membership may drop feeds: the core caches its digest, so tell it.
             self.driver.submit(t.LocalChanged())
+            self._check_revoked()
         if feeds:
             self._learn_peer_addrs()
         self.service.invalidate()
@@ -181,6 +290,12 @@ class Agent:
             if peer != self.state.peer_id and card.listen_addrs:
                 self.transport.add_peer_addrs(peer, list(card.listen_addrs))
 
+    def _describe_peer(self, peer: str) -> tuple[str, int]:
+        """(name, number of listen addresses) for log lines about a peer."""
+        feed = self.state.feeds.feed(_public_of(peer))
+        card = records.card_of(feed) if feed is not None else None
+        return (card.name if card else peer[:16]), (len(card.listen_addrs) if card else 0)
+
     def _live_info(self) -> views.LiveInfo:
         presence = {}
         for peer, p in self.node.presence().items():
@@ -214,27 +329,28 @@ class Agent:
 
     # --- loops --------------------------------------------------------------------------------
 
-    async def _overlay_api_loop(self) -> None:
-        """Serve the API on this host's tva0 addresses too (token required there), once they exist."""
-        serving: tuple[str, ...] = ()
+    async def _overlay_api_loop(self, app, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                                ) -> None:
+        """Serve the API on this host's tva0 addresses too (behind the same door), once they exist.
+        A bind that fails (tva0 not ready, addresses taken) raises: the supervisor retries it."""
+        task_status.started()
         while True:
             addrs = self.fabric.overlay_addrs()
-            if addrs and addrs != serving:
-                binds = [bind_text(a, self._api_port) for a in addrs]
-                try:
-                    async with trio.open_nursery() as nursery:
-                        await nursery.start(serve_api, self.service, binds, self.state.local.api_token)
-                        serving = addrs
-                        log.info("api also on the overlay: %s", ", ".join(binds))
-                        while self.fabric.overlay_addrs() == serving:
-                            await trio.sleep(1)
-                        nursery.cancel_scope.cancel()
-                except OSError as exc:  # tva0 not quite ready (address not assigned yet): retry
-                    log.debug("overlay api not yet: %s", exc)
-                serving = ()
-            await trio.sleep(1)
+            if not addrs:
+                self.supervisor.report("overlay_api", "off", "no tva0 addresses (yet)")
+                await trio.sleep(1)
+                continue
+            binds = [bind_text(a, self._api_port) for a in addrs]
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_api, app, binds, self.state.local.api_token)
+                log.info("api also on the overlay: %s", ", ".join(binds))
+                self.supervisor.report("overlay_api", "ok")
+                while self.fabric.overlay_addrs() == addrs:
+                    await trio.sleep(1)
+                nursery.cancel_scope.cancel()
 
-    async def _policy_loop(self) -> None:
+    async def _policy_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
         while True:
             await trio.sleep(self.cfg.tick_interval_ms / 1000)
             self.service.invalidate()
@@ -243,11 +359,11 @@ class Agent:
             except TvaError as exc:
                 log.warning("planning failed: %s", exc.message)
 
-    async def _housekeeping_loop(self) -> None:
-        """Soft state to the mesh, uptime, and saving — each on its own period, one task."""
-        last_save = self.clock_ms()
+    async def _housekeeping_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Soft state to the mesh, and uptime (saving is the persistence component's)."""
+        task_status.started()
         while True:
-            await trio.sleep(min(self.cfg.save_interval_ms, self.cfg.probe_interval_ms) / 1000)
+            await trio.sleep(self.cfg.probe_interval_ms / 1000)
             now = self.clock_ms()
             self.uptime = self.uptime.sample(now)
             self.state.set_uptime(self.uptime.score, self.uptime.last_sample_ms)
@@ -259,16 +375,6 @@ class Agent:
                 # changes that matter to planning go out (the core refreshes presence by itself).
                 self._soft_sent = soft
                 self.driver.submit(soft)
-            if self._dirty and now - last_save >= self.cfg.save_interval_ms:
-                self._save()
-                last_save = now
-
-    def _save(self) -> None:
-        try:
-            self.state.save()
-            self._dirty = False
-        except OSError as exc:
-            log.error("could not save state to %s: %s (will retry)", self.cfg.state_dir, exc)
 
     # --- peer queries -------------------------------------------------------------------------
 
@@ -283,7 +389,8 @@ class Agent:
             # An expected refusal travels as data, so the asker can show why (not just "refused").
             return rpc.encode_refusal(exc.message, exc.hint)
         if query.kind == "peers_for":
-            return rpc.encode_reply(self.service.peers_for(query.body["infohash"]))
+            ih = query.body["infohash"]
+            return rpc.encode_reply(self.service.peers_for(ih, external=self.torrents.external_peers(ih)))
         return rpc.encode_reply(self.service.status())
 
     def _admit(self, joiner: str, body: dict) -> bytes:
@@ -325,24 +432,17 @@ class Agent:
 
     def _status_extras(self) -> dict:
         return {"api": self._api_address(), "listen_addrs": self._bootstrap_addrs(), "daemon": True,
-                "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats()}
+                "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats(),
+                "components": self.supervisor.status(), "save_problem": self.persistence.problem}
 
-    def _write_daemon_file(self) -> None:
-        path = self.cfg.state_dir / DAEMON_FILE
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"pid": os.getpid(), "api": self._api_address(), "token": self.state.local.api_token,
-                       "peer_id": self.state.peer_id}, f)
-        os.replace(tmp, path)
 
-    def _remove_daemon_file(self) -> None:
-        try:
-            info = json.loads((self.cfg.state_dir / DAEMON_FILE).read_text())
-            if info.get("pid") == os.getpid():
-                (self.cfg.state_dir / DAEMON_FILE).unlink()
-        except (OSError, ValueError):
-            pass
+def _public_of(peer: str) -> bytes:
+    from crdt.identity import public_from_peer_id
+
+    try:
+        return public_from_peer_id(peer)
+    except TvaError:
+        return b""
 
 
 DISK_FREE_CHANGE_BYTES_MIN = 256 * 1024**2  # and at least 1 % of the last value sent

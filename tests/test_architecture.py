@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Packages (and their sub-packages) that must stay pure.
-PURE_PACKAGES = ("tva", "crdt", "mesh.core", "mesh.invites", "agent.policy", "wg.plan")
+PURE_PACKAGES = ("tva", "crdt", "mesh.core", "mesh.invites", "agent.policy", "wg.plan", "agent.door")
 
 # Anything that touches time, randomness, the OS, the network or an event loop.
 FORBIDDEN_ROOTS = {

@@ -1,0 +1,37 @@
+"""A command on a state dir with no daemon: load, run the route's handler in-process, save.
+
+The caller holds the state dir's writer lock (``agent.discovery.StateLock``). The handler is the
+daemon's own (``agent.api`` via ``agent.inproc``), so the answer — status, message, hint — is
+what the daemon would have given; only a route that needs the daemon answers 503.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from tva.errors import NotInitialised
+
+
+def not_initialised(state_dir: Path) -> NotInitialised:
+    return NotInitialised(f"no fleet in {state_dir}",
+                          hint="found one with `tva-agent init --name NAME` or join with `tva-agent join INVITE`")
+
+
+def call(cfg, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+    from agent.api import ApiContext, build_app
+    from agent.inproc import call_app
+    from agent.service import Service
+    from agent.state import NodeState
+    from agent.store import StateStore
+
+    state = NodeState.load(StateStore(cfg.state_dir))
+    changed: list[bool] = []
+    service = Service(state, media_dir=cfg.media_dir(), on_change=lambda _d, _c: changed.append(True))
+    app = build_app(ApiContext(service=service, daemon=False))
+    status, raw = trio.run(call_app, app, method, path, body)
+    if changed:
+        state.save()
+    return status, raw
