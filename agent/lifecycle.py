@@ -101,6 +101,9 @@ async def join(cfg: Config, token: str, progress: Callable[[str], None] = lambda
                            hint="use another --state-dir for a second fleet, or remove this one")
     key = load_or_create_identity(store)
     progress(f"joining fleet {inv.fleet_name!r} via {len(inv.bootstrap)} bootstrap address(es)…")
+    from agent.logs import take_over_library_logs
+
+    take_over_library_logs()
     transport = _transport(cfg, key.seed, inv.psk, listen_for_this_host(cfg))
     async with trio.open_nursery() as nursery:
         await nursery.start(transport.run)

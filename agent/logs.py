@@ -129,15 +129,24 @@ def setup(level: str = "info", fmt: str = "text", *, stream: TextIO | None = Non
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(_LEVELS.get(level, logging.INFO))
+    if capture_prints:
+        take_over_library_logs()
+        sys.stdout = PrintCapture(logging.getLogger("tva.stdout"), logging.DEBUG)  # type: ignore[assignment]
+        sys.stderr = PrintCapture(logging.getLogger("tva.stderr"), logging.INFO)  # type: ignore[assignment]
+
+
+def take_over_library_logs() -> None:
+    """Route py-libp2p's loggers through ``LibraryHandler``. Its import resets its own logger (no
+    handler, no propagation: Python's last-resort handler then prints bare lines), so it is
+    imported first; call this wherever libp2p gets used (the daemon, `join`)."""
+    import libp2p  # noqa: F401 — for its import-time logging set-up, which this then replaces
+
     library = logging.getLogger("libp2p")
     for old in list(library.handlers):
         library.removeHandler(old)
     library.addHandler(LibraryHandler("libp2p"))
     library.propagate = False
-    library.setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL)
-    if capture_prints:
-        sys.stdout = PrintCapture(logging.getLogger("tva.stdout"), logging.INFO)  # type: ignore[assignment]
-        sys.stderr = PrintCapture(logging.getLogger("tva.stderr"), logging.WARNING)  # type: ignore[assignment]
+    library.setLevel(logging.DEBUG if logging.getLogger().level <= logging.DEBUG else logging.CRITICAL)
 
 
 class PeerLog:

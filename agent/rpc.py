@@ -1,4 +1,4 @@
-"""Peer-to-peer queries over the transport's request/response: join, peers_for, status.
+"""Peer-to-peer queries over the transport's request/response: join, peers_for, status, revoked.
 
 Request:  msgpack ``[1, kind, body]``; reply: msgpack of a map. Each kind has its own decoder
 that checks every field, so a malformed query is refused with a ``DecodeError`` (and the
@@ -15,7 +15,8 @@ import msgpack
 from tva.errors import DecodeError, RequestRefused
 
 RPC_VERSION = 1
-KINDS = ("join", "peers_for", "status")
+KINDS = ("join", "peers_for", "status", "revoked")
+NOTICE_TAG = b"tva-revocation-notice-v1"
 REQUEST_BYTES_MAX = 60 * 1024
 REPLY_BYTES_MAX = 4 * 1024 * 1024
 
@@ -45,6 +46,13 @@ def decode_query(data: bytes) -> Query:
     if kind == "join":
         _field(body, "invite", str, 4096)
         _field(body, "card_delta", bytes, 16384)
+    elif kind == "revoked":
+        for name in ("fleet_id", "peer", "by"):
+            _field(body, name, str, 128)
+        _field(body, "reason", str, 200)
+        _field(body, "sig", bytes, 64)
+        if not isinstance(body.get("at_ms"), int) or not 0 <= body["at_ms"] < 2**53:
+            raise DecodeError("query field 'at_ms' is missing or invalid")
     elif kind == "peers_for":
         ih = _field(body, "infohash", str, 40)
         if len(ih) != 40 or any(c not in "0123456789abcdef" for c in ih):
@@ -92,3 +100,9 @@ def decode_join_reply(data: bytes) -> tuple[bytes, list[bytes]]:
     if not isinstance(doc, bytes) or not isinstance(deltas, list) or not all(isinstance(d, bytes) for d in deltas):
         raise DecodeError("join reply lacks the fleet document or feeds")
     return doc, deltas
+
+
+def notice_message(fleet_id: str, peer: str, by: str, at_ms: int, reason: str) -> bytes:
+    """What the revoking member signs when it tells the revoked host (see Agent._notify_revoked):
+    the revoked host is cut off from the mesh at once, so without this it would never learn."""
+    return msgpack.packb([NOTICE_TAG, fleet_id, peer, by, at_ms, reason], use_bin_type=True)

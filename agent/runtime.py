@@ -23,7 +23,7 @@ from functools import partial
 
 import trio
 
-from agent import rpc, views
+from agent import revocation, rpc, views
 from agent.api import ApiContext, build_app
 from agent.config import Config
 from agent.discovery import remove_daemon_file, write_daemon_file
@@ -52,6 +52,9 @@ INCARNATION_EPOCH_S = 1_577_836_800  # 2020-01-01
 # What a revoked host stops (the rest — saving, jobs, the local API — goes on).
 PARTICIPATION = ("mesh", "torrents", "presence", "fabric", "policy", "housekeeping", "overlay_api")
 EXIT_STATE_UNWRITABLE = 5
+NOTICE_ATTEMPTS = 5
+NOTICE_TIMEOUT_MS = 10_000
+NOTICE_RETRY_S = 3.0
 
 
 class Agent:
@@ -76,6 +79,9 @@ class Agent:
         self._api_port = 0
         self._soft_sent: t.SetSoftState | None = None
         self._revoked_logged = False
+        self._nursery: trio.Nursery | None = None
+        self._notifying: set[str] = set()  # revoked peers being told so (see _notify_revoked)
+        self._known_revocations = frozenset(state.revoked())
         self.exit_code = 0
         self.exit_reason: str | None = None
         self.uptime = UptimeScore(state.local.uptime_score, state.local.uptime_sample_ms).after_downtime(clock_ms())
@@ -117,6 +123,7 @@ class Agent:
         app = build_app(self.api_context)
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 await sup.start(nursery, "persistence", self.persistence.run)
                 await sup.start(nursery, "jobs", self.jobs.run)
                 if self.state.revocation() is None:
@@ -180,7 +187,7 @@ class Agent:
     async def _run_mesh(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The transport and the mesh driver over it: one component (a new transport per run)."""
         transport = self._fresh_transport()
-        transport.set_peer_filter(lambda peer: peer not in self.state.revoked())
+        transport.set_peer_filter(self._peer_allowed)
         transport.set_request_handler(self._handle_request)
         self.transport = transport
         self._learn_peer_addrs()
@@ -224,10 +231,28 @@ class Agent:
 
     # --- revocation ---------------------------------------------------------------------------
 
-    def _check_revoked(self) -> None:
-        if self.state.revocation() is not None and not self._revoked_logged:
-            self._stop_participating()
-            self.persistence.mark_dirty()
+    def _peer_allowed(self, peer: str) -> bool:
+        return peer not in self.state.revoked() or peer in self._notifying
+
+    def _revocations_changed(self) -> None:
+        """After any change of the fleet document: tell hosts this node just revoked, and stop
+        taking part if this host is the one revoked."""
+        now = frozenset(self.state.revoked())
+        fresh, self._known_revocations = now - self._known_revocations, now
+        records_ = self.state.doc.revocations()
+        for peer in fresh:
+            if records_[peer].by == self.state.peer_id and peer != self.state.peer_id:
+                self._spawn(self._notify_revoked, peer, records_[peer])
+        if self.state.revocation() is not None and not self._revoked_logged and self._nursery is not None:
+            self._revoked_logged = True
+            # Not from here: this may run inside the mesh component (a request handler), which the
+            # stop cancels; a moment later the handler's reply is out.
+            self._spawn(self._stop_participating_soon)
+
+    async def _stop_participating_soon(self) -> None:
+        await trio.sleep(0.5)
+        self._stop_participating()
+        self.persistence.mark_dirty()
 
     def _stop_participating(self) -> None:
         rev = self.state.revocation()
@@ -239,12 +264,52 @@ class Agent:
             self.supervisor.stop(name, "this host was revoked from the fleet")
         self.service.invalidate()
 
+    def _spawn(self, fn, *args) -> None:
+        """A helper task in the daemon's nursery: a bug in it is logged, never the daemon's end."""
+        async def guarded() -> None:
+            try:
+                await fn(*args)
+            except Exception:
+                log.exception("%s failed", getattr(fn, "__name__", fn))
+
+        if self._nursery is not None:
+            self._nursery.start_soon(guarded)
+
+    async def _notify_revoked(self, peer: str, rev) -> None:
+        """Tell ``peer`` it was revoked (signed by this node, the revoker). The mesh cuts a revoked
+        host off at once, so without this notice it would never learn and never stop."""
+        body = revocation.notice_body(self.state, peer, rev)
+        name = self.service._name(peer) or peer[:16]
+        self._notifying.add(peer)
+        why = "no attempt"
+        try:
+            for _attempt in range(NOTICE_ATTEMPTS):
+                try:
+                    reply = await self.transport.request(peer, rpc.encode_query("revoked", body), NOTICE_TIMEOUT_MS)
+                    rpc.raise_if_refused(rpc.decode_reply(reply))
+                    log.info("told %s that it was revoked", name)
+                    return
+                except TvaError as exc:
+                    why = exc.message
+                await trio.sleep(NOTICE_RETRY_S)
+            log.info("could not tell %s that it was revoked (%s)", name, why)
+        finally:
+            self._notifying.discard(peer)
+            self.transport.set_peer_filter(self._peer_allowed)  # drops any connection it still has
+
+    def _revocation_notice(self, sender: str, body: dict) -> bytes:
+        revocation.check_notice(self.state, sender, body)
+        if revocation.apply_notice(self.state, body):
+            self.service.commit(doc_changed=True)
+        return rpc.encode_reply({"ok": True})
+
     # --- state changes ------------------------------------------------------------------------
 
     def _on_local_change(self, delta: bytes | None, doc_changed: bool) -> None:
         self.persistence.mark_dirty()
         if doc_changed:
             self._members_changed()
+            self._revocations_changed()
         self.driver.submit(t.LocalChanged(delta=delta, doc_changed=doc_changed))
 
     def _on_remote_state(self, feeds: bool, doc: bool) -> None:
@@ -254,7 +319,7 @@ class Agent:
             self._members_changed()
             # refresh_membership may drop feeds: the core caches its digest, so tell it.
             self.driver.submit(t.LocalChanged())
-            self._check_revoked()
+            self._revocations_changed()
         if feeds:
             self._learn_peer_addrs()
         self.service.invalidate()
@@ -383,6 +448,8 @@ class Agent:
             query = rpc.decode_query(payload)
             if query.kind == "join":
                 return self._admit(peer, query.body)
+            if query.kind == "revoked":
+                return self._revocation_notice(peer, query.body)
             if peer not in self.state.members():
                 raise RemoteDataError("only members may query this agent")
         except TvaError as exc:

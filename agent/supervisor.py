@@ -90,6 +90,7 @@ class Supervisor:
         self._scopes: dict[str, trio.CancelScope] = {}
         self._faults: dict[str, tuple[trio.MemorySendChannel, trio.MemoryReceiveChannel]] = {}
         self._logged: set[tuple[str, str]] = set()
+        self._running: set[str] = set()  # components whose current run is under way
 
     # --- what components and the API call ---------------------------------------------------------
 
@@ -100,10 +101,9 @@ class Supervisor:
 
     def report(self, name: str, state: str, reason: str | None = None) -> None:
         """A running component's own view of itself: ``ok``, ``degraded`` (with why) or ``off``."""
-        h = self.health(name)
-        if h.state in ("restarting",):
+        if name not in self._running:
             return  # not running: a late report from a dying task must not hide the failure
-        self._set(h, state, reason)
+        self._set(self.health(name), state, reason)
 
     def status(self) -> dict[str, dict]:
         return {name: h.to_json() for name, h in sorted(self.components.items())}
@@ -113,6 +113,7 @@ class Supervisor:
         scope = self._scopes.get(name)
         if scope is not None:
             scope.cancel()
+        self._running.discard(name)
         self._set(self.health(name), "off", reason)
 
     def inject(self, name: str, exc: BaseException) -> None:
@@ -141,6 +142,7 @@ class Supervisor:
             while True:
                 started_ms: int | None = None
                 self._drain_faults(name)  # a fault meant for the previous run is not for this one
+                self._running.add(name)
                 try:
                     async with trio.open_nursery() as inner:
                         await inner.start(self._body, fn, inner.cancel_scope)
@@ -152,10 +154,12 @@ class Supervisor:
                             task_status.started()
                         inner.start_soon(self._fault_listener, name)
                     # The component returned by itself: it has nothing (more) to do.
+                    self._running.discard(name)
                     if h.state != "off":
                         self._set(h, "off", h.reason or "finished")
                     break
                 except BaseException as exc:
+                    self._running.discard(name)
                     if is_cancellation(exc):
                         raise
                     if scope.cancel_called:  # failed while being stopped on purpose: stays stopped

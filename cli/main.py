@@ -270,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:  # a bug: one clear line for people, the traceback with -v
-        logging.getLogger("tva.cli").debug("internal error", exc_info=True)
+        # The daemon's log gets the traceback at once; a command shows it with -v.
+        logging.getLogger("tva.cli").log(logging.ERROR if args.command in ("run", "join") else logging.DEBUG,
+                                         "internal error", exc_info=True)
         _fail(args, TvaError(f"internal error: {type(exc).__name__}: {exc}",
                              hint="run again with -v for the traceback, and report it"))
         return EXIT_ERROR
