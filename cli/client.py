@@ -64,9 +64,11 @@ def _http(info: dict[str, Any], method: str, path: str, body: dict | None, timeo
     if info.get("token"):
         head.append(f"Authorization: Bearer {info['token']}")
     request = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
+    sent = False
     try:
         with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
             sock.sendall(request)
+            sent = True
             chunks, size = [], 0
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
@@ -74,6 +76,10 @@ def _http(info: dict[str, Any], method: str, path: str, body: dict | None, timeo
                 if size > RESPONSE_BYTES_MAX:
                     raise RemoteDataError("daemon answer is too large")
     except (OSError, ValueError) as exc:
+        if sent and method != "GET":  # it has the request: it may still carry it out
+            raise DaemonUnavailable(f"the daemon at {info['api']} took the request but did not answer ({exc})",
+                                    hint="it may still carry it out when it catches up; check before retrying "
+                                         "(nothing was written beside it)") from None
         raise DaemonUnavailable(f"cannot reach the daemon at {info['api']} ({exc})",
                                 hint="is `tva-agent run` still running? its log says why it stopped") from None
     raw = b"".join(chunks)
