@@ -11,7 +11,8 @@ dumps. So:
   under ``tva.libp2p``, one line each (newlines folded), at most once per message template per
   ``LIBRARY_REPEAT_S``.
 * Anything printed to stdout/stderr by a library while the daemon runs becomes a log record too
-  (``capture_prints``), rate-limited the same way.
+  (``capture_prints``), rate-limited the same way, and so does what a library logs through the
+  root logger (the agent itself never does).
 * What matters about a peer is said by ``PeerLog``: one line when it becomes unreachable ("cannot
   reach B at 3 addresses; retrying with back-off"), one when it answers again, one per liveness
   change — and never the same state of the same peer twice within ``PEER_LINE_INTERVAL_S`` (a
@@ -66,6 +67,25 @@ class RateLimit:
 
     def take_suppressed(self, key: object) -> int:
         return self.suppressed.pop(key, 0)
+
+
+class RootRecords(logging.Filter):
+    """py-libp2p also logs through the root logger (``logging.warning(…)``), where nothing says it
+    is a library talking; the agent itself never logs there. Such records become DEBUG records of
+    ``tva.lib``, once per message template per ``LIBRARY_REPEAT_S``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limit = RateLimit(LIBRARY_REPEAT_S)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "root":
+            return True
+        if not logging.getLogger().isEnabledFor(logging.DEBUG) or not self.limit.allow(record.msg):
+            return False
+        record.name, record.levelno, record.levelname = "tva.lib", logging.DEBUG, "DEBUG"
+        record.msg, record.args = _one_line(record.getMessage()), None
+        return True
 
 
 class LibraryHandler(logging.Handler):
@@ -124,6 +144,7 @@ def setup(level: str = "info", fmt: str = "text", *, stream: TextIO | None = Non
     stream = stream or sys.__stderr__ or sys.stderr
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(RootRecords())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -159,7 +180,7 @@ class PeerLog:
         self.describe = describe
         self.clock = clock
         self.limit = RateLimit(interval_s, clock)
-        self._reachable: dict[str, tuple[bool, float]] = {}
+        self._reachable: dict[str, tuple[bool, float, bool]] = {}
         self._errors = RateLimit(300.0, clock)
 
     def _line(self, key: tuple, level: int, message: str, *args: object) -> None:
@@ -171,13 +192,14 @@ class PeerLog:
         self.logger.log(level, message, *args)
 
     def reachability(self, peer: str, ok: bool) -> None:
-        was = self._reachable.get(peer)
+        was = self._reachable.get(peer)  # (reachable, since, reached at least once)
         if was is not None and was[0] == ok:
             return
         now = self.clock()
-        self._reachable[peer] = (ok, now)
-        if was is None and ok:
-            return  # the first contact is not news
+        ever = ok or (was is not None and was[2])
+        self._reachable[peer] = (ok, now, ever)
+        if was is None or not was[2]:
+            return  # not news until the peer was reached once (a joiner is often not dialable yet)
         name, addrs = self.describe(peer)
         if not ok:
             where = f" at {addrs} address(es)" if addrs else ""

@@ -20,14 +20,15 @@ def make_torrent_v1(full_path: str, trackers: tuple[str, ...] = (), progress: Ha
     v1 only because Transmission 3 speaks no v2, and a fleet item must be shareable with both.
     ``progress`` hears how far hashing got, once per piece, from this (worker) thread.
     """
-    ct = lt.create_torrent(lt.list_files(full_path), 0, lt.create_torrent.v1_only)
+    files = lt.list_files(full_path)
+    ct = lt.create_torrent(files, 0, lt.create_torrent.v1_only)
     for tier, url in enumerate(trackers):
         ct.add_tracker(url, tier)
     ct.set_creator("tva-agent")
     if progress is None:
         lt.set_piece_hashes(ct, os.path.dirname(full_path))
     else:
-        total, piece = ct.total_size(), ct.piece_length()
+        total, piece = sum(f.size for f in files), ct.piece_length()
         progress(0, total)
         lt.set_piece_hashes(ct, os.path.dirname(full_path), lambda i: progress(min(total, (i + 1) * piece), total))
     return lt.bencode(ct.generate())
