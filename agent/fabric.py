@@ -182,7 +182,7 @@ class FabricManager:
             lambda: WgFabric.auto(_BACKEND_PREFERENCE[self.cfg.wg_backend], ifname=ifname, sock_dir=sock_dir))
         if fabric.backend is None:  # (WgFabric logs the mesh-only reason once itself)
             return fabric
-        claim = InterfaceClaim(ifname, self.cfg.state_dir)
+        claim = InterfaceClaim(ifname, self.cfg.state_dir, claim_dir=sock_dir)
         why = await trio.to_thread.run_sync(claim.take, fabric.backend, self.key.private_b64, self.key.public_b64)
         if why is None:
             self._claim = claim

@@ -15,6 +15,7 @@ overlay API stop for good — says so once, keeps its data, and keeps answering 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -216,11 +217,12 @@ class Agent:
             try:
                 self._api_port = await nursery.start(serve_api, app, [bind_text(host, port)],
                                                      self.state.local.api_token)
-            except OSError as exc:
-                if self.cfg.api != Config().api or port == 0:
+            except (OSError, BaseExceptionGroup) as exc:
+                taken = _os_error(exc)
+                if taken is None or taken.errno != errno.EADDRINUSE or self.cfg.api != Config().api or port == 0:
                     raise
                 log.warning("api: %s:%d is taken (%s): another agent on this host? using a free port",
-                            host, port, exc.strerror or exc)
+                            host, port, taken.strerror or taken)
                 self._api_port = await nursery.start(serve_api, app, [bind_text(host, 0)],
                                                      self.state.local.api_token)
             self._publish_card()
@@ -501,6 +503,17 @@ class Agent:
         return {"api": self._api_address(), "listen_addrs": self._bootstrap_addrs(), "daemon": True,
                 "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats(),
                 "components": self.supervisor.status(), "save_problem": self.persistence.problem}
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError inside ``exc`` (servers raise it wrapped in exception groups), if any."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _os_error(inner)) is not None:
+                return found
+    return None
 
 
 def _public_of(peer: str) -> bytes:

@@ -4,10 +4,12 @@ Wave 1 adopted any ``tva0`` that answered: a second agent on the same host (anot
 over the first one's interface, then failed to bind its API on addresses it did not have, and the
 daemon died. Now an agent uses an interface only when it is its own:
 
-* **A host-wide claim**: ``flock`` on ``/run/tva-agent/wg-<netns>-<ifname>.lock`` while the agent
-  runs the interface (per network namespace, since an interface name is). The file says which
-  state dir and pid hold it, so another agent can say whose it is. The kernel drops the lock when
-  its holder dies, so a crashed agent never blocks the next one.
+* **A host-wide claim**: ``flock`` on ``<ifname>.<netns>.tva-owner`` in WireGuard's run directory
+  (``/var/run/wireguard``, or ``wg_socket_dir``) while the agent runs the interface — per network
+  namespace, since an interface name is. The file says which state dir and pid hold it, so
+  another agent can say whose it is. The kernel drops the lock when its holder dies, so a crashed
+  agent never blocks the next one; the file itself stays (removing it could let two agents lock
+  two different files under one name).
 * **Adoption** of an interface that already exists (wireguard-go outlives a SIGKILLed agent, by
   design: the tunnel must not drop with the agent) only when this agent's state dir has an
   ownership record for it *and* the interface holds this agent's private key.
@@ -30,7 +32,7 @@ from tva.errors import WgBackendError
 
 log = logging.getLogger("tva.fabric")
 
-CLAIM_DIR = Path("/run/tva-agent")
+WG_RUN_DIR = Path("/var/run/wireguard")
 OWNER_RECORD = "wg_owner"  # in the state dir (plain JSON, not secret): {"ifname", "public_key"}
 
 
@@ -43,18 +45,18 @@ def netns_id() -> int:
 
 
 class InterfaceClaim:
-    def __init__(self, ifname: str, state_dir: Path, *, claim_dir: Path = CLAIM_DIR) -> None:
+    def __init__(self, ifname: str, state_dir: Path, *, claim_dir: Path | None = None) -> None:
         self.ifname = ifname
         self.state_dir = Path(state_dir)
-        self.path = claim_dir / f"wg-{netns_id()}-{ifname}.lock"
+        self.path = (claim_dir or WG_RUN_DIR) / f"{ifname}.{netns_id()}.tva-owner"
         self._fd: int | None = None
 
     def take(self, backend, private_b64: str, public_b64: str) -> str | None:
         """Claim the interface for this agent (blocking: netlink/UAPI). None when it is ours to run;
         else why not (the agent then runs mesh-only)."""
         try:
-            self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             return f"cannot claim {self.ifname} ({self.path}: {exc.strerror})"
         try:

@@ -29,12 +29,12 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.persistence import Persistence  # noqa: E402
-from agent.state import NodeState  # noqa: E402
-from agent.store import StateStore  # noqa: E402
-from crdt import records  # noqa: E402
-from crdt.feedset import FeedSet, OwnFeed  # noqa: E402
-from crdt.identity import NodeKey  # noqa: E402
+from agent.persistence import Persistence
+from agent.state import NodeState
+from agent.store import StateStore
+from crdt import records
+from crdt.feedset import FeedSet, OwnFeed
+from crdt.identity import NodeKey
 
 NOW = 1_700_000_000_000
 PER_HOST = 25_000

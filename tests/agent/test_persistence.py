@@ -46,7 +46,7 @@ def add_holdings(state: NodeState, n: int, prefix: str = "c") -> None:
 
 @pytest.fixture
 def state(tmp_path):
-    found = NodeState.found(StateStore(tmp_path / "s"), fleet_name="home",
+    NodeState.found(StateStore(tmp_path / "s"), fleet_name="home",
                             card=records.HostCard(name="box", host_class="server"), now_ms=NOW)
     return NodeState.load(CountingStore(tmp_path / "s"))
 
