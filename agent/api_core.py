@@ -93,7 +93,7 @@ async def custodians_of(ctx: Ctx, content: str = Path(pattern=CONTENT_PATTERN)) 
 async def wg_status(ctx: Ctx) -> dict:
     if ctx.fabric is None:
         return {"interface": {"mode": "unknown", "reason": "the daemon is not running"}, "peers": []}
-    return {"interface": ctx.fabric.status(), "peers": ctx.fabric.peer_status()}
+    return {"interface": ctx.fabric.status(), "peers": await ctx.fabric.peer_status()}
 
 
 # --- writes --------------------------------------------------------------------------------------

@@ -86,6 +86,7 @@ class FabricManager:
         self.ipv4_problem: str | None = None
         self.last_report = None
         self.held_down = False  # `tva-agent wg down`: stay down until `wg up`
+        self._iface = None  # the interface as the last reconcile left it (wg.fabric.FabricStatus)
         self._kick = trio.Event()
 
     # --- addresses --------------------------------------------------------------------------------
@@ -227,6 +228,8 @@ class FabricManager:
             self._on_health("degraded", f"cannot render the desired config: {exc}")
             return
         report = await trio.to_thread.run_sync(self.fabric.reconcile, desired)
+        # What `status` shows is read here, off the event loop, not by every status request.
+        self._iface = await trio.to_thread.run_sync(self.fabric.interface_status)
         self.last_report = report
         if report.ops and report.applied:
             log.info("%s: applied %d change(s) in %.1f ms", self.ifname, len(report.ops), report.duration_ms)
@@ -237,6 +240,7 @@ class FabricManager:
         self._on_card(self.card_fields())
         if self.fabric is not None and self.fabric.backend is not None:
             await trio.to_thread.run_sync(self.fabric.down)
+            self._iface = await trio.to_thread.run_sync(self.fabric.interface_status)
 
     def up(self) -> None:
         self.held_down = False
@@ -255,17 +259,21 @@ class FabricManager:
             return {"mode": "starting", "reason": None}
         if self.fabric.backend is None:
             return {"mode": "mesh-only", "reason": self.fabric.mesh_only_reason, "ifname": self.ifname}
-        st = self.fabric.interface_status()
+        st = self._iface
+        if st is None:
+            return {"mode": "starting", "reason": None, "ifname": self.ifname}
         mode = "down" if self.held_down or not st.up else "ipv6-only" if self.ipv4 is None else "up"
         return {"mode": mode, "reason": self.ipv4_problem or st.error, "backend": st.backend, "ifname": self.ifname,
                 "overlay_ipv4": self.ipv4, "overlay_ipv6": self.ipv6, "public_key": self.key.public_b64}
 
-    def peer_status(self) -> list[dict]:
+    async def peer_status(self) -> list[dict]:
+        """`wg status`'s peers: read from the backend in a worker thread, named here."""
         if self.fabric is None or self.fabric.backend is None:
             return []
+        peers = await trio.to_thread.run_sync(self.fabric.status)
         by_key = {c.wg_public_key: (p, c) for p, c in records.cards(self.state.feeds).items() if c.wg_public_key}
         out = []
-        for peer in self.fabric.status():
+        for peer in peers:
             owner, card = by_key.get(peer.public_key, (None, None))
             out.append({**asdict(peer), "peer_id": owner, "name": card.name if card else None,
                         "allowed_ips": list(peer.allowed_ips)})
