@@ -112,11 +112,7 @@ class StateLock:
 
     def holder(self) -> dict[str, Any]:
         """Who holds the lock, as its holder wrote it ({} when unknown)."""
-        try:
-            info = json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
-            return {}
-        return info if isinstance(info, dict) else {}
+        return read_json_object(self.path)
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
@@ -130,6 +126,15 @@ class StateLock:
 
     def __exit__(self, *_exc: object) -> None:
         self.release()
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A small JSON object from a file another process writes; {} when absent, empty or not one."""
+    try:
+        info = json.loads(Path(path).read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def describe_holder(holder: dict[str, Any]) -> str:

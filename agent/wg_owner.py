@@ -27,7 +27,7 @@ import logging
 import os
 from pathlib import Path
 
-from agent.discovery import pid_alive
+from agent.discovery import pid_alive, read_json_object
 from tva.errors import WgBackendError
 
 log = logging.getLogger("tva.fabric")
@@ -109,18 +109,10 @@ class InterfaceClaim:
             os.close(fd)  # the file stays: its text names the last holder for whoever finds the link
 
     def _holder(self) -> dict:
-        try:
-            info = json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
-            return {}
-        return info if isinstance(info, dict) else {}
+        return read_json_object(self.path)
 
     def _record(self) -> dict:
-        try:
-            info = json.loads((self.state_dir / OWNER_RECORD).read_text())
-        except (OSError, ValueError):
-            return {}
-        return info if isinstance(info, dict) else {}
+        return read_json_object(self.state_dir / OWNER_RECORD)
 
     def _write_record(self, public_b64: str) -> None:
         record = {"ifname": self.ifname, "public_key": public_b64}

@@ -38,11 +38,16 @@ def configured():
     lib.propagate = lib_saved[2]
 
 
+def dial_failures(n: int) -> None:
+    """What py-libp2p logs, several times a second, while a peer is down."""
+    dial = logging.getLogger("libp2p.transport.tcp.tcp")
+    for _ in range(n):
+        dial.error("Failed to open TCP stream: all attempts to connect to %s failed", "/ip4/127.0.0.1/tcp/9")
+
+
 def test_library_noise_and_prints_become_formatted_lines_or_nothing(configured):
     buf = configured("info")
-    dial = logging.getLogger("libp2p.transport.tcp.tcp")
-    for _ in range(50):
-        dial.error("Failed to open TCP stream: all attempts to connect to %s failed", "/ip4/127.0.0.1/tcp/9")
+    dial_failures(50)
     logging.getLogger("libp2p.protocol_muxer").error("MultiselectClient handshake:\n  read failed:\n  EOF")
     print("Registry Stats: None")  # a library's print to stdout
     print("a library shouting on stderr", file=sys.stderr)
@@ -60,9 +65,7 @@ def test_library_noise_and_prints_become_formatted_lines_or_nothing(configured):
 
 def test_in_debug_the_library_speaks_once_per_message_in_one_line(configured):
     buf = configured("debug")
-    dial = logging.getLogger("libp2p.transport.tcp.tcp")
-    for _ in range(50):
-        dial.error("Failed to open TCP stream: all attempts to connect to %s failed", "/ip4/127.0.0.1/tcp/9")
+    dial_failures(50)
     logging.getLogger("libp2p.host").error("Failed to open stream:\n  Error: x\n  Registry Stats: None")
     lines = [line for line in buf.getvalue().splitlines() if "tva.libp2p" in line]
     assert len(lines) == 2 and all(TEXT_LINE.match(line) for line in lines), lines
