@@ -7,20 +7,12 @@ what the daemon would have given; only a route that needs the daemon answers 503
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-
-import trio
-
-from tva.errors import NotInitialised
-
-
-def not_initialised(state_dir: Path) -> NotInitialised:
-    return NotInitialised(f"no fleet in {state_dir}",
-                          hint="found one with `tva-agent init --name NAME` or join with `tva-agent join INVITE`")
 
 
 def call(cfg, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+    import trio
+
     from agent.api import ApiContext, build_app
     from agent.inproc import call_app
     from agent.service import Service

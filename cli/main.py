@@ -191,10 +191,13 @@ def execute(cfg, method: str, path: str, body: dict | None) -> Any:
     info = daemon_info(cfg.state_dir)
     if info is not None:
         return call(info, method, path, body)
+    if not cfg.state_dir.is_dir():
+        from tva.errors import NotInitialised
+
+        raise NotInitialised(f"no fleet in {cfg.state_dir}", hint="found one with `tva-agent init --name NAME` "
+                                                                  "or join with `tva-agent join INVITE`")
     from agent import offline
 
-    if not cfg.state_dir.is_dir():
-        raise offline.not_initialised(cfg.state_dir)
     lock = StateLock(cfg.state_dir)
     deadline = time.monotonic() + LOCK_WAIT_S
     while not lock.try_acquire("cli"):
