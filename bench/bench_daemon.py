@@ -9,7 +9,7 @@
    event loop (encode every file and write it with its fsyncs, in the trio thread). Now: the
    ``persistence`` component's save (a detached snapshot on the loop, encoding and writing in a
    worker thread). Each variant saves after one changed holding, ``--rounds`` times.
-2. **Component restart time**: a real agent (in-memory transport, loopback API) gets a fault
+2. **Component restart time**: a real agent (libp2p transport, loopback API) gets a fault
    injected into each component; the time from the fault to the component being back to its
    state before is measured, and shown without the supervisor's first back-off delay too (what the
    component's own start-up costs).
@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import sys
@@ -111,15 +112,18 @@ async def restart_times(root: Path) -> dict[str, tuple[float, float]]:
     from agent.config import Config
     from agent.runtime import Agent
     from agent.supervisor import FaultInjected, Supervisor
-    from mesh.memory_transport import MemoryNetwork
+    from mesh.libp2p_transport import Libp2pTransport
 
+    logging.getLogger("tva").setLevel(logging.CRITICAL)  # the injected failures' tracebacks
     state = NodeState.found(StateStore(root), fleet_name="r", card=records.HostCard(name="r", host_class="server"),
                             now_ms=NOW)
-    net = MemoryNetwork()
     cfg = Config(state_dir=root, host_name="r", api="127.0.0.1:0", wg_backend="off", torrent_engine="off")
     sup = Supervisor(clock_ms=lambda: time.time_ns() // 1_000_000)
-    agent = Agent(cfg, state, net.transport(state.peer_id), new_transport=lambda: net.transport(state.peer_id),
-                  supervisor=sup)
+
+    def transport():  # the real one: a mesh restart starts a new libp2p host
+        return Libp2pTransport(state.key.seed, state.fleet.psk, listen_addrs=("/ip4/127.0.0.1/tcp/0",))
+
+    agent = Agent(cfg, state, transport(), new_transport=transport, supervisor=sup)
     out = {}
     async with trio.open_nursery() as nursery:
         await nursery.start(agent.run)
