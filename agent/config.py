@@ -8,6 +8,7 @@ and serves. Every layer is validated the same way, and a bad value names its lay
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -18,6 +19,9 @@ from tva.errors import ConfigError
 
 HOST_CLASSES = limits.HOST_CLASSES
 WG_BACKENDS = ("auto", "kernel", "userspace", "off")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # IFNAMSIZ is 16 with the NUL
 TORRENT_ENGINES = ("libtorrent", "transmission", "off")
 CONFIG_FILE_BYTES_MAX = 256 * 1024
 DEFAULT_P2P_PORT = 4810
@@ -64,6 +68,7 @@ class Config:
     save_interval_ms: int = 2000
     disk_reserve_bytes: int = 1 << 30
     wg_backend: str = "auto"
+    wg_interface: str = "tva0"  # another agent on this host owns tva0? give this one its own name
     wg_listen_port: int = 51820
     wg_socket_dir: Path | None = None  # None: /var/run/wireguard (wireguard-go's fixed directory)
     overlay_api: bool = True  # also serve the API (token required) on this host's tva0 addresses
@@ -81,6 +86,8 @@ class Config:
     reaper_dead_after_ms: int = 60 * 60 * 1000
     # The longest repair lease this host honours: an intent naming it with a longer one is refused.
     repair_lease_ms_max: int = limits.REPAIR_LEASE_MS_MAX
+    log_level: str = "info"
+    log_format: str = "text"  # text (one line per record) or json (one object per line, for journald)
 
     def media_dir(self) -> Path:
         return self.media_root if self.media_root is not None else self.state_dir / "media"
@@ -154,6 +161,13 @@ def validate(cfg: Config) -> Config:
     if cfg.torrent_engine not in TORRENT_ENGINES:
         raise ConfigError(f"torrent_engine {cfg.torrent_engine!r} is unknown",
                           hint="one of: " + ", ".join(TORRENT_ENGINES))
+    if not IFNAME_PATTERN.fullmatch(cfg.wg_interface) or cfg.wg_interface in (".", ".."):
+        raise ConfigError(f"wg_interface {cfg.wg_interface!r} is not an interface name",
+                          hint="1–15 letters, digits, '_', '-' or '.', e.g. tva1")
+    if cfg.log_level not in LOG_LEVELS:
+        raise ConfigError(f"log_level {cfg.log_level!r} is unknown", hint="one of: " + ", ".join(LOG_LEVELS))
+    if cfg.log_format not in LOG_FORMATS:
+        raise ConfigError(f"log_format {cfg.log_format!r} is unknown", hint="one of: " + ", ".join(LOG_FORMATS))
     if not cfg.host_name or len(cfg.host_name) > 64:
         raise ConfigError("host_name must be 1–64 characters")
     if not cfg.listen or any(not a.startswith("/ip") or "/tcp/" not in a for a in cfg.listen):

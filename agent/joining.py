@@ -26,7 +26,15 @@ import trio
 from agent import rpc, secrets
 from crdt import records
 from mesh import invites
-from tva.errors import DecodeError, InviteError, PeerUnavailable, RemoteDataError, RequestRefused, TvaError
+from tva.errors import (
+    DecodeError,
+    InvalidInput,
+    InviteError,
+    PeerUnavailable,
+    RemoteDataError,
+    RequestRefused,
+    TvaError,
+)
 
 log = logging.getLogger("tva.join")
 
@@ -107,19 +115,32 @@ class JoinListener:
     """Serves ``join`` and ``rekey`` on its own transport; ``run`` inside the daemon's nursery."""
 
     def __init__(self, state, transport, *, commit: Callable[[], None], on_admitted: Callable[[], None],
-                 clock_ms: Callable[[], int]) -> None:
+                 clock_ms: Callable[[], int], new_transport: Callable[[], object] | None = None) -> None:
+        """``transport`` serves the first run; a restarted listener (a supervised component) gets a
+        new one from ``new_transport`` (a libp2p transport runs once)."""
         self.state = state
         self.transport = transport
+        self._new_transport = new_transport
+        self._runs = 0
         self._commit = commit
         self._on_admitted = on_admitted
         self._clock_ms = clock_ms
         self._bucket = TokenBucket(REQUESTS_PER_S, REQUESTS_BURST)
         self._last_by_peer: dict[str, float] = {}
         self.counters = {"joins": 0, "rekeys": 0, "refused": 0, "rate_limited": 0}
+        self._wire(transport)
+
+    def _wire(self, transport) -> None:
         transport.set_peer_filter(lambda _peer: True)  # anyone may knock; only two requests answer
         transport.set_request_handler(self._handle)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._runs += 1
+        if self._runs > 1:
+            if self._new_transport is None:
+                raise InvalidInput("the join listener cannot be restarted (no new_transport factory)")
+            self.transport = self._new_transport()
+            self._wire(self.transport)
         await self.transport.run(task_status=task_status)
 
     def listen_addrs(self) -> list[str]:

@@ -201,18 +201,23 @@ class PresenceMemory:
         if not self._armed:
             return False
         presence = self._presence()
-        return self._write(self._encode(presence), self._key(presence))
+        return self._saved(self._write(self._encode(presence)), self._key(presence))
 
-    def _write(self, data: bytes, key: dict[str, tuple[int, int]]) -> bool:
+    def _write(self, data: bytes) -> bool:
+        """Blocking (fsync); may run in a worker thread, so it changes nothing here but the file."""
         try:
             self.store.write(PRESENCE_FILE, data)
         except (OSError, TvaError) as exc:
             message = exc.message if isinstance(exc, TvaError) else str(exc)
             log.warning("could not save the remembered presence: %s (will retry)", message)
             return False
-        self._saved_key = key
-        self.saves += 1
         return True
+
+    def _saved(self, ok: bool, key: dict[str, int]) -> bool:
+        if ok:
+            self._saved_key = key
+            self.saves += 1
+        return ok
 
     async def run(self) -> None:
         """Every ``save_interval_ms``: write if any peer's presence changed (a new pseq, or a peer
@@ -226,5 +231,5 @@ class PresenceMemory:
             key = self._key(presence)
             if key == self._saved_key:
                 continue
-            await trio.to_thread.run_sync(self._write, self._encode(presence), key)
+            self._saved(await trio.to_thread.run_sync(self._write, self._encode(presence)), key)
 

@@ -14,16 +14,17 @@ Files in the state dir:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import msgpack
 
 from agent.store import StateStore, load_or_create_identity
 from crdt import records
-from crdt.feedset import FeedSet, OwnFeed
+from crdt.feedset import FeedSet, FrozenFeedSet, OwnFeed, encode_frozen
 from crdt.fleetdoc import FleetDoc
 from crdt.identity import NodeKey, public_from_peer_id
 from tva.errors import DecodeError, InvalidInput, NotFound, NotInitialised, StateCorrupt
@@ -56,6 +57,30 @@ class FleetInfo:
                 or len(psk) != 32 or type(epoch) is not int or epoch < 0:
             raise StateCorrupt("the fleet file has an unknown format")
         return cls(fid, name, psk, epoch)
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    fleet: bytes
+    feeds: FrozenFeedSet
+    doc: bytes
+    local: bytes
+
+
+def write_snapshot(store: StateStore, snap: StateSnapshot, written: Mapping[str, bytes] | None = None
+                   ) -> dict[str, bytes]:
+    """Write the files of ``snap`` whose content differs from ``written`` (name -> sha256 of what was
+    last written; None: write all). Blocking (fsyncs): the daemon runs it in a worker thread.
+    Returns the digests now on disk."""
+    done = dict(written or {})
+    for name, data, secret in ((FLEET_FILE, snap.fleet, True), (FEEDS_FILE, encode_frozen(snap.feeds), False),
+                               (DOC_FILE, snap.doc, False), (LOCAL_FILE, snap.local, True)):
+        digest = hashlib.sha256(data).digest()
+        if written is not None and done.get(name) == digest:
+            continue
+        store.write(name, data, secret=secret)
+        done[name] = digest
+    return done
 
 
 @dataclass(frozen=True)
@@ -156,10 +181,12 @@ class NodeState:
     # --- persistence ----------------------------------------------------------------------------
 
     def save(self) -> None:
-        self.store.write(FLEET_FILE, self.fleet.encode(), secret=True)
-        self.store.write(FEEDS_FILE, self.feeds.to_bytes())
-        self.store.write(DOC_FILE, self.doc.save())
-        self.store.write(LOCAL_FILE, self.local.encode(), secret=True)
+        write_snapshot(self.store, self.snapshot())
+
+    def snapshot(self) -> StateSnapshot:
+        """What a save writes, detached from the live state (on the thread that owns the state; the
+        feeds are encoded later, by ``write_snapshot``, which may run in a worker thread)."""
+        return StateSnapshot(self.fleet.encode(), self.feeds.freeze(), self.doc.save(), self.local.encode())
 
     def adopt_fleet_key(self, epoch: int, psk: bytes) -> bool:
         """Keep a newer fleet key (saved with the next ``save``); False when it is not newer."""
@@ -179,10 +206,18 @@ class NodeState:
     def revoked(self) -> frozenset[str]:
         return frozenset(self.doc.revocations())
 
+    def revocation(self):  # -> the fleet document's revocation record (.by, .at_ms, .reason) | None
+        """This host's own revocation, if the fleet revoked it (then it no longer takes part)."""
+        return self.doc.revocations().get(self.peer_id)
+
     def refresh_membership(self) -> None:
-        """Feeds are accepted only from current members; a revoked host's feed is dropped for good."""
+        """Feeds are accepted only from current members; a revoked host's feed is dropped for good.
+        This host's own revocation drops nothing here: it keeps its data and stops taking part
+        (agent.runtime), and a state dir that was revoked still loads, so it can be inspected."""
         revoked = self.revoked()
         for peer in revoked:
+            if peer == self.peer_id:
+                continue
             try:
                 self.feeds.revoke(public_from_peer_id(peer))
             except DecodeError:

@@ -177,8 +177,9 @@ class TorrentManager(CustodyCopies):
     # --- commands (HTTP API) ------------------------------------------------------------------
 
     async def add(self, source: str | None = None, torrent_b64: str | None = None,
-                  policy: str | None = None) -> dict:
-        """`tva-agent torrent add`: a magnet, .torrent bytes (base64) or a path under the media root."""
+                  policy: str | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+        """`tva-agent torrent add`: a magnet, .torrent bytes (base64) or a path under the media root.
+        ``progress(bytes_hashed, total)``, on the trio thread, while a path is hashed (an agent.jobs job)."""
         from media.commands import add_from_argument
 
         engine = self._require_engine()
@@ -196,7 +197,10 @@ class TorrentManager(CustodyCopies):
             ih = await engine.add_torrent(data)
             kind, cid, name, torrent, private = "download", content_id_for(meta.name, ih), meta.name, data, meta.private
         else:
-            res = await add_from_argument(engine, source)
+            from agent.jobs import thread_progress
+
+            res = await add_from_argument(engine, source,
+                                          progress=None if progress is None else thread_progress(progress))
             ih, cid, name = res.infohash, res.content_id, res.name
             kind = "seed" if res.kind == "seed" else "download"
             torrent = await engine.torrent_file(ih)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
 from cli.output import human_bytes, key_values, short_id, table
@@ -88,4 +89,15 @@ def _status(s: dict) -> None:
     bad = (s.get("invalid_pins") or []) + (s.get("invalid_overrides") or [])
     if bad:
         pairs.append(("skipped decisions", f"{len(bad)} outside the limits (status --json lists them)"))
+    rev = s.get("revocation")
+    if s.get("revoked") and rev:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(rev.get("at_ms", 0) / 1000))
+        pairs.append(("revoked", f"by {rev.get('by_name') or rev.get('by')} at {when} ({rev.get('reason') or '-'}): "
+                                 "this host no longer takes part"))
+    troubled = [f"{name} {c['state']}" + (f" ({c['reason']})" if c.get("reason") else "")
+                for name, c in sorted((s.get("components") or {}).items()) if c.get("state") in ("degraded", "restarting")]
+    if s.get("components"):
+        pairs.append(("components", "; ".join(troubled) or "all ok"))
+    if s.get("version"):
+        pairs.append(("version", s["version"]))
     key_values(pairs)

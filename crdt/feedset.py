@@ -195,16 +195,15 @@ class FeedSet:
 
     # --- persistence ---------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        feeds = []
-        for owner in sorted(self._feeds):
-            f = self._feeds[owner]
-            flat: list = []
-            for k, e in f._entries.items():
-                flat += (k, e[0], e[1])
-            feeds.append([owner, f.head.fields(), accumulator_bytes(f.accumulator), flat])
-        allowed = sorted(self._allowed) if self._allowed is not None else None
-        body = pack([_STATE_MAGIC, allowed, sorted(self._revoked), feeds])
-        return bytes([STATE_FORMAT]) + hashlib.sha256(body).digest() + body
+        return encode_frozen(self.freeze())
+
+    def freeze(self) -> FrozenFeedSet:
+        """A consistent copy to encode elsewhere (the daemon encodes it in a worker thread while this
+        set goes on changing): shallow copies only — entries are immutable tuples — ~5 ms for 100k."""
+        feeds = tuple((owner, f.head.fields(), f.accumulator, dict(f._entries))
+                      for owner, f in sorted(self._feeds.items()))
+        allowed = tuple(sorted(self._allowed)) if self._allowed is not None else None
+        return FrozenFeedSet(allowed, tuple(sorted(self._revoked)), feeds)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, verify: bool = False) -> FeedSet:
@@ -302,6 +301,28 @@ def _load_feed(raw: object, i: int, verify: bool) -> Feed:
     if feed.size_bytes > FEED_BYTES_MAX:
         raise StateCorrupt(f"feed state: {what} exceeds the feed size limit")
     return feed
+
+
+@dataclass(frozen=True)
+class FrozenFeedSet:
+    """``FeedSet.freeze()``: what ``to_bytes`` writes, detached from the live set."""
+
+    allowed: tuple[bytes, ...] | None
+    revoked: tuple[bytes, ...]
+    feeds: tuple[tuple[bytes, list, int, dict], ...]  # (owner, head fields, accumulator, entries)
+
+
+def encode_frozen(frozen: FrozenFeedSet) -> bytes:
+    """The persisted form (``FeedSet.from_bytes`` reads it); pure, safe to run in any thread."""
+    feeds = []
+    for owner, head, acc, entries in frozen.feeds:
+        flat: list = []
+        for k, e in entries.items():
+            flat += (k, e[0], e[1])
+        feeds.append([owner, head, accumulator_bytes(acc), flat])
+    allowed = list(frozen.allowed) if frozen.allowed is not None else None
+    body = pack([_STATE_MAGIC, allowed, list(frozen.revoked), feeds])
+    return bytes([STATE_FORMAT]) + hashlib.sha256(body).digest() + body
 
 
 def encode_version_vector(vv: Mapping[bytes, int]) -> bytes:

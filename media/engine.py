@@ -9,6 +9,7 @@ for both, so the agent can publish holdings without knowing which engine runs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,8 +72,10 @@ class TorrentEngine(Protocol):
         """Let a torrent added with ``hold`` fetch its data."""
         ...
 
-    async def seed_path(self, path: str) -> tuple[str, bytes]:
-        """Make a v1 torrent of a file/dir under the media root and seed it: (infohash, bytes)."""
+    async def seed_path(self, path: str, trackers: tuple[str, ...] = (),
+                        progress: Callable[[int, int], None] | None = None) -> tuple[str, bytes]:
+        """Make a v1 torrent of a file/dir under the media root and seed it: (infohash, bytes).
+        ``progress(bytes_hashed, bytes_total)`` is called from the hashing worker thread."""
         ...
 
     async def connect_peers(self, infohash: str, peers: tuple[tuple[str, int], ...]) -> int:

@@ -27,7 +27,7 @@ from media.torrent_input import (
     validate_infohash,
     validate_peers,
 )
-from media.torrent_make import make_torrent_v1
+from media.torrent_make import HashProgress, make_torrent_v1
 from tva.errors import ConfigError, DecodeError, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -161,9 +161,10 @@ class LibtorrentEngine:
     async def release(self, infohash: str) -> None:
         self._find(infohash).unset_flags(lt.torrent_flags.upload_mode)
 
-    async def seed_path(self, path: str, trackers: tuple[str, ...] = ()) -> tuple[str, bytes]:
+    async def seed_path(self, path: str, trackers: tuple[str, ...] = (),
+                        progress: HashProgress | None = None) -> tuple[str, bytes]:
         full = path_under_root(self._media_root, path)
-        data = await trio.to_thread.run_sync(make_torrent_v1, full, trackers)
+        data = await trio.to_thread.run_sync(make_torrent_v1, full, trackers, progress)
         atp = self._params(os.path.dirname(full))
         atp.ti = _torrent_info(data)
         # We hashed the data a moment ago; seed mode checks pieces lazily as peers ask for them.

@@ -21,7 +21,7 @@ from media.torrent_input import (
     validate_infohash,
     validate_peers,
 )
-from media.torrent_make import make_torrent_v1
+from media.torrent_make import HashProgress, make_torrent_v1
 from tva.errors import InvalidInput
 
 
@@ -91,9 +91,10 @@ class MemoryEngine:
         self._items[meta.infohash] = replace(item, data=bytes(torrent_bytes), sample=replace(
             item.sample, name=meta.name, size_bytes=meta.size_bytes, state="downloading"))
 
-    async def seed_path(self, path: str, trackers: tuple[str, ...] = ()) -> tuple[str, bytes]:
+    async def seed_path(self, path: str, trackers: tuple[str, ...] = (),
+                        progress: HashProgress | None = None) -> tuple[str, bytes]:
         full = path_under_root(self._root, path)
-        data = await trio.to_thread.run_sync(make_torrent_v1, full, trackers)
+        data = await trio.to_thread.run_sync(make_torrent_v1, full, trackers, progress)
         meta = parse_torrent(data)
         self._new(meta.infohash, meta.name, meta.size_bytes, os.path.dirname(full), data, True)
         return meta.infohash, data

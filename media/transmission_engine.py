@@ -28,7 +28,7 @@ from media.torrent_input import (
     validate_infohash,
     validate_peers,
 )
-from media.torrent_make import make_torrent_v1
+from media.torrent_make import HashProgress, make_torrent_v1
 from tva.errors import (
     ConfigError,
     DaemonUnavailable,
@@ -154,9 +154,10 @@ class TransmissionEngine:
         ih = await self._require(infohash)
         await self._rpc("torrent-set", self._client.change_torrent, [ih], download_limited=False)
 
-    async def seed_path(self, path: str, trackers: tuple[str, ...] = ()) -> tuple[str, bytes]:
+    async def seed_path(self, path: str, trackers: tuple[str, ...] = (),
+                        progress: HashProgress | None = None) -> tuple[str, bytes]:
         full = path_under_root(self._media_root, path)
-        data = await trio.to_thread.run_sync(make_torrent_v1, full, trackers)
+        data = await trio.to_thread.run_sync(make_torrent_v1, full, trackers, progress)
         infohash = parse_torrent(data).infohash
         # Transmission checks the existing data on add, then seeds it.
         await self._rpc("torrent-add", self._client.add_torrent, data, download_dir=os.path.dirname(full))

@@ -52,6 +52,12 @@ async def close_stream(stream: Any) -> None:
 async def close_quietly(conn: Any) -> None:
     try:
         await conn.close()
+        # py-libp2p 0.8.1: a SwarmConn whose close() was cut short by cancellation (the host's own
+        # tasks are cancelled first) is marked closed but never closed its muxer, so the socket
+        # stays open and a peer goes on writing into it (seen when the daemon restarted its mesh).
+        muxed = getattr(conn, "muxed_conn", None)
+        if muxed is not None and not getattr(muxed, "is_closed", True):
+            await muxed.close()
     except Exception as exc:
         log.debug("closing a connection: %r", exc)
 

@@ -77,8 +77,9 @@ def start_fleet(founder: AgentProc, *joiners: AgentProc) -> dict[str, str]:
 
 def seed(p: AgentProc, name: str, size_bytes: int) -> tuple[str, str, str]:
     digest = write_payload(p.state_dir / "media" / name, size_bytes)
-    added = p.cli("torrent", "add", str(p.state_dir / "media" / name), "--json")
-    assert added["kind"] == "seed" and len(added["infohash"]) == 40, added
+    job = p.cli("torrent", "add", str(p.state_dir / "media" / name), "--json")  # the finished job
+    added = job["result"]
+    assert job["state"] == "done" and added["kind"] == "seed" and len(added["infohash"]) == 40, job
     return added["content"], added["infohash"], digest
 
 
