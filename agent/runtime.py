@@ -124,7 +124,7 @@ class Agent:
                                     on_health=partial(self.supervisor.report, "fabric"))
         self.jobs = Jobs(clock_ms=clock_ms)
         # Joiners and members behind on the fleet key knock here (agent.joining), not on the mesh.
-        make_join = new_join_transport or partial(_join_transport, cfg, state)
+        make_join = new_join_transport or partial(_join_transport, cfg, state, transport)
         self.join = JoinListener(state, join_transport or make_join(), new_transport=make_join,
                                  commit=lambda: self.service.commit(doc_changed=True),
                                  on_admitted=self._learn_peer_addrs, clock_ms=clock_ms)
@@ -167,7 +167,6 @@ class Agent:
         sup = self.supervisor
         await sup.start(nursery, "join", self.join.run)  # before the card: it names the join addresses
         await sup.start(nursery, "mesh", self._run_mesh)
-        await self._recover_own_feed()  # [feeds] before this node writes anything
         await sup.start(nursery, "torrents", self._run_torrents)  # before the card: it names torrent_port
         self._publish_card()
         self._members_changed()
@@ -226,6 +225,8 @@ class Agent:
         async with trio.open_nursery() as nursery:
             await nursery.start(transport.run)
             await nursery.start(self.driver.run, transport)
+            if self._mesh_runs == 1:
+                await self._recover_own_feed()  # [feeds] before this node writes anything (the card)
             self._publish_card()  # a new run may listen on new addresses
             task_status.started()
 
@@ -635,7 +636,12 @@ def transport_frame_max(transport: Transport) -> int:
     return getattr(limits, "frame_bytes_max", 4 * 1024 * 1024)
 
 
-def _join_transport(cfg: Config, state: NodeState) -> Transport:
+def _join_transport(cfg: Config, state: NodeState, mesh_transport: Transport) -> Transport:
+    """The join listener's transport: a requests-only libp2p host on the fleet's join network — or,
+    beside an in-memory mesh (tests), the same peers' in-memory join network."""
+    network = getattr(mesh_transport, "network", None)
+    if network is not None and hasattr(network, "sibling"):
+        return network.sibling("join").transport(state.peer_id)
     from mesh.libp2p_transport import Libp2pTransport
 
     return Libp2pTransport(state.key.seed, secrets.join_psk(state.fleet.fleet_id),

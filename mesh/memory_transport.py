@@ -44,6 +44,13 @@ class MemoryNetwork:
         self._nodes: dict[PeerId, MemoryTransport] = {}
         self._killed: set[PeerId] = set()
         self._cut: set[frozenset[PeerId]] = set()
+        self._siblings: dict[str, MemoryNetwork] = {}
+
+    def sibling(self, name: str) -> MemoryNetwork:
+        """Another network between the same peers (e.g. the join network beside the mesh's)."""
+        if name not in self._siblings:
+            self._siblings[name] = MemoryNetwork(self.limits, self.latency_ms)
+        return self._siblings[name]
 
     def transport(self, peer: PeerId, limits: TransportLimits | None = None,
                   versions: WireVersions | None = None) -> MemoryTransport:
@@ -88,6 +95,7 @@ class MemoryTransport:
         self._refused_logged: set[PeerId] = set()
         self._on_version: VersionHandler = lambda _peer, _v: None
         self._net = network
+        self.network = network
         self._running = False
         self._addrs: dict[PeerId, list[str]] = {}
         self._contacted_by: set[PeerId] = set()
