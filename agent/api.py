@@ -232,4 +232,7 @@ def build_app(service: AgentService, token: str) -> FastAPI:
     async def invite(body: InviteIn = Body()) -> dict:
         return service.invite(body.role, body.ttl_ms)
 
+    from agent.library_api import library_router  # [library] /library/…: service.library
+
+    app.include_router(library_router(service))
     return app

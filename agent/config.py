@@ -72,6 +72,12 @@ class Config:
     torrent_utp: bool = False  # fleet copies run over LAN/loopback/tva0, where TCP was 2-7x faster
     reaper_stalled_after_ms: int = 10 * 60 * 1000
     reaper_dead_after_ms: int = 60 * 60 * 1000
+    # [library] the media library (agent.library_service): roots to scan (empty: the media root)
+    media_roots: tuple[str, ...] = ()
+    title_model_dir: Path | None = None  # a local mlx-lm model for degenerate titles; none: refiner off
+    library_scan_interval_ms: int = 15 * 60 * 1000  # 0: scan only at start and on request
+    ffmpeg_concurrency_max: int = 2  # ffprobe/ffmpeg processes at once
+    refiner_timeout_ms: int = 15_000  # one refiner call (loading the model gets its own allowance)
 
     def media_dir(self) -> Path:
         return self.media_root if self.media_root is not None else self.state_dir / "media"
@@ -149,6 +155,10 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("reaper_dead_after_ms must be longer than reaper_stalled_after_ms")
     for node in cfg.dht_bootstrap_nodes:
         parse_host_port(node, "dht_bootstrap_nodes")
+    if not 1 <= cfg.ffmpeg_concurrency_max <= 32:  # [library]
+        raise ConfigError("ffmpeg_concurrency_max must be between 1 and 32")
+    if not 100 <= cfg.refiner_timeout_ms <= 600_000:
+        raise ConfigError("refiner_timeout_ms must be between 100 and 600000 ms")
     for name in ("wg_listen_port", "torrent_port"):
         if getattr(cfg, name) > 65535:
             raise ConfigError(f"{name} must be a port number (0–65535)")

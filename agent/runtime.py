@@ -80,6 +80,9 @@ class Agent:
 
         self.torrents = TorrentManager(cfg, state, self.service, clock_ms=clock_ms, on_card=self._update_card)
         self.service.torrents = self.torrents
+        from agent.library_service import LibraryService  # [library] scans, lists, publishes
+
+        self.library = self.service.library = LibraryService(cfg, self.service, torrents=self.torrents)
         self.fabric = FabricManager(cfg, state, on_card=self._update_card, reconcile_interval_ms=cfg.tick_interval_ms)
         self.service._wg = self.fabric
 
@@ -92,6 +95,7 @@ class Agent:
                 self.transport.set_request_handler(self._handle_request)
                 await nursery.start(self.transport.run)
                 await nursery.start(self.torrents.run)  # [torrents] before the card: it names torrent_port
+                await nursery.start(self.library.run)  # [library]
                 self._publish_card()
                 await nursery.start(self.driver.run)
                 self._members_changed()

@@ -98,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     from cli import torrent as torrent_cli  # [torrents]
 
     torrent_cli.add_parser(sub)
+    from cli import library as library_cli  # [library]
+
+    library_cli.add_parser(sub)
     c = sub.add_parser("revoke", help="remove a host from the fleet for good")
     c.add_argument("host", help="a peer id or a host name")
     c.add_argument("--reason", default="")
@@ -211,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
 
         state_dir = args.state_dir or default_state_dir()
         info = daemon_info(state_dir) if args.config is None else None
+        if args.command == "library":  # [library] its own flow: scan progress, offline scans
+            from cli import library as library_cli
+
+            return library_cli.run(args, lambda: _config(args), info)
         if info is not None:
             method, path, body = _request_for(args)
             result = call(info, method, path, body)

@@ -19,7 +19,7 @@ import os
 import stat as stat_mod
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import trio
 
@@ -238,6 +238,8 @@ class Scanner:
         embedded = info.embedded_title if info is not None else None
         title, source = await resolve_title(parsed, f.rel_path, f.media_type, embedded, self.refiner)
         kind = OTHER if f.media_type in (AUDIO, SUBTITLE) else parsed.kind
+        if f.media_type == AUDIO:  # "01 - Time.flac": a track number, not an episode
+            parsed = replace(parsed, season=None, episode=None, episode_last=None)
         return {
             "path": f.path, "id": item_id, "root": f.root, "rel_path": f.rel_path, "size_bytes": f.size_bytes,
             "mtime_ns": f.mtime_ns, "media_type": f.media_type, "kind": kind, "title": title,
