@@ -89,7 +89,7 @@ class MediaProber:
         except OSError as exc:  # ffprobe itself missing: every item would say so
             raise MediaUnreadable(f"cannot run ffprobe ({exc.strerror}): install ffmpeg") from None
         if done is None:
-            raise MediaUnreadable(f"ffprobe gave no answer within {self.limits.probe_timeout_s:.0f} s")
+            raise MediaUnreadable(f"ffprobe gave no answer within {self.limits.probe_timeout_s:g} s")
         if done.returncode != 0:
             raise MediaUnreadable(probe_failure_note(done.stderr, done.returncode))
         try:
@@ -109,7 +109,7 @@ class MediaProber:
         try:
             done = await self._run(self.grab_argv(path, str(tmp), info), self.limits.grab_timeout_s)
             if done is None:
-                raise MediaUnreadable(f"no frame within {self.limits.grab_timeout_s:.0f} s")
+                raise MediaUnreadable(f"no frame within {self.limits.grab_timeout_s:g} s")
             size = tmp.stat().st_size if tmp.exists() else 0
             if done.returncode != 0 or size == 0:
                 raise MediaUnreadable("no frame: " + probe_failure_note(done.stderr, done.returncode)

@@ -106,12 +106,12 @@ class Refiner:
         return title
 
     async def _ask(self, prompt: str) -> str:
-        timeout = self.call_timeout_s
-        if self._proc is None:
-            timeout += self.start_timeout_s
-        with trio.move_on_after(timeout) as scope:
-            if self._proc is None:
+        if self._proc is None:  # loading the model has its own, longer bound
+            with trio.move_on_after(self.start_timeout_s) as start:
                 await self._start()
+            if start.cancelled_caught:
+                raise WorkerFailed(f"the model did not load within {self.start_timeout_s:.0f} s")
+        with trio.move_on_after(self.call_timeout_s) as scope:
             assert self._proc is not None and self._proc.stdin is not None
             request = {"prompt": prompt, "system": REFINER_SYSTEM, "max_tokens": self.max_tokens}
             try:
@@ -120,7 +120,7 @@ class Refiner:
                 raise WorkerFailed("the refiner worker is gone") from None
             answer = await self._read_message()
         if scope.cancelled_caught:
-            raise WorkerFailed(f"no answer within {timeout:.0f} s")
+            raise WorkerFailed(f"no answer within {self.call_timeout_s:.1f} s")
         if "text" not in answer:
             raise WorkerFailed(str(answer.get("error", "the worker answered nonsense"))[:200])
         title = parse_refiner_answer(answer["text"])

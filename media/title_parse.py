@@ -13,8 +13,8 @@ into a ``ParsedTitle`` and corrects the quirks measured on real names (FIELD-NOT
 * ``cd``/``volume`` numbers are parts, like ``part``.
 
 A result is *degenerate* — and only then worth the MLX refiner's time — when it has no title,
-one under two characters, a bare number with nothing else known (``00001.m2ts``), or the name
-of a disc structure (``VTS_01_1.VOB``).
+one under two characters, a bare number with nothing else known (``00001.m2ts``), or only the
+words of a disc structure and numbers (``VTS_01_1.VOB``, ``Disc 1/01.mkv``).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ KINDS = (MOVIE, EPISODE, OTHER)
 FROM_GUESSIT, FROM_REFINER, FROM_TAG, FROM_FILE_NAME = "guessit", "refiner", "tag", "file name"
 
 # Names that say where a file sits on a disc, not what it is.
-_DISC_WORDS = frozenset({"vts", "video ts", "video_ts", "bdmv", "stream", "playlist", "clipinf", "title",
-                         "track", "disc", "disk", "dvd", "bd", "vob", "index", "main", "movie", "video"})
+_DISC_WORDS = frozenset({"vts", "video", "ts", "bdmv", "stream", "playlist", "clipinf", "title",
+                         "track", "disc", "disk", "dvd", "bd", "vob", "index", "main", "movie"})
 _ABSOLUTE_RE = re.compile(r"(?:^|\s)-\s(\d{2,4})(?:v\d)?(?=$|[\s.\[\(_])")
 _BRACKET_GROUP_RE = re.compile(r"^\s*\[[^\]]+\]")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -124,8 +124,9 @@ def is_degenerate(parsed: ParsedTitle) -> bool:
     title = parsed.title
     if not title or len(title.strip()) < 2:
         return True
-    if title.casefold().replace("_", " ") in _DISC_WORDS:
-        return True
+    words = [w for w in re.split(r"[\s._-]+", title.casefold()) if w and not w.isdigit()]
+    if words and all(w in _DISC_WORDS for w in words):
+        return True  # "VTS", "Disc 1", "Title 03": where it sits on a disc, not what it is
     bare_number = title.replace(" ", "").isdigit()
     return bare_number and parsed.year is None and parsed.season is None and parsed.episode is None
 
