@@ -40,6 +40,7 @@ log = logging.getLogger("tva.library")
 
 WHERE = ("all", "local", "fleet")
 FLEET_TITLES_BATCH = 200
+FLEET_TITLES_INLINE_MAX = 50  # a read parses this many new holdings itself (~10 ms each); the loop the rest
 SYNC_CHECK_S = 1.0
 
 
@@ -131,6 +132,13 @@ class LibraryService:
         self.index.sync_holdings(rows)
         self._synced_snapshot = snap
 
+    def _title_new_holdings(self) -> None:
+        """A few holdings not parsed yet are parsed before a read answers, so a fresh holding shows
+        its real title at once; a flood of them keeps provisional titles until the loop gets there."""
+        todo = self.index.untitled_contents(FLEET_TITLES_INLINE_MAX + 1)
+        if 0 < len(todo) <= FLEET_TITLES_INLINE_MAX:
+            self.index.put_fleet_titles([(c, guess_content_title(c, ih)) for c, ih in todo])
+
     async def title_fleet(self, *, batches_max: int | None = None) -> int:
         """Parse the titles of holdings not parsed yet (guessit in a thread, in batches)."""
         done = batches = 0
@@ -181,6 +189,7 @@ class LibraryService:
         if limit is not None and not 0 < limit <= LIMIT_MAX:
             raise InvalidInput(f"limit must be 1..{LIMIT_MAX}")
         self.sync_fleet()
+        self._title_new_holdings()
         holders = self._holders()
         links = self.links()
         out: list[Item] = []
@@ -201,6 +210,7 @@ class LibraryService:
         if not isinstance(key, str) or not key or len(key) > 4096 or "\x00" in key:
             raise InvalidInput("an item is an id, a content id or a path")
         self.sync_fleet()
+        self._title_new_holdings()
         holders = self._holders()
         found = self.index.local_item(key) or self.index.local_item(os.path.abspath(key))
         if found is None:

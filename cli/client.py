@@ -47,7 +47,7 @@ def call(info: dict[str, Any], method: str, path: str, body: dict | None = None)
         message = data.get("error", f"HTTP {status}") if isinstance(data, dict) else f"HTTP {status}"
         hint = data.get("hint", "") if isinstance(data, dict) else ""
         raise (NotFound if status == 404 else Conflict if status == 409 else InvalidInput)(str(message), hint=str(hint))
-    if status != 200 and status != 201:
+    if status not in (200, 201, 202):  # 202: accepted, e.g. a library scan started
         raise RemoteDataError(f"daemon error: HTTP {status}", hint="its log says more")
     return data
 

@@ -46,12 +46,15 @@ def make_clip(base: str, out: Path) -> Path:
     """Encode one base clip (2 s, 64x48) into ``out``."""
     require_ffmpeg()
     args, _ = BASES[base]
+    out.parent.mkdir(parents=True, exist_ok=True)
     srt = out.parent / f".{out.name}.srt"
     srt.write_text(SRT)
     args = [a.replace("{srt}", str(srt)) for a in args]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args, str(out)], check=True, timeout=60)
+    # Encoded under a hidden name, then renamed: a scan never sees a half-written clip.
+    tmp = out.parent / f".{out.name}.part{out.suffix}"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args, str(tmp)], check=True, timeout=60)
     srt.unlink()
+    tmp.replace(out)
     return out
 
 
