@@ -49,10 +49,10 @@ def _text(value: object, chars_max: int = CODEC_CHARS_MAX) -> str | None:
 
 def _duration(value: object) -> float | None:
     try:
-        d = float(value)  # ffprobe prints durations as strings
-    except (TypeError, ValueError):
+        d = round(float(value), 3)  # ffprobe prints durations as strings
+    except (TypeError, ValueError, OverflowError):
         return None
-    return round(d, 3) if 0 < d <= DURATION_S_MAX else None
+    return d if 0 < d <= DURATION_S_MAX else None
 
 
 def _dimension(value: object) -> int | None:

@@ -41,7 +41,6 @@ _DISC_WORDS = frozenset({"vts", "video", "ts", "bdmv", "stream", "playlist", "cl
                          "track", "disc", "disk", "dvd", "bd", "vob", "index", "main", "movie"})
 _ABSOLUTE_RE = re.compile(r"(?:^|\s)-\s(\d{2,4})(?:v\d)?(?=$|[\s.\[\(_])")
 _BRACKET_GROUP_RE = re.compile(r"^\s*\[[^\]]+\]")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,8 @@ def clean_text(value: object, chars_max: int = TITLE_CHARS_MAX) -> str | None:
         value = " ".join(str(v) for v in value if v is not None)
     if value is None or isinstance(value, bool):
         return None
-    text = unicodedata.normalize("NFC", _CONTROL_RE.sub(" ", str(value)))
+    text = unicodedata.normalize("NFC", str(value))
+    text = "".join(ch if ch.isprintable() else " " for ch in text)  # controls, unassigned, surrogates
     text = " ".join(text.split())[:chars_max].strip()
     return text or None
 

@@ -158,3 +158,19 @@ def test_a_hanging_ffprobe_is_killed_at_its_timeout(tmp_path, bases):
     exc = trio.run(main)
     assert getattr(exc, "note", None) == "ffprobe gave no answer within 0.5 s", exc
     assert prober.running == 0
+
+
+def test_a_damaged_index_is_rebuilt_from_disk(tmp_path, bases):
+    library = make_library(tmp_path)
+    place(bases, "hevc_flac.mkv", library.cfg.media_dir(), "Kept.2001.mkv")
+    trio.run(library.scan_now)
+    trio.run(library.aclose)
+    index = tmp_path / "state" / "library" / "index.sqlite"
+    for suffix in ("-wal", "-shm"):
+        Path(f"{index}{suffix}").unlink(missing_ok=True)
+    index.write_bytes(b"this is not a database" * 100)
+    rebuilt = make_library(tmp_path)  # no exception: set aside and built anew
+    assert rebuilt.items() == []
+    report = trio.run(rebuilt.scan_now)
+    assert report["probed"] == 1 and [i["title"] for i in rebuilt.items()] == ["Kept"]
+    trio.run(rebuilt.aclose)
