@@ -94,6 +94,8 @@ FAKE_WORKER = textwrap.dedent("""
             print("this is not json", flush=True)
         elif mode == "empty":
             print(json.dumps({"text": "  "}), flush=True)
+        elif mode == "answer":
+            print(json.dumps({"text": "Refined Name"}), flush=True)
         elif mode == "alternate":
             print(json.dumps({"text": f"Good Title {n}"} if n % 2 else {"error": "bad luck"}), flush=True)
 """)
@@ -151,6 +153,23 @@ def test_a_success_between_failures_resets_the_count(tmp_path):
     answers = trio.run(main)
     assert answers == [None, "Good Title 1", None, "Good Title 3", None]
     assert refiner.state != DISABLED and refiner.failures_total == 3
+    assert_no_worker_left(pids)
+
+
+def test_fallback_titles_are_refined_once_a_refiner_is_on(tmp_path, bases):
+    library = make_library(tmp_path)
+    fill(library, bases, ["00004.m2ts", WELL_NAMED])
+    trio.run(library.scan_now)
+    assert titles_of(library)["00004.m2ts"] == ("00004", "file name")
+    trio.run(library.aclose)
+
+    refiner, pids = fake_refiner(tmp_path, "answer")
+    again = make_library(tmp_path, title_model_dir=refiner.model_dir)
+    again.refiner = again.scanner.refiner = refiner
+    report = trio.run(again.scan_now)  # nothing changed on disk: no probe, but the fallback title is retried
+    assert (report["probed"], report["retitled"], report["refiner"]["calls"]) == (0, 1, 1)
+    assert titles_of(again) == {"00004.m2ts": ("Refined Name", "refiner"), WELL_NAMED: ("The Matrix", "guessit")}
+    trio.run(again.aclose)
     assert_no_worker_left(pids)
 
 
