@@ -94,3 +94,15 @@ def test_fleet_holdings_and_publish_across_two_agents(fleet):
         call(info, "POST", "/library/publish", {"item": local["id"], "policy": "everyone"})
     res = beta.run_cli("library", "publish", f"Heat.1995.1080p.BluRay-{HEAT_IH[:8]}", "--json")
     assert res.returncode == 2 and "not held here" in json.loads(res.stdout)["error"]
+
+    # 4. A restart keeps seeding the published file where it lies (in a sub-folder of the media root).
+    alpha.stop()
+    alpha.start()
+
+    def seeding() -> bool:
+        rows = {r["infohash"]: r for r in alpha.cli("torrent", "list", "--json")}
+        row = rows.get(published["infohash"])
+        return bool(row) and row["state"] == "seeding" and row["progress"] == 1.0
+
+    wait_until(seeding, 30, "alpha to seed the published file again after a restart")
+    assert [i["content"] for i in alpha.cli("library", "list", "--local", "--json")] == [content]
