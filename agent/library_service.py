@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -34,7 +35,7 @@ from media.library_scan import Scanner, ScanProgress
 from media.refiner import Refiner
 from media.title_parse import FROM_FILE_NAME, FROM_GUESSIT, KINDS, ParsedTitle, title_from_file_name
 from media.titles import guess_content_title
-from tva.errors import Conflict, DaemonUnavailable, InvalidInput, NotFound
+from tva.errors import Conflict, DaemonUnavailable, InvalidInput, NotFound, TvaError
 
 log = logging.getLogger("tva.library")
 
@@ -42,6 +43,7 @@ WHERE = ("all", "local", "fleet")
 FLEET_TITLES_BATCH = 200
 FLEET_TITLES_INLINE_MAX = 50  # a read parses this many new holdings itself (~10 ms each); the loop the rest
 SYNC_CHECK_S = 1.0
+LINKS_EVERY_ROUNDS = 5  # which payloads are torrents: asked of the engine every 5 s (publish refreshes at once)
 
 
 class LibraryService:
@@ -111,7 +113,7 @@ class LibraryService:
                         log.info("library scan: %d files, %d probed, %d unchanged, %d removed, %d notes",
                                  report["files_seen"], report["probed"], report["unchanged"], report["removed"],
                                  report["notes_total"])
-                    except (OSError, RuntimeError, ValueError) as exc:  # the disk or the index: log, retry later
+                    except (OSError, RuntimeError, ValueError, sqlite3.Error) as exc:  # disk or index: retry later
                         log.exception("library scan failed: %s", exc)
         finally:
             with trio.CancelScope(shield=True):
@@ -153,13 +155,16 @@ class LibraryService:
         return done
 
     async def _fleet_loop(self) -> None:
+        rounds = 0
         while True:
             try:
                 self.sync_fleet()
                 await self.title_fleet(batches_max=1)
-                await self.refresh_links()
-            except (OSError, RuntimeError, ValueError):
+                if rounds % LINKS_EVERY_ROUNDS == 0:
+                    await self.refresh_links()
+            except (OSError, RuntimeError, ValueError, sqlite3.Error, TvaError):
                 log.exception("library: syncing the fleet's holdings failed; retrying")
+            rounds += 1
             await trio.sleep(SYNC_CHECK_S)
 
     async def refresh_links(self) -> None:
