@@ -128,8 +128,14 @@ def build_snapshot(state, live: LiveInfo, self_presence: Presence) -> Snapshot:
                                            duty_prefs=tuple(o.duty_prefs or ())))
         except (InvalidInput, TypeError):
             continue
-    pins = [PinView(p.content, p.min_copies, p.max_copies) for p in doc.pins().values()]
+    pins, unreadable = [], []
+    for p in doc.pins().values():
+        try:  # a pin out of the policy's domain (e.g. max 77 > 64, from any member): reported, never fatal
+            pins.append(PinView(p.content, p.min_copies, p.max_copies))
+        except InvalidInput as exc:
+            unreadable.append((p.content, exc.message))
     # strict=False: one impossible pin (more copies than usable hosts) is reported, not fatal.
     view = FleetView.build(hosts, holding_views, pins, intents, override_views, revoked, strict=False)
     rejected = getattr(view, "rejected_pins", ())
-    return Snapshot(view, cards, all_holdings, shown, tuple((p.content, why) for p, why in rejected))
+    return Snapshot(view, cards, all_holdings, shown,
+                    (*unreadable, *((p.content, why) for p, why in rejected)))
