@@ -106,3 +106,26 @@ def test_fleet_holdings_and_publish_across_two_agents(fleet):
 
     wait_until(seeding, 30, "alpha to seed the published file again after a restart")
     assert [i["content"] for i in alpha.cli("library", "list", "--local", "--json")] == [content]
+
+
+def test_offline_commands_work_on_the_state_dir(tmp_path):
+    # No daemon: list, show and status read the state dir (holdings included); publish refuses clearly.
+    p = AgentProc(tmp_path, "solo")
+    p.cli("init", "--name", "home")
+    p.cli("holdings", "add", f"Sherlock.S04E01.1080p-{HEAT_IH[:8]}", "--infohash", HEAT_IH, "--size", "10")
+    make_clip("hevc_flac.mkv", p.state_dir / "media" / "Dark.S01E01.GERMAN.mkv")
+    report = p.cli("library", "scan", "--json")
+    assert (report["files_seen"], report["probed"]) == (1, 1)
+    items = p.cli("library", "list", "--json")
+    assert [(i["title"], i["season"], i["episode"], i["local"]) for i in items] == [
+        ("Dark", 1, 1, True), ("Sherlock", 4, 1, False)]
+    fleet = p.cli("library", "list", "--fleet", "--json")
+    assert [(i["title"], [h["host"] for h in i["holders"]]) for i in fleet] == [("Sherlock", ["solo"])]
+    assert p.cli("library", "show", items[0]["id"], "--json")["audio_codecs"] == ["flac"]
+    assert p.cli("library", "status", "--json")["local_items"] == 1
+    res = p.run_cli("library", "publish", items[0]["id"])
+    assert res.returncode == 3 and "needs the running daemon" in res.stderr
+    res = p.run_cli("library", "show", "nothing-like-it", "--json")
+    assert res.returncode == 2 and json.loads(res.stdout)["hint"]
+    res = p.run_cli("library", "list", "--limit", "0")
+    assert res.returncode == 2 and "limit" in res.stderr
