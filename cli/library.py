@@ -177,7 +177,7 @@ def render(args: argparse.Namespace, result: Any) -> None:
                 for i in result]
         table(rows, [("title", "title"), ("year", "year"), ("se", "s/e"), ("dur", "duration"),
                      ("resolution", "video"), ("where", "where"), ("id", "id"), ("note", "note")],
-              empty="(no items: run `tva-agent library scan`)")
+              out=sys.stdout, empty="(no items: run `tva-agent library scan`)")
     elif action == "show":
         key_values([("title", result.get("title")), ("kind", result.get("kind")), ("year", result.get("year")),
                     ("episode", episode_label(result)), ("episode title", result.get("episode_title")),

@@ -30,14 +30,14 @@ def test_progress_bar_on_a_terminal_and_silence_elsewhere():
     assert pipe.getvalue() == ""
 
 
-def test_list_table_shows_where_each_item_is(capfd):
+def test_list_table_shows_where_each_item_is(capsys):
     items = [{"id": "i0123456789ab", "title": "Dark", "year": None, "season": 1, "episode": 1, "duration_s": 3125.0,
               "resolution": "1920x1080", "local": True, "holders": [{"host": "nas", "peer_id": "p1"}], "note": None},
              {"id": "Heat-c0ffee12", "title": "Heat", "year": 1995, "season": None, "episode": None,
               "duration_s": None, "resolution": None, "local": False,
               "holders": [{"host": None, "peer_id": "12D3KooWabcdefghijkl"}], "note": None}]
     render(argparse.Namespace(action="list"), items)
-    out = capfd.readouterr().out.splitlines()
+    out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["TITLE", "YEAR", "S/E", "DURATION", "VIDEO", "WHERE", "ID", "NOTE"]
     assert out[1].split()[:6] == ["Dark", "-", "S01E01", "52:05", "1920x1080", "here,"]
     assert "here, nas" in out[1] and "12D3KooWabcd" in out[2]
