@@ -130,8 +130,12 @@ class Agent:
                                  on_admitted=self._learn_peer_addrs, clock_ms=clock_ms)
         self._key_switch_due: secrets.FleetKey | None = None
         self._key_changed = trio.Event()
+        from agent.library_service import LibraryService  # [library] scans, lists, publishes
+
+        self.library = LibraryService(cfg, self.service, torrents=self.torrents)
         self.api_context = ApiContext(service=self.service, daemon=True, torrents=self.torrents, fabric=self.fabric,
-                                      jobs=self.jobs, supervisor=self.supervisor, faults=faults)
+                                      jobs=self.jobs, supervisor=self.supervisor, faults=faults,
+                                      library=self.library)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -162,12 +166,14 @@ class Agent:
             with trio.CancelScope(shield=True):
                 self.presence_memory.save()  # small; the state's save below waits on a worker thread
                 await self.persistence.save()
+                await self.library.aclose()
 
     async def _start_participation(self, nursery: trio.Nursery) -> None:
         sup = self.supervisor
         await sup.start(nursery, "join", self.join.run)  # before the card: it names the join addresses
         await sup.start(nursery, "mesh", self._run_mesh)
         await sup.start(nursery, "torrents", self._run_torrents)  # before the card: it names torrent_port
+        await sup.start(nursery, "library", self.library.run)  # [library]
         self._publish_card()
         self._members_changed()
         self._restore_presence()  # the core takes it only about members it already knows
