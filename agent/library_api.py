@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from agent.api import Ctx
 from media.library_model import ITEM_ID_HEX, ITEM_ID_PREFIX, LIMIT_MAX
@@ -30,7 +30,7 @@ ITEM_KEY_CHARS_MAX = 4096
 
 class ScanIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    full: bool = False
+    full: StrictBool = False  # JSON true/false only ("yes", 1 are refused: the schema says boolean)
 
 
 class PublishIn(BaseModel):
