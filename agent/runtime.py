@@ -226,6 +226,7 @@ class Agent:
         self._learn_peer_addrs()
         async with trio.open_nursery() as nursery:
             await nursery.start(transport.run)
+            self._members_changed()  # before the first frame is read: members' frames are not refused
             await nursery.start(self.driver.run, transport)
             if self._mesh_runs == 1:
                 await self._recover_own_feed()  # [feeds] before this node writes anything (the card)
