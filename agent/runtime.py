@@ -325,7 +325,8 @@ class Agent:
 
     def _status_extras(self) -> dict:
         return {"api": self._api_address(), "listen_addrs": self._bootstrap_addrs(), "daemon": True,
-                "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats()}
+                "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats(),
+                "gossip": self.node.gossip_stats()}
 
     def _write_daemon_file(self) -> None:
         path = self.cfg.state_dir / DAEMON_FILE

@@ -83,4 +83,11 @@ def _status(s: dict) -> None:
         pairs.append(("tva0", wg.get("mode", "?") + (f" — {wg['reason']}" if wg.get("reason") else "")))
     if s.get("torrent"):
         pairs.append(("torrents", s["torrent"]))
+    gossip = s.get("gossip") or {}
+    if gossip:  # where gossip bytes went, and how deep the rumour queues are
+        sent = ", ".join(f"{k} {v // 1024} KiB" for k, v in gossip.get("item_bytes_sent", {}).items())
+        queues = ", ".join(f"{k} {q.get('depth', 0)} (max {q.get('depth_max', 0)}, evicted {q.get('evicted', 0)})"
+                           for k, q in gossip.get("queues", {}).items())
+        pairs.append(("gossip sent", sent))
+        pairs.append(("rumour queues", queues))
     key_values(pairs)

@@ -355,6 +355,9 @@ class RealNode:
                     out.append(Announce(content, "dht", self.peer_id))
 
     # --- read-only views for the checkers ----------------------------------------------------------
+    def gossip_stats(self) -> dict:
+        return self.mesh.gossip_stats()
+
     def version_vector(self) -> dict[str, int]:
         peer = self.shared.interner.peer
         return {peer(o): v for o, v in sorted(self.feeds.inner.version_vector().items())}

@@ -19,11 +19,37 @@ from collections import Counter as _Tally
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from .frames import ITEMS_MAX, Frame, Item, encode_frame, item_size
+from .frames import (
+    ITEMS_MAX,
+    Ack,
+    DeltaItem,
+    DocMessage,
+    Frame,
+    Gossip,
+    Item,
+    MemberRecord,
+    Ping,
+    PingReq,
+    PresenceRecord,
+    encode_frame,
+    item_size,
+)
 from .types import Counter, Effect, Log, Send
 
 # bytes a frame needs around its items: version byte, array headers, kind, seq, presence slot
 FRAME_OVERHEAD_BYTES = 64
+# what travels inside frames, by kind: the per-kind counters say where the bytes go
+ITEM_KINDS = ("membership", "presence", "delta", "doc")
+_KIND_OF_ITEM = {MemberRecord: "membership", PresenceRecord: "presence", DeltaItem: "delta"}
+
+
+def wire_item_size(item: Item) -> int:
+    """``item_size`` without encoding a delta (its size follows from its length): counting every
+    item of every frame must not cost a second msgpack pass over kilobytes of delta."""
+    if type(item) is DeltaItem:
+        n = len(item.data)
+        return 2 + n + (2 if n < 256 else 3 if n < 65536 else 5)  # array+kind, bin header, payload
+    return item_size(item)
 
 
 def error_name(e: Exception) -> str:
@@ -59,13 +85,25 @@ class Outbox:
             self.log("warning", f"not sending a {type(frame).__name__} of {len(data)} bytes to "
                                 f"{peer[:16]}: over frame_bytes_max={self.frame_bytes_max}")
             return False
-        self.stats["frames_sent"] += 1
-        self.stats["bytes_sent"] += len(data)
+        stats = self.stats
+        stats["frames_sent"] += 1
+        stats["bytes_sent"] += len(data)
         kind = type(frame).__name__.lower()
-        self.stats[f"sent_{kind}"] += 1
-        self.stats[f"bytes_sent_{kind}"] += len(data)
+        stats[f"sent_{kind}"] += 1
+        stats[f"bytes_sent_{kind}"] += len(data)
+        if type(frame) in (Gossip, Ping, Ack, PingReq):
+            if type(frame) in (Ping, Ack) and frame.presence is not None:  # type: ignore[union-attr]
+                self._count_item("presence", wire_item_size(frame.presence))  # type: ignore[union-attr]
+            for item in frame.items:  # type: ignore[union-attr]
+                self._count_item(_KIND_OF_ITEM[type(item)], wire_item_size(item))
+        elif type(frame) is DocMessage:
+            self._count_item("doc", len(data))
         self.effects.append(Send(peer, data))
         return True
+
+    def _count_item(self, kind: str, size: int) -> None:
+        self.stats[f"items_sent_{kind}"] += 1
+        self.stats[f"item_bytes_sent_{kind}"] += size
 
 
 @dataclass
@@ -82,26 +120,42 @@ class BroadcastQueue:
         self._buckets: list[dict[Hashable, _Entry]] = [{}]
         self._where: dict[Hashable, int] = {}  # key -> bucket (= transmits so far)
         self._entries_max = entries_max
-        self.dropped = 0
+        # what happened to broadcasts: how many were put, replaced by a newer one with their key
+        # before reaching their limit, retired at it, evicted from a full queue, passed over
+        # because they did not fit a frame; how often each was sent when it left the queue
+        self.counts: _Tally[str] = _Tally()
+        self.transmits_at_exit: _Tally[int] = _Tally()
+        self.depth_max = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.counts["evicted"]
 
     def __len__(self) -> int:
         return len(self._where)
 
     def put(self, key: Hashable, item: Item) -> None:
+        counts = self.counts
+        counts["put"] += 1
         old = self._where.pop(key, None)
         if old is not None:
             del self._buckets[old][key]
-        self._buckets[0][key] = _Entry(item, item_size(item), 0)
+            counts["replaced"] += 1
+            self.transmits_at_exit[old] += 1
+        self._buckets[0][key] = _Entry(item, wire_item_size(item), 0)
         self._where[key] = 0
         if len(self._where) > self._entries_max:
             # full: forget the most-sent, oldest broadcast; anti-entropy covers what it carried
-            for bucket in reversed(self._buckets):
+            for t in range(len(self._buckets) - 1, -1, -1):
+                bucket = self._buckets[t]
                 if bucket:
                     victim = next(iter(bucket))
                     del bucket[victim]
                     del self._where[victim]
-                    self.dropped += 1
+                    counts["evicted"] += 1
+                    self.transmits_at_exit[t] += 1
                     break
+        self.depth_max = max(self.depth_max, len(self._where))
 
     def get(self, key: Hashable) -> Item | None:
         b = self._where.get(key)
@@ -127,6 +181,7 @@ class BroadcastQueue:
                     spent = budget_bytes
                 else:
                     misses += 1
+                    self.counts["skipped_for_size"] += 1
                 if budget_bytes - spent < 16 or misses > 32 or len(chosen) >= items_max:
                     break
             else:
@@ -138,11 +193,14 @@ class BroadcastQueue:
             items.append(e.item)
             if t + 1 >= limit:
                 del self._where[key]
+                self.counts["retired"] += 1
+                self.transmits_at_exit[t + 1] += 1
                 continue
             if t + 1 == len(self._buckets):
                 self._buckets.append({})
             self._buckets[t + 1][key] = e
             self._where[key] = t + 1
+        self.counts["transmits"] += len(items)
         while len(self._buckets) > 1 and not self._buckets[-1]:
             self._buckets.pop()
         return items
