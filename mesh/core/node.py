@@ -81,6 +81,9 @@ from .types import (
     Wake,
 )
 
+# delta hashes remembered as applied: a few times the rumour queue, so any delta still being
+# rumoured is recognised (16-byte keys: ~0.3 MB at most)
+SEEN_DELTAS_MAX = 4096
 PSEQ_EPOCH_MAX = 2**37  # (incarnation << 24) stays far below the wire limit of 2**62 for a presence sequence
 
 
@@ -109,6 +112,7 @@ class MeshNode:
         # heard again after we dropped it is not rumoured again, and a restart shows as a new epoch
         self._pseq_seen: dict[str, int] = {}
         self._gap_sync_ms: dict[str, int] = {}
+        self._seen_deltas: dict[bytes, None] = {}  # hashes of deltas applied or found stale, oldest first
         self._feeds_changed = self._doc_changed = False
 
     # --- queries --------------------------------------------------------------------------------
@@ -186,6 +190,7 @@ class MeshNode:
             members = self.swim.members
             self._pseq_seen = {p: q for p, q in self._pseq_seen.items() if p in members}
             self.sync.invalidate()  # membership changes usually come with feeds dropped or admitted
+            self._seen_deltas.clear()  # a dropped owner's deltas are refused now, not duplicates
         elif isinstance(event, SetSoftState):
             self._set_soft_state(event, now)
         elif isinstance(event, RestorePresence):
@@ -227,7 +232,9 @@ class MeshNode:
     def _on_local(self, event: LocalChanged, now: int) -> None:
         self.sync.invalidate()  # any LocalChanged, even an empty one, means "the replicas changed"
         if event.delta is not None:
-            self.dqueue.put(hashlib.blake2b(event.delta, digest_size=16).digest(), DeltaItem(event.delta))
+            key = hashlib.blake2b(event.delta, digest_size=16).digest()
+            self._remember_delta(key)
+            self.dqueue.put(key, DeltaItem(event.delta))
             self._flush_gossip()  # eager push: do not wait for the next gossip interval
         if event.doc_changed:
             self._push_doc(exclude="")
@@ -312,9 +319,16 @@ class MeshNode:
     # --- feeds and document -----------------------------------------------------------------------
 
     def _apply_delta(self, peer: str, data: bytes, now: int, *, rebroadcast: bool) -> None:
+        # Under rumour mongering every node hears each delta ~retransmit_limit times: a delta
+        # already applied (or already stale) here is known by its hash, without decoding it again.
+        key = hashlib.blake2b(data, digest_size=16).digest()
+        if key in self._seen_deltas:
+            self.out.count("deltas_duplicate")
+            return
         try:
             self.feeds.apply_delta(data)
         except StaleData:
+            self._remember_delta(key)
             self.out.count("deltas_duplicate")
             return
         except GapError:
@@ -328,10 +342,17 @@ class MeshNode:
             self.out.count(f"deltas_refused_{error_name(e)}", notable=True)
             self.out.log("warning", f"refused a delta from {peer[:16]}: {e}")
             return
+        self._remember_delta(key)
         self.out.count("deltas_applied")
         self._feeds_changed = True
         if rebroadcast:
-            self.dqueue.put(hashlib.blake2b(data, digest_size=16).digest(), DeltaItem(data))
+            self.dqueue.put(key, DeltaItem(data))
+
+    def _remember_delta(self, key: bytes) -> None:
+        seen = self._seen_deltas
+        seen[key] = None
+        if len(seen) > SEEN_DELTAS_MAX:
+            del seen[next(iter(seen))]  # oldest first: a delta that old is stale by any other path too
 
     def _heads_differ(self, peer: str) -> None:
         msg = self._doc_message_for(peer)
