@@ -65,6 +65,7 @@ from simulations.adapter import (
     infohash_of,
 )
 from simulations.realview import Interner, SharedView, ViewBuilder
+from simulations.sharing import FeedPool, SharedFeedSet, SharedState, VectorPool, install_antientropy_memo
 from tva.errors import RemoteDataError
 
 DISK_FREE_BYTES = 4 * 1024**4  # a roomy server disk; "full" is 0
@@ -77,14 +78,17 @@ def soft_state(disk_free_bytes: int, host_class: str) -> SetSoftState:
 
 
 class TrackedFeeds:
-    """The FeedStore seam, passed through to the real FeedSet, noting what got applied."""
+    """The FeedStore seam, passed through to the real FeedSet, noting what got applied; with a
+    ``VectorPool``, equal version vectors are one shared object (see simulations.sharing)."""
 
-    def __init__(self, feeds: FeedSet) -> None:
+    def __init__(self, feeds: FeedSet, vectors: VectorPool | None = None) -> None:
         self.inner = feeds
         self.applied: list[tuple[bytes, int]] = []
+        self._vectors = vectors
 
     def version_vector(self) -> dict[bytes, int]:
-        return self.inner.version_vector()
+        vv = self.inner.version_vector()
+        return vv if self._vectors is None else self._vectors.get(vv)
 
     def deltas_since(self, vv: dict[bytes, int], bytes_max: int) -> list[bytes]:
         return self.inner.deltas_since(vv, bytes_max)
@@ -99,8 +103,14 @@ class RealShared:
     """Per-run values every node starts from: the fleet's genesis document and configs."""
 
     def __init__(self, genesis: bytes, fleet_id: str, mesh: MeshConfig, custody: CustodyConfig,
-                 policy_interval_ms: int, policy_memo: bool = True) -> None:
+                 policy_interval_ms: int, policy_memo: bool = True, share_state: bool = True) -> None:
         self.genesis = genesis
+        # share_state: feeds copied on write and vectors shared between nodes (simulations.sharing);
+        # off, every node parses and holds its own (the reference the sharing is tested against)
+        self.feed_pool = FeedPool() if share_state else None
+        self.vectors = VectorPool() if share_state else None
+        if share_state:
+            install_antientropy_memo()
         self.fleet_id = fleet_id
         self.mesh = mesh
         self.custody = custody
@@ -137,6 +147,12 @@ def warm_state(shared: RealShared, keys: list[NodeKey], classes: list[str],
             rec = records.Holding(h.item, infohash_of(h.item), h.size_bytes, "complete", h.policy, source)
             own.put(records.holding_key(h.item), records.encode_holding(rec))
         template.apply_delta(own.commit(1))  # type: ignore[arg-type]
+    if shared.feed_pool is not None:
+        pool = shared.feed_pool
+        feeds: object = SharedState({o: pool.intern(template.feed(o)) for o in template.owners()},  # type: ignore[arg-type]
+                                    template.allowed, template.revoked)
+    else:
+        feeds = template.to_bytes()
     doc = FleetDoc.load(shared.genesis, keys[0].public[:16], expected_fleet_id=shared.fleet_id)
     for pin in pins:
         doc.pin(pin.item, pin.copies_min, pin.copies_max, keys[0].peer_id, 1)
@@ -149,7 +165,7 @@ def warm_state(shared: RealShared, keys: list[NodeKey], classes: list[str],
         soft = soft_state(DISK_FREE_BYTES, host_class)
         presence.append(Presence(key.peer_id, 1, soft.disk_free_bytes, soft.uptime_score, soft.endpoints,
                                  soft.host_class, False, 0))
-    return {"feeds": template.to_bytes(), "doc": doc.save(), "incarnation": -1, "presence": tuple(presence)}
+    return {"feeds": feeds, "doc": doc.save(), "incarnation": -1, "presence": tuple(presence)}
 
 
 class RealNode:
@@ -160,10 +176,13 @@ class RealNode:
         self.host_class = host_class
         self.name = name
         self.shared = shared
-        feeds = FeedSet.from_bytes(saved["feeds"]) if saved else FeedSet()
+        if shared.feed_pool is not None:
+            feeds: FeedSet = SharedFeedSet(shared.feed_pool, saved["feeds"] if saved else None, key.public)
+        else:
+            feeds = FeedSet.from_bytes(saved["feeds"]) if saved else FeedSet()
         self.doc = FleetDoc.load(saved["doc"] if saved else shared.genesis, key.public[:16],
                                  expected_fleet_id=shared.fleet_id)
-        self.feeds = TrackedFeeds(feeds)
+        self.feeds = TrackedFeeds(feeds, shared.vectors)
         self.own = OwnFeed(key, feeds)
         incarnation = saved["incarnation"] + 1 if saved else 0
         self._remembered = saved.get("presence", ()) if saved else ()
@@ -306,8 +325,9 @@ class RealNode:
         return out
 
     def snapshot(self) -> dict:
-        return {"feeds": self.feeds.inner.to_bytes(), "doc": self.doc.save(),
-                "incarnation": self.mesh.incarnation()}
+        inner = self.feeds.inner
+        feeds = inner.shared_state() if isinstance(inner, SharedFeedSet) else inner.to_bytes()
+        return {"feeds": feeds, "doc": self.doc.save(), "incarnation": self.mesh.incarnation()}
 
     # --- policy ------------------------------------------------------------------------------------
     def _shared_view(self) -> SharedView:
