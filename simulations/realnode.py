@@ -78,17 +78,14 @@ def soft_state(disk_free_bytes: int, host_class: str) -> SetSoftState:
 
 
 class TrackedFeeds:
-    """The FeedStore seam, passed through to the real FeedSet, noting what got applied; with a
-    ``VectorPool``, equal version vectors are one shared object (see simulations.sharing)."""
+    """The FeedStore seam, passed through to the real FeedSet, noting what got applied."""
 
-    def __init__(self, feeds: FeedSet, vectors: VectorPool | None = None) -> None:
+    def __init__(self, feeds: FeedSet) -> None:
         self.inner = feeds
         self.applied: list[tuple[bytes, int]] = []
-        self._vectors = vectors
 
     def version_vector(self) -> dict[bytes, int]:
-        vv = self.inner.version_vector()
-        return vv if self._vectors is None else self._vectors.get(vv)
+        return self.inner.version_vector()
 
     def deltas_since(self, vv: dict[bytes, int], bytes_max: int) -> list[bytes]:
         return self.inner.deltas_since(vv, bytes_max)
@@ -177,12 +174,13 @@ class RealNode:
         self.name = name
         self.shared = shared
         if shared.feed_pool is not None:
-            feeds: FeedSet = SharedFeedSet(shared.feed_pool, saved["feeds"] if saved else None, key.public)
+            feeds: FeedSet = SharedFeedSet(shared.feed_pool, shared.vectors, saved["feeds"] if saved else None,  # type: ignore[arg-type]
+                                           key.public)
         else:
             feeds = FeedSet.from_bytes(saved["feeds"]) if saved else FeedSet()
         self.doc = FleetDoc.load(saved["doc"] if saved else shared.genesis, key.public[:16],
                                  expected_fleet_id=shared.fleet_id)
-        self.feeds = TrackedFeeds(feeds, shared.vectors)
+        self.feeds = TrackedFeeds(feeds)
         self.own = OwnFeed(key, feeds)
         incarnation = saved["incarnation"] + 1 if saved else 0
         self._remembered = saved.get("presence", ()) if saved else ()

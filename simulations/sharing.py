@@ -21,6 +21,7 @@ nodes hold equal feeds and equal vectors, so:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 
 from crdt.feed import Delta, Feed, feed_from_parts
@@ -57,9 +58,9 @@ class SharedState:
 
 
 class SharedFeedSet(FeedSet):
-    def __init__(self, pool: FeedPool, start: SharedState | None, own: bytes) -> None:
+    def __init__(self, pool: FeedPool, vectors: VectorPool, start: SharedState | None, own: bytes) -> None:
         super().__init__(start.allowed if start is not None else None)
-        self._pool = pool
+        self._pool, self._vectors = pool, vectors
         if start is not None:
             self._feeds = dict(start.feeds)
             self._revoked = set(start.revoked)
@@ -67,6 +68,7 @@ class SharedFeedSet(FeedSet):
         if mine is not None:  # OwnFeed writes into this one in place: it must be ours alone
             self._feeds[own] = _private_copy(mine)
         self._own = own
+        self._rebuild_vector()
 
     def _apply(self, delta: Delta) -> AppliedDelta:
         owner = delta.owner
@@ -81,38 +83,91 @@ class SharedFeedSet(FeedSet):
             except BaseException:
                 self._feeds[owner] = shared
                 raise
+        feed = self._feeds[owner]
         if owner != self._own:
-            self._feeds[owner] = self._pool.intern(self._feeds[owner])
+            self._feeds[owner] = self._pool.intern(feed)
+        self._set_version(owner, feed.version)
         return result
 
     def shared_state(self) -> SharedState:
         return SharedState(self._feeds, self._allowed, self._revoked)
 
+    # --- the version vector, kept up to date instead of rebuilt (O(changes), not O(owners)) ---
+
+    def _rebuild_vector(self) -> None:
+        self._vv = {o: f.version for o, f in self._feeds.items()}  # in the order of _feeds, as FeedSet's
+        self._fp = sum(map(entry_fingerprint, self._vv.items())) % FINGERPRINT_MOD
+        self._vector: Vector | None = None
+
+    def _set_version(self, owner: bytes, version: int) -> None:
+        old = self._vv.get(owner)
+        if old == version:
+            return
+        if old is not None:
+            self._fp -= entry_fingerprint((owner, old))
+        self._vv[owner] = version
+        self._fp = (self._fp + entry_fingerprint((owner, version))) % FINGERPRINT_MOD
+        self._vector = None
+
+    def version_vector(self) -> dict[bytes, int]:
+        if len(self._vv) != len(self._feeds):  # our own feed was created (it went in by OwnFeed)
+            self._rebuild_vector()
+        own = self._feeds.get(self._own)
+        if own is not None:
+            self._set_version(self._own, own.version)  # OwnFeed commits change it in place
+        if self._vector is None:
+            self._vector = self._vectors.get(self._fp, self._vv)
+        return self._vector
+
+    def revoke(self, owner: bytes) -> bool:
+        dropped = super().revoke(owner)
+        self._rebuild_vector()
+        return dropped
+
+    def set_allowed(self, allowed: Iterable[bytes] | None) -> tuple[bytes, ...]:
+        dropped = super().set_allowed(allowed)
+        self._rebuild_vector()
+        return dropped
+
 
 # --- version vectors and the anti-entropy hashes over them ---------------------------------------
+
+FINGERPRINT_MOD = 1 << 128
+
+
+def entry_fingerprint(entry: tuple[bytes, int]) -> int:
+    """One (owner, version) pair's share of a vector's fingerprint (a sum, so it updates in O(1))."""
+    owner, version = entry
+    return int.from_bytes(hashlib.blake2b(owner + version.to_bytes(8, "big"), digest_size=16).digest(), "big")
 
 
 class Vector(dict):
     """A version vector that equal replicas share (read-only by convention, as the mesh core
     treats the one its FeedStore returns), with what anti-entropy computed from it."""
 
-    __slots__ = ("key", "memo")
+    __slots__ = ("memo",)
 
 
 class VectorPool:
-    def __init__(self) -> None:
-        self._vectors: dict[frozenset, Vector] = {}
+    """One Vector per distinct vector — equal entries in the same order (the order reaches the
+    wire: a SYNC encodes the vector as a map), found by fingerprint, confirmed by comparison."""
 
-    def get(self, vv: dict[bytes, int]) -> Vector:
-        key = frozenset(vv.items())
-        hit = self._vectors.get(key)
-        if hit is None:
-            hit = Vector(vv)
-            hit.key, hit.memo = key, {}
-            if len(self._vectors) >= VECTORS_KEPT_MAX:
-                del self._vectors[next(iter(self._vectors))]  # oldest first; holders keep theirs
-            self._vectors[key] = hit
-        return hit
+    def __init__(self) -> None:
+        self._by_fp: dict[int, list[Vector]] = {}
+
+    def get(self, fp: int, vv: dict[bytes, int]) -> Vector:
+        chain = self._by_fp.get(fp)
+        if chain is None:
+            if len(self._by_fp) >= VECTORS_KEPT_MAX:
+                del self._by_fp[next(iter(self._by_fp))]  # oldest first; holders keep theirs
+            chain = self._by_fp[fp] = []
+        for v in chain:
+            if v == vv and list(v) == list(vv):
+                return v
+        v = Vector(vv)
+        v.memo = {}
+        chain.append(v)
+        return v
 
 
 def install_antientropy_memo() -> None:
