@@ -182,10 +182,7 @@ class Agent:
                 self.transport.add_peer_addrs(peer, list(card.listen_addrs))
 
     def _live_info(self) -> views.LiveInfo:
-        presence = {}
-        for peer, p in self.node.presence().items():
-            presence[peer] = views.Presence(p.disk_free_bytes, p.uptime_score)
-        return views.LiveInfo(liveness=dict(self._liveness), presence=presence, daemon=True)
+        return views.live_info(self._liveness, self.node.presence())
 
     # --- the host card ------------------------------------------------------------------------
 
