@@ -3,10 +3,12 @@
 Three mechanisms move state, each covering the others' gaps:
 
 1. **Rumour mongering** (fast). A local feed delta is queued as a broadcast and pushed at once
-   to ``fanout_max`` random live peers; every node that applies it fresh re-queues it, and every
-   ``gossip_interval_ms`` each node sends its queue to ``fanout_max`` random live peers, each
-   broadcast at most ``retransmit_limit(n)`` times. Membership records and presence ride the
-   same queue. A fleet-document change is pushed as a doc sync message to the fanout.
+   to ``fanout_max`` random live peers; every node that applies it fresh re-queues it and pushes
+   it on at once too, and every ``gossip_interval_ms`` each node sends its queue to ``fanout_max``
+   random live peers — each broadcast at most ``retransmit_limit(n)`` times by each node, least
+   sent first, and only the first time that node sees it (a duplicate is known by its hash and not
+   even decoded). Membership records and presence ride their own queue. A fleet-document change
+   is pushed as a doc sync message to the fanout. ``gossip_stats()`` says where the bytes go.
 2. **Push-pull anti-entropy** (complete). Every ``sync_interval_ms`` a 16-byte digest (hash of the
    feed version vector and the document heads) goes to ``digest_peers_max`` random live peers.
    Only on a mismatch does the receiver answer, with a SUMMARY (one hash per bucket of feed
@@ -58,7 +60,7 @@ from .frames import (
     decode_frame,
     item_size,
 )
-from .outbox import FRAME_OVERHEAD_BYTES, ITEM_KINDS, BroadcastQueue, Outbox, error_name
+from .outbox import FRAME_OVERHEAD_BYTES, BroadcastQueue, Outbox, error_name, gossip_stats
 from .swim import ALIVE, ASLEEP, LEFT, Swim
 from .types import (
     AnnounceSleep,
@@ -123,20 +125,9 @@ class MeshNode:
         return dict(self.out.stats)
 
     def gossip_stats(self) -> dict:
-        """Where this node's gossip goes: items and bytes sent by item kind (membership,
-        presence, feed delta, document change), and per rumour queue its depth, what happened to
-        its broadcasts and how often each was sent when it left (at most ``retransmit_limit``)."""
-        stats = self.out.stats
-        queues = {}
-        for name, q in (("records", self.queue), ("deltas", self.dqueue)):
-            queues[name] = {"depth": len(q), "depth_max": q.depth_max, **dict(q.counts),
-                            "transmits_at_exit": dict(sorted(q.transmits_at_exit.items()))}
-        return {
-            "items_sent": {k: stats[f"items_sent_{k}"] for k in ITEM_KINDS},
-            "item_bytes_sent": {k: stats[f"item_bytes_sent_{k}"] for k in ITEM_KINDS},
-            "retransmit_limit": self.cfg.retransmit_limit(self.swim.n),
-            "queues": queues,
-        }
+        """Where this node's gossip goes (see ``outbox.gossip_stats``)."""
+        return gossip_stats(self.out, {"records": self.queue, "deltas": self.dqueue},
+                            self.cfg.retransmit_limit(self.swim.n))
 
     def liveness(self) -> dict[str, Liveness]:
         return self.swim.liveness()

@@ -204,3 +204,18 @@ class BroadcastQueue:
         while len(self._buckets) > 1 and not self._buckets[-1]:
             self._buckets.pop()
         return items
+
+
+def gossip_stats(out: Outbox, queues: dict[str, BroadcastQueue], retransmit_limit: int) -> dict:
+    """Items and bytes sent by item kind (membership, presence, feed delta, document change), and
+    per rumour queue its depth, what happened to its broadcasts and how often each was sent when
+    it left (never more than ``retransmit_limit``): for metrics, the simulator and ``status``."""
+    stats = out.stats
+    return {
+        "items_sent": {k: stats[f"items_sent_{k}"] for k in ITEM_KINDS},
+        "item_bytes_sent": {k: stats[f"item_bytes_sent_{k}"] for k in ITEM_KINDS},
+        "retransmit_limit": retransmit_limit,
+        "queues": {name: {"depth": len(q), "depth_max": q.depth_max, **dict(q.counts),
+                          "transmits_at_exit": dict(sorted(q.transmits_at_exit.items()))}
+                   for name, q in queues.items()},
+    }
