@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import replace
 
 from tva.errors import GapError, InvalidInput, RemoteDataError, StaleData
 
@@ -474,9 +475,11 @@ class MeshNode:
         if seen is not None and p.pseq <= seen:
             return  # held before (then dropped when the member died): already rumoured once
         self._pseq_seen[p.peer] = p.pseq
-        if seen is not None and p.pseq >> 24 > seen >> 24:
-            self._newer(p.peer)
         if rebroadcast:
+            # a presence from a later epoch than we knew (a fleet starting together is at epoch 0)
+            # means its sender restarted since it last heard ours
+            if (seen if seen is not None else 0) >> 24 < p.pseq >> 24:
+                self._newer(p.peer)
             self.queue.put(("p", p.peer), p)
 
     def _newer(self, peer: str) -> None:
@@ -489,7 +492,7 @@ class MeshNode:
         if self._own is None:
             self._presence_sent.pop(peer, None)
             return
-        self.out.send(peer, Gossip((self._own,)))
+        self.out.send(peer, Gossip((replace(self._own),)))  # a direct reply, apart from the rumour
         self._presence_sent[peer] = (self._own.pseq, self._now)
 
     def _gone(self, peer: str) -> None:
