@@ -133,6 +133,7 @@ def run_scenario(p: Params, trace_out: IO[str] | None = None, progress: bool = F
         "rumour_retransmit_limit": gossip.limit_max,
         "rumour_queue_depth_max": gossip.depth_max,
         "rumours_evicted": gossip.counts.get("evicted", 0),
+        "rumours_dropped_for_size": gossip.counts.get("dropped_for_size", 0),
         "rumour_items_skipped_for_size": gossip.counts.get("skipped_for_size", 0),
     }
     checks = {

@@ -82,7 +82,7 @@ class GossipTally:
         for q in g["queues"].values():
             self.depth_max = max(self.depth_max, q["depth_max"])
             self.transmits_max = max(self.transmits_max, max(q["transmits_at_exit"], default=0))
-            for k in ("put", "replaced", "retired", "evicted", "skipped_for_size", "transmits"):
+            for k in ("put", "replaced", "retired", "evicted", "dropped_for_size", "skipped_for_size", "transmits"):
                 self.counts[k] = self.counts.get(k, 0) + q.get(k, 0)
 
     def merge(self, other: GossipTally) -> None:

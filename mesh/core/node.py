@@ -99,8 +99,11 @@ class MeshNode:
             raise InvalidInput(f"incarnation must be an int in 0..{INCARNATION_MAX}")
         self.self_id, self.cfg, self.feeds, self.doc, self.rng = self_id, config, feeds, doc, rng
         self.out = Outbox(config.frame_bytes_max)
-        self.queue = BroadcastQueue(config.broadcast_queue_max)  # membership and presence records
-        self.dqueue = BroadcastQueue(config.broadcast_queue_max)  # feed deltas (kept off pings)
+        # membership and presence records (in gossip frames and on pings); feed deltas (gossip
+        # frames only, a big one alone): an item bigger than the largest frame it can go in is
+        # dropped when queued, counted (anti-entropy carries deltas; records are small)
+        self.queue = BroadcastQueue(config.broadcast_queue_max, config.gossip_bytes_max)
+        self.dqueue = BroadcastQueue(config.broadcast_queue_max, config.frame_bytes_max - FRAME_OVERHEAD_BYTES)
         self.swim = Swim(self_id, config, rng, self.out, self.queue, extras=self._extras,
                          on_gone=self._gone, incarnation=incarnation)
         self._now = 0

@@ -116,13 +116,15 @@ class _Entry:
 class BroadcastQueue:
     """Entries bucketed by how often they were sent; within a bucket, dict order is age."""
 
-    def __init__(self, entries_max: int) -> None:
+    def __init__(self, entries_max: int, item_bytes_max: int = 1 << 62) -> None:
         self._buckets: list[dict[Hashable, _Entry]] = [{}]
         self._where: dict[Hashable, int] = {}  # key -> bucket (= transmits so far)
         self._entries_max = entries_max
+        self._item_bytes_max = item_bytes_max  # bigger than any frame it is taken for: never sendable
         # what happened to broadcasts: how many were put, replaced by a newer one with their key
-        # before reaching their limit, retired at it, evicted from a full queue, passed over
-        # because they did not fit a frame; how often each was sent when it left the queue
+        # before reaching their limit, retired at it, evicted from a full queue, dropped at once
+        # for being too big to ever send, passed over by one frame they did not fit; how often
+        # each was sent when it left the queue
         self.counts: _Tally[str] = _Tally()
         self.transmits_at_exit: _Tally[int] = _Tally()
         self.depth_max = 0
@@ -142,7 +144,11 @@ class BroadcastQueue:
             del self._buckets[old][key]
             counts["replaced"] += 1
             self.transmits_at_exit[old] += 1
-        self._buckets[0][key] = _Entry(item, wire_item_size(item), 0)
+        size = wire_item_size(item)
+        if size > self._item_bytes_max:
+            counts["dropped_for_size"] += 1  # anti-entropy carries what a rumour cannot
+            return
+        self._buckets[0][key] = _Entry(item, size, 0)
         self._where[key] = 0
         if len(self._where) > self._entries_max:
             # full: forget the most-sent, oldest broadcast; anti-entropy covers what it carried

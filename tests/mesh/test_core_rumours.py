@@ -4,15 +4,16 @@ what went on the wire. Hypothesis chooses the network and the workload."""
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mesh.core import SetSoftState
-from mesh.core.frames import Ack, DocMessage, Gossip, Ping, PingReq, item_wire
+from mesh.core import LocalChanged, MembersChanged, MeshConfig, MeshNode, Send, SetSoftState, Tick
+from mesh.core.frames import Ack, DocMessage, Gossip, Ping, PingReq, decode_frame, encode_frame, item_wire
 from mesh.core.outbox import ITEM_KINDS, wire_item_size
-from tests.mesh.harness import Harness, Net
+from tests.mesh.harness import Harness, MemDoc, MemFeeds, Net
 
 
 def _watch_rumours(h: Harness) -> Counter:
@@ -84,6 +85,8 @@ def test_item_kind_counters_add_up_to_the_items_on_the_wire():
             if ok and isinstance(frame, Gossip | Ping | Ack | PingReq):
                 for item in frame.items:
                     wire[type(item).__name__] += wire_item_size(item)
+            if ok and isinstance(frame, DocMessage):
+                wire["doc"] += len(encode_frame(frame))  # a document change travels as a whole frame
             return ok
         node.out.send = send
     for i, p in enumerate(h.ids):
@@ -100,7 +103,7 @@ def test_item_kind_counters_add_up_to_the_items_on_the_wire():
     assert total["delta"] == wire["DeltaItem"] > 0
     assert total["membership"] == wire["MemberRecord"] > 0  # the start-up self-announcements
     assert total["presence"] == wire["presence"] + wire["PresenceRecord"] > 0
-    assert total["doc"] > 0
+    assert total["doc"] == wire["doc"] > 0
     # a delta's counted size is its encoded size (computed without encoding it)
     from mesh.core.frames import DeltaItem, item_size
     for n in (0, 1, 255, 256, 65535, 65536, 70000):
@@ -109,4 +112,19 @@ def test_item_kind_counters_add_up_to_the_items_on_the_wire():
     for node in h.nodes.values():
         for q in node.gossip_stats()["queues"].values():
             assert max(q["transmits_at_exit"], default=0) <= node.gossip_stats()["retransmit_limit"]
-    assert DocMessage  # doc bytes are whole DOC frames: counted at send, checked above
+
+
+def test_a_rumour_too_big_for_any_frame_is_dropped_and_counted_not_kept_forever():
+    cfg = MeshConfig(frame_bytes_max=4096, gossip_bytes_max=1024, piggyback_bytes_max=512)
+    node = MeshNode("me", cfg, MemFeeds(b"me"), MemDoc(), random.Random(1))
+    node.handle(MembersChanged(frozenset({"me", "p1", "p2"}), {}), 0)
+    node.handle(Tick(), 0)
+    sent = node.handle(LocalChanged(delta=b"d" * 5000), 10) + node.handle(LocalChanged(delta=b"s" * 100), 20)
+    for t in range(100, 3000, 100):
+        sent += node.handle(Tick(), t)
+    items = [i for e in sent if isinstance(e, Send)
+             for i in getattr(decode_frame(e.data, cfg.frame_bytes_max), "items", ())]
+    deltas = [i.data for i in items if hasattr(i, "data")]
+    assert b"s" * 100 in deltas and not any(len(d) == 5000 for d in deltas)
+    q = node.gossip_stats()["queues"]["deltas"]
+    assert q["dropped_for_size"] == 1 and q["depth"] == 0 and q["put"] == 2
