@@ -1,55 +1,68 @@
-"""The local HTTP API (FastAPI on hypercorn's trio worker, inside the daemon's nursery).
+"""The agent's one route table: a FastAPI app that the daemon serves and the offline CLI calls.
 
-Reads are open to loopback clients and need ``Authorization: Bearer <token>`` from anywhere
-else (the overlay address); writes are accepted only from loopback, or with the token.
-Every error is JSON ``{"error": …, "hint": …}`` with a 4xx status — never a stack trace.
-FastAPI is chosen over bare Starlette for its validated parameters and the OpenAPI document
-that the tests check the live server against; FIELD-NOTES puts its cost at ~25% of raw
-Starlette throughput, which the bench measures against a plain ``/health`` route.
+Every command goes through these handlers, whether it reaches them over HTTP (the daemon, behind
+``agent.door``) or in-process (``agent.inproc``: the CLI on a state dir with no daemon). So a
+command validates the same way, says the same thing and maps to the same exit code online and
+offline. Every error is JSON ``{"error": …, "hint": …}`` with a 4xx/5xx status — never a stack
+trace.
+
+Routes live in routers, one module each, listed in ``ROUTER_MODULES``; a module exposes
+``router: fastapi.APIRouter`` and reaches the agent through the ``Ctx`` dependency. To add routes,
+write such a module and append its name here. A route whose body may be larger than
+``agent.door.BODY_BYTES_MAX`` declares ``openapi_extra={BODY_LIMIT_KEY: n}``.
+
+FastAPI is chosen over bare Starlette for validated parameters and the OpenAPI document the tests
+check the live server against; FIELD-NOTES puts its cost at ~25 % of raw Starlette throughput.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
+import importlib
 import logging
 import re
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tva.errors import Conflict, NotFound, RemoteDataError, TvaError
+from agent.door import BODY_BYTES_MAX
+from tva.errors import Conflict, DaemonUnavailable, Forbidden, LocalError, NotFound, TvaError
 
 log = logging.getLogger("tva.api")
 
-INFOHASH_PATTERN = r"^[0-9a-fA-F]{40}$"
-CONTENT_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
-HOST_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+ROUTER_MODULES: list[str] = ["agent.api_core", "agent.api_torrents"]
+DEBUG_ROUTER_MODULE = "agent.api_debug"  # only with fault injection enabled (tests, soak)
+BODY_LIMIT_KEY = "x-body-bytes-max"
 
 
-class AgentService(Protocol):
-    """What the API (and the CLI's offline mode) can ask of an agent."""
+@dataclass(frozen=True)
+class ApiContext:
+    """What handlers may use. Offline (no daemon) only ``service`` is there and ``daemon`` is False."""
 
-    def status(self) -> dict[str, Any]: ...
-    def hosts(self) -> list[dict[str, Any]]: ...
-    def holdings(self) -> list[dict[str, Any]]: ...
-    def custody(self) -> list[dict[str, Any]]: ...
-    def duties(self) -> list[dict[str, Any]]: ...
-    def reaper(self) -> list[dict[str, Any]]: ...
-    def peers_for(self, infohash: str) -> dict[str, Any]: ...
-    def custodians_of(self, content: str) -> dict[str, Any]: ...
-    def add_holding(self, content: str, infohash: str, size_bytes: int, policy: str, source: str) -> dict: ...
-    def remove_holding(self, content: str) -> dict[str, Any]: ...
-    def pin(self, content: str, copies: int, max_copies: int | None) -> dict[str, Any]: ...
-    def unpin(self, content: str) -> dict[str, Any]: ...
-    def revoke(self, host: str, reason: str) -> dict[str, Any]: ...
-    def invite(self, role: str, ttl_ms: int) -> dict[str, Any]: ...
-    def wg_status(self) -> dict[str, Any]: ...
-    async def wg_control(self, action: str) -> dict[str, Any]: ...
+    service: Any  # agent.service.Service
+    daemon: bool = False
+    torrents: Any = None  # agent.torrents.TorrentManager (None: offline, or the engine is off)
+    fabric: Any = None  # agent.fabric.FabricManager
+    jobs: Any = None  # agent.jobs.Jobs
+    supervisor: Any = None  # agent.supervisor.Supervisor (components, fault injection)
+    faults: bool = False  # serve the fault-injection routes (TVA_FAULT_INJECTION=1)
+
+    def need_daemon(self, what: str) -> None:
+        if not self.daemon:
+            raise DaemonUnavailable(f"{what} needs the running daemon", hint="start it with: tva-agent run")
+
+
+def get_ctx(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
 
 
 class ErrorOut(BaseModel):
@@ -59,177 +72,103 @@ class ErrorOut(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": why} for status, why in (
-        (400, "invalid request (the hint says how to fix it)"), (401, "bearer token required off loopback"),
+        (400, "invalid request (the hint says how to fix it)"), (401, "bearer token required"),
+        (403, "refused: wrong Host, a request from a web page, or this host's role does not allow it"),
         (404, "no such host, holding, pin or route"), (409, "refused: conflicting or untrustworthy data"),
-        (422, "a parameter or body field is out of its domain"),
+        (413, "request body over the route's limit"), (415, "bodies must be application/json"),
+        (422, "a parameter or body field is out of its domain"), (503, "needs the running daemon"),
     )
 }
 
 
-class HoldingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    content: str = Field(pattern=CONTENT_PATTERN)
-    infohash: str = Field(pattern=INFOHASH_PATTERN)
-    size_bytes: int = Field(ge=0, le=1 << 50)
-    # None: public for public sources, search_only (closed) for a private tracker until opened.
-    policy: str | None = Field(default=None, pattern="^(public|f2f_only|search_only)$")
-    source: str = Field(default="local", pattern="^(local|public|private-tracker)$")
+# What a person should type instead, by field name (the same for every route that has the field).
+FIELD_HINTS = {
+    "infohash": "40 hex characters (BitTorrent v1)",
+    "content": "a content id: 1–128 letters, digits, '.', '_', ':' or '-'",
+    "host": "a peer id or a host name (`tva-agent hosts` lists them)",
+    "copies": "a whole number from 1 to 64", "max_copies": "a whole number from 1 to 64",
+    "size_bytes": "a size in bytes, 0 or more", "ttl_ms": "from 1 s to 30 days",
+    "policy": "public, f2f_only or search_only", "source": "local, public or private-tracker",
+    "role": "admin, member or friend", "action": "up or down",
+}
 
 
-class TorrentIn(BaseModel):  # [torrents] exactly one of source (magnet or path) and torrent_b64
-    model_config = ConfigDict(extra="forbid")
-    source: str | None = Field(default=None, min_length=1, max_length=8192)
-    torrent_b64: str | None = Field(default=None, min_length=1, max_length=23 * 1024 * 1024)
-    policy: str | None = Field(default=None, pattern="^(public|f2f_only|search_only)$")
-
-
-class PinIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    content: str = Field(pattern=CONTENT_PATTERN)
-    copies: int = Field(ge=1, le=1000)
-    max_copies: int | None = Field(default=None, ge=1, le=1000)
-
-
-class RevokeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    host: str = Field(pattern=HOST_PATTERN)
-    reason: str = Field(default="", max_length=200)
-
-
-class InviteIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    role: str = Field(default="member", pattern="^(member|friend)$")
-    ttl_ms: int = Field(default=24 * 3600 * 1000, ge=1000, le=30 * 24 * 3600 * 1000)
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _error(status: int, message: str, hint: str = "") -> JSONResponse:
+def error_response(status: int, message: str, hint: str = "") -> JSONResponse:
     return JSONResponse({"error": message, "hint": hint}, status_code=status)
 
 
-def build_app(service: AgentService, token: str) -> FastAPI:
-    app = FastAPI(title="tva-agent", version="1", docs_url=None, redoc_url=None, responses=ERROR_RESPONSES)
-    bearer = re.compile(r"^Bearer ([A-Za-z0-9_\-]{16,128})$")
+def status_for(exc: TvaError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, DaemonUnavailable):
+        return 503
+    if isinstance(exc, Forbidden):
+        return 403  # this host's role in the fleet does not allow it
+    if isinstance(exc, LocalError) and not isinstance(exc, Conflict):
+        return 400
+    return 409  # a conflict, bad remote data, or a state of the fleet (e.g. this host was revoked)
 
-    @app.middleware("http")
-    async def auth(request: Request, call_next):
-        client = request.client.host if request.client else None
-        if request.url.path != "/health" and not _is_loopback(client):
-            match = bearer.match(request.headers.get("authorization", ""))
-            if not match or not hmac.compare_digest(match.group(1), token):
-                log.info("api: refused %s %s from %s (no valid token)", request.method, request.url.path, client)
-                return _error(401, "a bearer token is required off loopback",
-                              "send Authorization: Bearer <token> (tva-agent status --json shows where it lives)")
-        return await call_next(request)
+
+def build_app(ctx: ApiContext, *, routers: list[str] | None = None) -> FastAPI:
+    app = FastAPI(title="tva-agent", version="1", docs_url=None, redoc_url=None, responses=ERROR_RESPONSES)
+    app.state.ctx = ctx
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return _error(422, f"invalid {where}: {first.get('msg', 'bad value')}")
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "path", "query")]
+        field = loc[-1] if loc else "request"
+        return error_response(422, f"invalid {'.'.join(loc) or 'request'}: {first.get('msg', 'bad value')}",
+                              FIELD_HINTS.get(field, ""))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail))
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        response = error_response(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110 §15.5.6: Allow lists every method of the resource. Starlette names only
+            # those of the first route matching the path, and a path here may have several.
+            methods = {m for r in app.routes if getattr(r, "path_regex", None) is not None
+                       and r.path_regex.match(request.url.path) for m in (getattr(r, "methods", None) or ())}
+            response.headers["Allow"] = ", ".join(sorted(methods))
+        return response
 
     @app.exception_handler(TvaError)
     async def tva_error(_request: Request, exc: TvaError):
-        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict | RemoteDataError) else 400
-        return _error(status, exc.message, exc.hint)
+        return error_response(status_for(exc), exc.message, exc.hint)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception):  # a handler bug: logged, never a stack trace out
+        log.error("api: %s %s failed", request.method, request.url.path, exc_info=exc)
+        return error_response(500, f"internal error: {type(exc).__name__}", "the agent's log has the traceback")
 
     @app.get("/health")
     async def health() -> dict:
         return {"ok": True}
 
-    @app.get("/status")
-    async def status() -> dict:
-        return service.status()
-
-    @app.get("/hosts")
-    async def hosts() -> list[dict]:
-        return service.hosts()
-
-    @app.get("/holdings")
-    async def holdings() -> list[dict]:
-        return service.holdings()
-
-    @app.get("/custody")
-    async def custody() -> list[dict]:
-        return service.custody()
-
-    @app.get("/duties")
-    async def duties() -> list[dict]:
-        return service.duties()
-
-    @app.get("/reaper")
-    async def reaper() -> list[dict]:
-        return service.reaper()
-
-    @app.get("/peers_for/{infohash}")
-    async def peers_for(infohash: str = Path(pattern=INFOHASH_PATTERN)) -> dict:
-        return service.peers_for(infohash.lower())
-
-    @app.get("/custodians_of/{content}")
-    async def custodians_of(content: str = Path(pattern=CONTENT_PATTERN)) -> dict:
-        return service.custodians_of(content)
-
-    @app.get("/wg")
-    async def wg_status() -> dict:
-        return service.wg_status()
-
-    @app.post("/wg/{action}")
-    async def wg_control(action: str = Path(pattern="^(up|down)$")) -> dict:
-        return await service.wg_control(action)
-
-    # [torrents] the daemon's torrent engine (agent.torrents.TorrentManager as service.torrents)
-    def _torrents():
-        manager = getattr(service, "torrents", None)
-        if manager is None:
-            raise Conflict("this agent runs no torrent engine", hint="start the daemon: tva-agent run")
-        return manager
-
-    @app.get("/torrents")
-    async def torrents_list() -> list[dict]:
-        return await _torrents().listing()
-
-    @app.post("/torrents", status_code=201)
-    async def torrents_add(body: TorrentIn = Body()) -> dict:
-        return await _torrents().add(body.source, body.torrent_b64, body.policy)
-
-    @app.post("/reaper/apply")
-    async def reaper_apply() -> dict:
-        return await _torrents().apply_reaper()
-
-    @app.post("/holdings", status_code=201)
-    async def add_holding(body: HoldingIn = Body()) -> dict:
-        return service.add_holding(body.content, body.infohash.lower(), body.size_bytes, body.policy, body.source)
-
-    @app.delete("/holdings/{content}")
-    async def remove_holding(content: str = Path(pattern=CONTENT_PATTERN)) -> dict:
-        return service.remove_holding(content)
-
-    @app.post("/pins", status_code=201)
-    async def pin(body: PinIn = Body()) -> dict:
-        return service.pin(body.content, body.copies, body.max_copies)
-
-    @app.delete("/pins/{content}")
-    async def unpin(content: str = Path(pattern=CONTENT_PATTERN)) -> dict:
-        return service.unpin(content)
-
-    @app.post("/revocations", status_code=201)
-    async def revoke(body: RevokeIn = Body()) -> dict:
-        return service.revoke(body.host, body.reason)
-
-    @app.post("/invites", status_code=201)
-    async def invite(body: InviteIn = Body()) -> dict:
-        return service.invite(body.role, body.ttl_ms)
-
+    names = list(ROUTER_MODULES if routers is None else routers)
+    if ctx.faults:
+        names.append(DEBUG_ROUTER_MODULE)
+    table: list[tuple[re.Pattern[str], frozenset[str], int]] = []
+    for name in names:
+        router = importlib.import_module(name).router
+        app.include_router(router)
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                limit = int((route.openapi_extra or {}).get(BODY_LIMIT_KEY, BODY_BYTES_MAX))
+                table.append((route.path_regex, frozenset(route.methods or ()), limit))
+    app.state.body_limits = table
     return app
+
+
+def body_limits(app: FastAPI) -> Callable[[str, str], int]:
+    """(method, path) -> the route's body limit in bytes, from the routes' declarations."""
+    table: list[tuple[re.Pattern[str], frozenset[str], int]] = app.state.body_limits
+
+    def limit_for(method: str, path: str) -> int:
+        for regex, methods, limit in table:
+            if method in methods and regex.match(path):
+                return limit
+        return BODY_BYTES_MAX
+
+    return limit_for

@@ -8,19 +8,28 @@ and serves. Every layer is validated the same way, and a bad value names its lay
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from tva import limits
 from tva.errors import ConfigError
 
-HOST_CLASSES = ("desktop", "server", "nas", "seedbox", "portable")
+HOST_CLASSES = limits.HOST_CLASSES
 WG_BACKENDS = ("auto", "kernel", "userspace", "off")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # IFNAMSIZ is 16 with the NUL
 TORRENT_ENGINES = ("libtorrent", "transmission", "off")
 CONFIG_FILE_BYTES_MAX = 256 * 1024
 DEFAULT_P2P_PORT = 4810
 DEFAULT_API_PORT = 4811
+# Batons lease a repair for 30 minutes: a maximum below twice that would refuse honest intents
+# from a baton whose clock runs a little ahead; above a week a lease stops meaning anything.
+REPAIR_LEASE_MS_MAX_MIN = 60 * 60 * 1000
+REPAIR_LEASE_MS_MAX_MAX = 7 * 24 * 3600 * 1000
 
 
 def _is_root() -> bool:
@@ -47,6 +56,8 @@ class Config:
     host_name: str = field(default_factory=lambda: socket.gethostname()[:64] or "host")
     host_class: str = "desktop"
     listen: tuple[str, ...] = (f"/ip4/0.0.0.0/tcp/{DEFAULT_P2P_PORT}",)
+    # the join listener (agent.joining); empty: each listen address with its port + 2 (0 stays 0)
+    join_listen: tuple[str, ...] = ()
     api: str = f"127.0.0.1:{DEFAULT_API_PORT}"
     api_token: str = ""  # empty: generated on first run and kept in the state dir
     media_root: Path | None = None  # None: <state_dir>/media
@@ -57,6 +68,7 @@ class Config:
     save_interval_ms: int = 2000
     disk_reserve_bytes: int = 1 << 30
     wg_backend: str = "auto"
+    wg_interface: str = "tva0"  # another agent on this host owns tva0? give this one its own name
     wg_listen_port: int = 51820
     wg_socket_dir: Path | None = None  # None: /var/run/wireguard (wireguard-go's fixed directory)
     overlay_api: bool = True  # also serve the API (token required) on this host's tva0 addresses
@@ -72,12 +84,26 @@ class Config:
     torrent_utp: bool = False  # fleet copies run over LAN/loopback/tva0, where TCP was 2-7x faster
     reaper_stalled_after_ms: int = 10 * 60 * 1000
     reaper_dead_after_ms: int = 60 * 60 * 1000
+    # The longest repair lease this host honours: an intent naming it with a longer one is refused.
+    repair_lease_ms_max: int = limits.REPAIR_LEASE_MS_MAX
+    log_level: str = "info"
+    log_format: str = "text"  # text (one line per record) or json (one object per line, for journald)
 
     def media_dir(self) -> Path:
         return self.media_root if self.media_root is not None else self.state_dir / "media"
 
     def api_host_port(self) -> tuple[str, int]:
         return parse_host_port(self.api, "api")
+
+    def join_listen_addrs(self) -> tuple[str, ...]:
+        if self.join_listen:
+            return self.join_listen
+        out = []
+        for addr in self.listen:
+            head, _, port = addr.rpartition("/tcp/")
+            port_num = int(port) if port.isdigit() else 0
+            out.append(f"{head}/tcp/{port_num + 2 if port_num else 0}")
+        return tuple(out)
 
 
 def parse_host_port(text: str, key: str) -> tuple[str, int]:
@@ -135,11 +161,21 @@ def validate(cfg: Config) -> Config:
     if cfg.torrent_engine not in TORRENT_ENGINES:
         raise ConfigError(f"torrent_engine {cfg.torrent_engine!r} is unknown",
                           hint="one of: " + ", ".join(TORRENT_ENGINES))
+    if not IFNAME_PATTERN.fullmatch(cfg.wg_interface) or cfg.wg_interface in (".", ".."):
+        raise ConfigError(f"wg_interface {cfg.wg_interface!r} is not an interface name",
+                          hint="1–15 letters, digits, '_', '-' or '.', e.g. tva1")
+    if cfg.log_level not in LOG_LEVELS:
+        raise ConfigError(f"log_level {cfg.log_level!r} is unknown", hint="one of: " + ", ".join(LOG_LEVELS))
+    if cfg.log_format not in LOG_FORMATS:
+        raise ConfigError(f"log_format {cfg.log_format!r} is unknown", hint="one of: " + ", ".join(LOG_FORMATS))
     if not cfg.host_name or len(cfg.host_name) > 64:
         raise ConfigError("host_name must be 1–64 characters")
     if not cfg.listen or any(not a.startswith("/ip") or "/tcp/" not in a for a in cfg.listen):
         raise ConfigError(f"listen: expected TCP multiaddrs, got {list(cfg.listen)!r}",
                           hint="e.g. /ip4/0.0.0.0/tcp/4810")
+    if any(not a.startswith("/ip") or "/tcp/" not in a for a in cfg.join_listen):
+        raise ConfigError(f"join_listen: expected TCP multiaddrs, got {list(cfg.join_listen)!r}",
+                          hint="e.g. /ip4/0.0.0.0/tcp/4812")
     parse_host_port(cfg.api, "api")
     for name in ("gossip_interval_ms", "sync_interval_ms", "probe_interval_ms", "tick_interval_ms",
                  "save_interval_ms"):
@@ -147,6 +183,9 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{name} must be between 10 and 3600000 ms")
     if cfg.reaper_dead_after_ms <= cfg.reaper_stalled_after_ms:
         raise ConfigError("reaper_dead_after_ms must be longer than reaper_stalled_after_ms")
+    if not REPAIR_LEASE_MS_MAX_MIN <= cfg.repair_lease_ms_max <= REPAIR_LEASE_MS_MAX_MAX:
+        raise ConfigError(f"repair_lease_ms_max must be between {REPAIR_LEASE_MS_MAX_MIN} and "
+                          f"{REPAIR_LEASE_MS_MAX_MAX} ms", hint="the baton's own leases are 30 min: allow at least 1 h")
     for node in cfg.dht_bootstrap_nodes:
         parse_host_port(node, "dht_bootstrap_nodes")
     for name in ("wg_listen_port", "torrent_port"):

@@ -59,18 +59,25 @@ def choose_fleet_subnet(state, now_ms: int) -> str | None:
     if subnet is None:
         log.warning("tva0: every IPv4 candidate collides here: the fleet runs IPv6-only")
         return None
-    state.doc.set_setting("ipv4_subnet", str(subnet), state.peer_id, now_ms)
+    state.doc.set_setting("ipv4_subnet", str(subnet), now_ms)
     return str(subnet)
 
 
 class FabricManager:
-    def __init__(self, cfg: Config, state, *, on_card: Callable[[dict], None], reconcile_interval_ms: int) -> None:
+    """The ``fabric`` component. Only the trio thread changes state here: worker threads do the
+    blocking netlink/UAPI/probe work and return what they found."""
+
+    def __init__(self, cfg: Config, state, *, on_card: Callable[[dict], None], reconcile_interval_ms: int,
+                 on_health: Callable[[str, str | None], None] = lambda _s, _r: None) -> None:
         from wg.plan.addressing import host_ipv6, overlay_prefix64
 
         self.cfg = cfg
         self.state = state
+        self.ifname = cfg.wg_interface
         self.key = load_or_create_wg_key(state.store)
         self._on_card = on_card
+        self._on_health = on_health
+        self._claim = None
         self.reconcile_interval_ms = reconcile_interval_ms
         self.prefix64 = overlay_prefix64(state.fleet.fleet_id)
         self.ipv6 = str(host_ipv6(self.prefix64, self.key.public))
@@ -79,6 +86,7 @@ class FabricManager:
         self.ipv4_problem: str | None = None
         self.last_report = None
         self.held_down = False  # `tva-agent wg down`: stay down until `wg up`
+        self._iface = None  # the interface as the last reconcile left it (wg.fabric.FabricStatus)
         self._kick = trio.Event()
 
     # --- addresses --------------------------------------------------------------------------------
@@ -104,8 +112,9 @@ class FabricManager:
             claims.append(Ipv4Claim(peer, ipaddress.IPv4Address(claim.ipv4), admission.at_ms))
         return resolve_claims(claims, subnet)
 
-    def _check_own_ipv4(self) -> None:
-        """Claim (or keep) this host's IPv4 unless the fleet /24 collides with something local."""
+    async def _check_own_ipv4(self) -> None:
+        """Claim (or keep) this host's IPv4 unless the fleet /24 collides with something local.
+        The probe (netlink) runs in a worker thread and returns its hits; the claim is written here."""
         from wg.plan.addressing import preferred_ipv4
         from wg.probe import probe
 
@@ -114,7 +123,7 @@ class FabricManager:
             self.ipv4, self.ipv4_problem = None, "the fleet has no IPv4 subnet (IPv6-only)"
             return
         try:
-            hits = probe(subnet, ignore_ifname="tva0")
+            hits = await trio.to_thread.run_sync(lambda: probe(subnet, ignore_ifname=self.ifname))
         except TvaError as exc:
             hits, self.ipv4_problem = [], f"collision probe failed: {exc.message}"
         if hits:
@@ -164,32 +173,38 @@ class FabricManager:
         """State changed: reconcile soon instead of at the next interval."""
         self._kick.set()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _open(self):
+        """The backend to use, if this agent may own the interface (agent.wg_owner); else mesh-only."""
+        from agent.wg_owner import InterfaceClaim
         from wg.fabric import WgFabric
 
-        sock_dir = self.cfg.wg_socket_dir
-        self.fabric = await trio.to_thread.run_sync(
-            lambda: WgFabric.auto(_BACKEND_PREFERENCE[self.cfg.wg_backend], sock_dir=sock_dir))
-        # (WgFabric logs the mesh-only reason once itself.)
-        if self.fabric.backend is not None:
-            await trio.to_thread.run_sync(self._check_own_ipv4)
-            self._on_card(self.card_fields())
-        task_status.started()
+        sock_dir, ifname = self.cfg.wg_socket_dir, self.ifname
+        fabric = await trio.to_thread.run_sync(
+            lambda: WgFabric.auto(_BACKEND_PREFERENCE[self.cfg.wg_backend], ifname=ifname, sock_dir=sock_dir))
+        if fabric.backend is None:  # (WgFabric logs the mesh-only reason once itself)
+            return fabric
+        claim = InterfaceClaim(ifname, self.cfg.state_dir, claim_dir=sock_dir)
+        why = await trio.to_thread.run_sync(claim.take, fabric.backend, self.key.private_b64, self.key.public_b64)
+        if why is None:
+            self._claim = claim
+            return fabric
+        return WgFabric(None, reason=why + ": mesh-only")
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.fabric = await self._open()
         try:
+            if self.fabric.backend is not None:
+                await self._check_own_ipv4()
+                self._on_card(self.card_fields())
+            else:
+                self._on_health("off", self.fabric.mesh_only_reason)
+            task_status.started()
             while True:
-                if self.fabric.backend is not None and not self.held_down:
-                    await trio.to_thread.run_sync(self._check_own_ipv4)
-                    self._on_card(self.card_fields())
-                    try:
-                        desired = self.desired()
-                    except (TvaError, ValueError) as exc:
-                        log.warning("tva0: cannot render the desired config: %s", exc)
-                    else:
-                        self.last_report = await trio.to_thread.run_sync(self.fabric.reconcile, desired)
-                        if self.last_report.ops:
-                            log.info("tva0: applied %d change(s) in %.1f ms", len(self.last_report.ops),
-                                     self.last_report.duration_ms)
+                # A kick while the work below runs must not be lost: the event it sets is the one
+                # waited on next (wave 1 made a new Event after the work and dropped such kicks).
                 self._kick = trio.Event()
+                if self.fabric.backend is not None and not self.held_down:
+                    await self._reconcile_once()
                 with trio.move_on_after(self.reconcile_interval_ms / 1000):
                     await self._kick.wait()
         finally:
@@ -198,13 +213,34 @@ class FabricManager:
                     try:
                         await trio.to_thread.run_sync(self.fabric.close)
                     except TvaError as exc:
-                        log.warning("tva0: stopping: %s", exc.message)
+                        log.warning("%s: stopping: %s", self.ifname, exc.message)
+                if self._claim is not None:
+                    self._claim.release()
+                    self._claim = None
+
+    async def _reconcile_once(self) -> None:
+        await self._check_own_ipv4()
+        self._on_card(self.card_fields())
+        try:
+            desired = self.desired()
+        except (TvaError, ValueError) as exc:
+            log.warning("%s: cannot render the desired config: %s", self.ifname, exc)
+            self._on_health("degraded", f"cannot render the desired config: {exc}")
+            return
+        report = await trio.to_thread.run_sync(self.fabric.reconcile, desired)
+        # What `status` shows is read here, off the event loop, not by every status request.
+        self._iface = await trio.to_thread.run_sync(self.fabric.interface_status)
+        self.last_report = report
+        if report.ops and report.applied:
+            log.info("%s: applied %d change(s) in %.1f ms", self.ifname, len(report.ops), report.duration_ms)
+        self._on_health("ok" if report.error is None else "degraded", report.error)
 
     async def down(self) -> None:
         self.held_down = True
         self._on_card(self.card_fields())
         if self.fabric is not None and self.fabric.backend is not None:
             await trio.to_thread.run_sync(self.fabric.down)
+            self._iface = await trio.to_thread.run_sync(self.fabric.interface_status)
 
     def up(self) -> None:
         self.held_down = False
@@ -222,18 +258,22 @@ class FabricManager:
         if self.fabric is None:
             return {"mode": "starting", "reason": None}
         if self.fabric.backend is None:
-            return {"mode": "mesh-only", "reason": self.fabric.mesh_only_reason}
-        st = self.fabric.interface_status()
+            return {"mode": "mesh-only", "reason": self.fabric.mesh_only_reason, "ifname": self.ifname}
+        st = self._iface
+        if st is None:
+            return {"mode": "starting", "reason": None, "ifname": self.ifname}
         mode = "down" if self.held_down or not st.up else "ipv6-only" if self.ipv4 is None else "up"
-        return {"mode": mode, "reason": self.ipv4_problem or st.error, "backend": st.backend,
+        return {"mode": mode, "reason": self.ipv4_problem or st.error, "backend": st.backend, "ifname": self.ifname,
                 "overlay_ipv4": self.ipv4, "overlay_ipv6": self.ipv6, "public_key": self.key.public_b64}
 
-    def peer_status(self) -> list[dict]:
+    async def peer_status(self) -> list[dict]:
+        """`wg status`'s peers: read from the backend in a worker thread, named here."""
         if self.fabric is None or self.fabric.backend is None:
             return []
+        peers = await trio.to_thread.run_sync(self.fabric.status)
         by_key = {c.wg_public_key: (p, c) for p, c in records.cards(self.state.feeds).items() if c.wg_public_key}
         out = []
-        for peer in self.fabric.status():
+        for peer in peers:
             owner, card = by_key.get(peer.public_key, (None, None))
             out.append({**asdict(peer), "peer_id": owner, "name": card.name if card else None,
                         "allowed_ips": list(peer.allowed_ips)})

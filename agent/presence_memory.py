@@ -12,8 +12,12 @@ The file is only a hint, so every problem with it ends the same way: one warning
 nothing restored. It is never fatal and never touches any other state file. Format (msgpack, inside
 ``agent.store``'s checksummed envelope)::
 
-    [1, saved_wall_ms, [[peer, pseq, disk_free_bytes, uptime_score, [endpoint, ...], host_class,
-                         asleep, remaining_ms], ...]]
+    [2, saved_wall_ms, [[body, sig, remaining_ms], ...]]
+
+``body``/``sig`` are each record exactly as its owner signed it (``mesh.core.frames`` presence
+body): the core takes a remembered record only with its owner's signature, like any other, and
+the body's fields are checked by the same decoder the wire uses. (Version 1 files, unsigned, are
+ignored with one warning: presence is only a hint.)
 
 ``remaining_ms`` is how long each record was still valid when saved: the core counts a restored
 record as received now, so without it a record heard just before a stop — or one only ever
@@ -31,22 +35,23 @@ import msgpack
 import trio
 
 from agent.store import StateStore
+from mesh.core.frames import PRESENCE_BODY_BYTES_MAX, SIGNATURE_BYTES, presence_from_body
+from mesh.core.presence import as_presence
 from mesh.core.types import Presence
 from tva.errors import DecodeError, RemoteDataError, TvaError, UnsupportedVersion
 
 log = logging.getLogger("tva.agent.presence")
 
 PRESENCE_FILE = "presence"
-PRESENCE_FORMAT_VERSION = 1
+PRESENCE_FORMAT_VERSION = 2
 PRESENCE_SAVE_INTERVAL_MS = 60_000
 PRESENCE_RECORDS_MAX = 16_384  # far above any fleet this agent is meant for; bounds a hostile file
-RECORD_STR_BYTES_MAX = 4096  # per UTF-8 string; the core's own limits (64-char peers, …) are stricter
 REMAINING_MS_MAX = 2**48
 # A file "saved" further in the future than this is not trusted (a clock step or a forged time);
 # NTP steps of a few seconds are normal and must not throw a good file away.
 CLOCK_SKEW_MS_MAX = 60_000
 
-_FIELDS = 8
+_FIELDS = 3
 
 
 @dataclass(frozen=True)
@@ -58,11 +63,12 @@ class Remembered:
 
 
 def encode_presence(presence: Mapping[str, Presence], *, self_id: str, saved_wall_ms: int,
-                    now_mono_ms: int, caps_mono_ms: Mapping[str, tuple[int, int]] | None = None) -> bytes:
+                    now_mono_ms: int, caps_mono_ms: Mapping[str, tuple[tuple[int, int], int]] | None = None) -> bytes:
     """The file's payload for ``presence`` (as ``MeshNode.presence()`` returns it), this node left out.
 
-    ``caps_mono_ms`` maps peer -> (pseq, expires_mono_ms): a record still at that pseq has not been
-    heard since it was restored, so it keeps the expiry it had, not the fresh TTL the core gave it."""
+    ``caps_mono_ms`` maps peer -> ((incarnation, pseq), expires_mono_ms): a record still at that
+    order has not been heard since it was restored, so it keeps the expiry it had, not the fresh
+    TTL the core gave it."""
     caps = caps_mono_ms or {}
     rows = []
     for peer, p in sorted(presence.items()):
@@ -70,24 +76,23 @@ def encode_presence(presence: Mapping[str, Presence], *, self_id: str, saved_wal
             continue
         expires = p.expires_ms
         cap = caps.get(peer)
-        if cap is not None and cap[0] == p.pseq:
+        if cap is not None and cap[0] == (p.incarnation, p.pseq):
             expires = min(expires, cap[1])
         remaining = expires - now_mono_ms
-        if remaining <= 0:
+        if remaining <= 0 or not p.body:
             continue
-        rows.append([p.peer, p.pseq, p.disk_free_bytes, p.uptime_score, list(p.endpoints), p.host_class,
-                     p.asleep, min(remaining, REMAINING_MS_MAX)])
+        rows.append([p.body, p.sig, min(remaining, REMAINING_MS_MAX)])
     return msgpack.packb([PRESENCE_FORMAT_VERSION, saved_wall_ms, rows], use_bin_type=True)
 
 
 def decode_presence(data: bytes) -> Remembered:
     """Parse a payload; DecodeError or UnsupportedVersion when it is not one this build wrote.
 
-    Only the shape is checked here; value ranges (peer id length, uptime 0..1, endpoint limits) are
-    the mesh core's, which refuses the whole batch with InvalidInput — one rule, one place."""
+    Each body is checked by the wire's own presence decoder (one rule, one place); signatures are
+    the mesh core's to check."""
     try:
-        top = msgpack.unpackb(data, raw=False, strict_map_key=True, max_str_len=RECORD_STR_BYTES_MAX,
-                              max_bin_len=0, max_ext_len=0, max_map_len=0,
+        top = msgpack.unpackb(data, raw=False, strict_map_key=True, max_str_len=0,
+                              max_bin_len=PRESENCE_BODY_BYTES_MAX, max_ext_len=0, max_map_len=0,
                               max_array_len=max(PRESENCE_RECORDS_MAX, _FIELDS))
     except Exception as exc:  # msgpack raises several unrelated types for garbage
         raise DecodeError(f"presence file is not msgpack ({type(exc).__name__})") from None
@@ -102,13 +107,15 @@ def decode_presence(data: bytes) -> Remembered:
     for row in top[2]:
         if not isinstance(row, list) or len(row) != _FIELDS:
             raise DecodeError(f"presence file: a record is not a list of {_FIELDS} fields")
-        peer, pseq, disk, score, endpoints, host_class, asleep, remaining = row
-        if not (isinstance(peer, str) and type(pseq) is int and type(disk) is int
-                and type(score) in (int, float) and isinstance(endpoints, list)
-                and all(isinstance(e, str) for e in endpoints) and isinstance(host_class, str)
-                and type(asleep) is bool and type(remaining) is int and 0 <= remaining <= REMAINING_MS_MAX):
-            raise DecodeError(f"presence file: a record has a field of the wrong type ({peer!r:.20})")
-        records.append((Presence(peer, pseq, disk, score, tuple(endpoints), host_class, asleep, 0), remaining))
+        body, sig, remaining = row
+        if type(sig) is not bytes or len(sig) != SIGNATURE_BYTES or type(remaining) is not int \
+                or not 0 <= remaining <= REMAINING_MS_MAX:
+            raise DecodeError("presence file: a record has a field of the wrong type")
+        try:
+            rec = presence_from_body(body, sig, 0)
+        except DecodeError as exc:
+            raise DecodeError(f"presence file: {exc.message}") from None
+        records.append((as_presence(rec, 0), remaining))
     return Remembered(top[1], tuple(records))
 
 
@@ -144,8 +151,8 @@ class PresenceMemory:
         # Saving is armed only once restore has run: an agent failing during start-up must not
         # overwrite a good memory with the empty view of a core that has heard nothing yet.
         self._armed = False
-        self._caps: dict[str, tuple[int, int]] = {}  # restored peer -> (pseq, true expiry, mono ms)
-        self._saved_key: dict[str, int] | None = None
+        self._caps: dict[str, tuple[tuple[int, int], int]] = {}  # restored peer -> (order, true expiry, mono)
+        self._saved_key: dict[str, tuple[int, int]] | None = None
         self.saves = 0
 
     # --- restore --------------------------------------------------------------------------------
@@ -171,7 +178,7 @@ class PresenceMemory:
                          max(0, now_wall - remembered.saved_wall_ms) // 1000)
             return ()
         now_mono = self._mono_ms()
-        self._caps = {p.peer: (p.pseq, now_mono + left) for p, left in fresh}
+        self._caps = {p.peer: ((p.incarnation, p.pseq), now_mono + left) for p, left in fresh}
         return tuple(p for p, _ in fresh)
 
     def refused(self, exc: TvaError) -> None:
@@ -181,9 +188,9 @@ class PresenceMemory:
 
     # --- save -----------------------------------------------------------------------------------
 
-    def _key(self, presence: Mapping[str, Presence]) -> dict[str, int]:
-        """What a save is compared by: each peer's presence sequence."""
-        return {peer: p.pseq for peer, p in presence.items() if peer != self.self_id}
+    def _key(self, presence: Mapping[str, Presence]) -> dict[str, tuple[int, int]]:
+        """What a save is compared by: each peer's presence order (incarnation, sequence)."""
+        return {peer: (p.incarnation, p.pseq) for peer, p in presence.items() if peer != self.self_id}
 
     def _encode(self, presence: Mapping[str, Presence]) -> bytes:
         return encode_presence(presence, self_id=self.self_id, saved_wall_ms=self._wall_ms(),
@@ -194,18 +201,23 @@ class PresenceMemory:
         if not self._armed:
             return False
         presence = self._presence()
-        return self._write(self._encode(presence), self._key(presence))
+        return self._saved(self._write(self._encode(presence)), self._key(presence))
 
-    def _write(self, data: bytes, key: dict[str, int]) -> bool:
+    def _write(self, data: bytes) -> bool:
+        """Blocking (fsync); may run in a worker thread, so it changes nothing here but the file."""
         try:
             self.store.write(PRESENCE_FILE, data)
         except (OSError, TvaError) as exc:
             message = exc.message if isinstance(exc, TvaError) else str(exc)
             log.warning("could not save the remembered presence: %s (will retry)", message)
             return False
-        self._saved_key = key
-        self.saves += 1
         return True
+
+    def _saved(self, ok: bool, key: dict[str, int]) -> bool:
+        if ok:
+            self._saved_key = key
+            self.saves += 1
+        return ok
 
     async def run(self) -> None:
         """Every ``save_interval_ms``: write if any peer's presence changed (a new pseq, or a peer
@@ -219,5 +231,5 @@ class PresenceMemory:
             key = self._key(presence)
             if key == self._saved_key:
                 continue
-            await trio.to_thread.run_sync(self._write, self._encode(presence), key)
+            self._saved(await trio.to_thread.run_sync(self._write, self._encode(presence)), key)
 

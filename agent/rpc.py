@@ -1,4 +1,10 @@
-"""Peer-to-peer queries over the transport's request/response: join, peers_for, status.
+"""Peer-to-peer queries over the transport's request/response: peers_for, status, own_feed, revoked.
+
+``own_feed`` (body ``{"version": int}``): the asker's *own* feed as the answering member holds
+it, when newer than ``version`` — how a restarted node recovers a commit it pushed but did not
+save (agent.feed_upkeep). ``revoked`` (body ``{"fleet_id", "decisions"}``): a revoker tells the
+host it revoked, with the signed decisions that say so (agent.revocation). Joins go to the join
+listener (agent.joining), not here.
 
 Request:  msgpack ``[1, kind, body]``; reply: msgpack of a map. Each kind has its own decoder
 that checks every field, so a malformed query is refused with a ``DecodeError`` (and the
@@ -15,7 +21,9 @@ import msgpack
 from tva.errors import DecodeError, RequestRefused
 
 RPC_VERSION = 1
-KINDS = ("join", "peers_for", "status")
+KINDS = ("join", "peers_for", "status", "own_feed", "revoked")
+VERSION_MAX = (1 << 63) - 1
+NOTICE_DECISIONS_MAX = 256
 REQUEST_BYTES_MAX = 60 * 1024
 REPLY_BYTES_MAX = 4 * 1024 * 1024
 
@@ -35,7 +43,7 @@ def decode_query(data: bytes) -> Query:
         raise DecodeError("query too large")
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=REQUEST_BYTES_MAX,
-                              max_str_len=8192, max_array_len=64, max_map_len=32, max_ext_len=0)
+                              max_str_len=8192, max_array_len=NOTICE_DECISIONS_MAX, max_map_len=32, max_ext_len=0)
     except Exception:
         raise DecodeError("query does not decode") from None
     if not (isinstance(obj, list) and len(obj) == 3 and obj[0] == RPC_VERSION and obj[1] in KINDS
@@ -45,10 +53,20 @@ def decode_query(data: bytes) -> Query:
     if kind == "join":
         _field(body, "invite", str, 4096)
         _field(body, "card_delta", bytes, 16384)
+    elif kind == "revoked":
+        _field(body, "fleet_id", str, 128)
+        decisions = body.get("decisions")
+        if (not isinstance(decisions, list) or len(decisions) > NOTICE_DECISIONS_MAX
+                or not all(isinstance(d, bytes) for d in decisions)):
+            raise DecodeError("query field 'decisions' is missing or invalid")
     elif kind == "peers_for":
         ih = _field(body, "infohash", str, 40)
         if len(ih) != 40 or any(c not in "0123456789abcdef" for c in ih):
             raise DecodeError("peers_for needs a 40-hex infohash")
+    elif kind == "own_feed":
+        version = body.get("version")
+        if type(version) is not int or not 0 <= version <= VERSION_MAX:
+            raise DecodeError("own_feed needs a version (0..2**63-1)")
     return Query(kind, body)
 
 

@@ -1,58 +1,98 @@
-"""The daemon: one trio nursery that owns the transport, the mesh, planning, persistence and the API.
+"""The daemon: supervised components in one trio nursery, and the glue between them.
 
-Start-up order matters and is expressed with ``nursery.start``: the transport listens before the
-card (which names its addresses) is published; the mesh runs before the API accepts writes that
-push to it; ``daemon.json`` (how the CLI finds us) is written last and removed first.
+Components (each restarted on failure by ``agent.supervisor``; health in ``status`` →
+``components``): ``persistence`` (saves, off the event loop), ``jobs``, ``mesh`` (the transport
+and the driver of the mesh core over it), ``torrents``, ``presence`` (peers' presence remembered
+across restarts), ``fabric`` (tva0), ``policy`` and ``housekeeping`` loops, ``api`` (loopback) and
+``overlay_api`` (tva0 addresses). They are built here, wired by construction, and started in an
+order that matters: the mesh before the card (which names its listen addresses), the torrent
+engine before the card too (its port), the API last, and ``daemon.json`` (how commands find the
+daemon) once the API answers.
+
+A host that learns it was revoked stops taking part — mesh, torrents, fabric, planning and the
+overlay API stop for good — says so once, keeps its data, and keeps answering on the local API.
 """
 
 from __future__ import annotations
 
-import json
+import errno
 import logging
 import os
 import random
 from collections.abc import Callable
+from functools import partial
 
 import trio
 
-from agent import rpc, views
+from agent import feed_upkeep, revocation, rpc, secrets, views
+from agent.api import ApiContext, build_app
 from agent.config import Config
+from agent.discovery import remove_daemon_file, write_daemon_file
 from agent.fabric import FabricManager
 from agent.http import bind_text, serve_api
+from agent.jobs import Jobs
+from agent.joining import JoinListener, fetch_fleet_key
+from agent.logs import PeerLog
 from agent.mesh_driver import MeshDriver, monotonic_ms
 from agent.netinfo import dialable
+from agent.persistence import Persistence
+from agent.policy.custody import CustodyConfig
 from agent.presence_memory import PresenceMemory
 from agent.probes import UptimeScore, disk_free_bytes
 from agent.service import Service, wall_ms
 from agent.state import NodeState
-from cli.client import DAEMON_FILE
+from agent.supervisor import Supervisor
 from crdt import records
-from mesh import invites
 from mesh.core import types as t
 from mesh.transport import Transport
-from tva.errors import InvalidInput, InviteError, RemoteDataError, TvaError
+from tva.errors import InvalidInput, RemoteDataError, TvaError
 
 log = logging.getLogger("tva.agent")
 
-JOIN_REPLY_BYTES_MAX = 3 * 1024 * 1024
 INCARNATION_EPOCH_S = 1_577_836_800  # 2020-01-01
+# What a revoked host stops (the rest — saving, jobs, the local API — goes on).
+PARTICIPATION = ("mesh", "join", "fleet_key", "torrents", "presence", "fabric", "policy", "housekeeping",
+                 "overlay_api")
+FLEET_KEY_POLL_S = 1.0
+FLEET_KEY_FIRST_ASK_S = 2.0  # after a start, give the mesh a moment before suspecting a missed rotation
+FLEET_KEY_LONELY_S = 3.0  # no member answered for this long: maybe we hold an old fleet key
+FLEET_KEY_ASK_INTERVAL_S = 15.0
+FLEET_KEY_ASK_PEERS_MAX = 3
+FLEET_KEY_ASK_TIMEOUT_MS = 5_000
+EXIT_STATE_UNWRITABLE = 5
+NOTICE_ATTEMPTS = 5
+NOTICE_TIMEOUT_MS = 10_000
+NOTICE_RETRY_S = 3.0
 
 
 class Agent:
     def __init__(self, cfg: Config, state: NodeState, transport: Transport, *,
-                 clock_ms: Callable[[], int] = wall_ms, mesh_config=None, rng: random.Random | None = None) -> None:
+                 clock_ms: Callable[[], int] = wall_ms, mesh_config=None, rng: random.Random | None = None,
+                 new_transport: Callable[[], Transport] | None = None, faults: bool = False,
+                 supervisor: Supervisor | None = None, join_transport: Transport | None = None,
+                 new_join_transport: Callable[[], Transport] | None = None) -> None:
+        """``transport`` serves the first run of the mesh; a restarted mesh component gets a new one
+        from ``new_transport`` (a libp2p transport runs once), or fails to restart without it."""
         from mesh.core.config import MeshConfig
         from mesh.core.node import MeshNode
 
         self.cfg = cfg
         self.state = state
         self.transport = transport
+        self._new_transport = new_transport
+        self._mesh_runs = 0
         self.clock_ms = clock_ms
+        self.supervisor = supervisor or Supervisor(clock_ms=clock_ms)
         self._liveness: dict[str, str] = {}
-        self._dirty = False
         self._stopping = trio.Event()
         self._api_port = 0
         self._soft_sent: t.SetSoftState | None = None
+        self._revoked_logged = False
+        self._nursery: trio.Nursery | None = None
+        self._notifying: set[str] = set()  # revoked peers being told so (see _notify_revoked)
+        self._known_revocations = frozenset(state.revoked())
+        self.exit_code = 0
+        self.exit_reason: str | None = None
         self.uptime = UptimeScore(state.local.uptime_score, state.local.uptime_sample_ms).after_downtime(clock_ms())
         self.state.set_uptime(self.uptime.score, self.uptime.last_sample_ms)
         mesh_config = mesh_config or MeshConfig(
@@ -62,66 +102,95 @@ class Agent:
         # Seconds since 2020 as the first incarnation: it grows across restarts, so a restarted agent
         # outbids what peers remember of its previous run (liveness records and presence alike).
         self.node = MeshNode(state.peer_id, mesh_config, feeds=state.feeds, doc=state.doc,
-                             rng=rng or random.Random(os.urandom(16)),
+                             rng=rng or random.Random(os.urandom(16)), signer=state.key,
                              incarnation=max(0, clock_ms() // 1000 - INCARNATION_EPOCH_S))
-        self.driver = MeshDriver(self.node, transport, on_liveness=self._on_liveness, on_state=self._on_remote_state)
+        self.driver = MeshDriver(self.node, transport, on_liveness=self._on_liveness, on_state=self._on_remote_state,
+                                 peer_log=PeerLog(logging.getLogger("tva.mesh"), describe=self._describe_peer))
         # Peers' presence survives a restart in the state dir (agent.presence_memory).
         self.presence_memory = PresenceMemory(state.store, self_id=state.peer_id, presence=self.node.presence,
                                               wall_ms=clock_ms, mono_ms=monotonic_ms)
+        self.persistence = Persistence(state, save_interval_ms=cfg.save_interval_ms, clock_ms=clock_ms,
+                                       on_health=partial(self.supervisor.report, "persistence"),
+                                       on_unwritable=self._state_unwritable)
         self.service = Service(state, clock_ms=clock_ms, live=self._live_info, on_change=self._on_local_change,
-                               media_dir=cfg.media_dir(), bootstrap=self._bootstrap_addrs,
+                               media_dir=cfg.media_dir(), bootstrap=self._join_addrs,
                                extras=self._status_extras,
-                               # [torrents] DHT peers for peers_for, reaper verdicts (agent.torrents)
-                               external_peers=lambda ih: self.torrents.external_peers(ih),
-                               reaper_verdicts=lambda: self.torrents.verdicts())
+                               custody_config=CustodyConfig(lease_ms_max=cfg.repair_lease_ms_max))
         self._card_extra: dict = {}
-        # [torrents] engine, holdings, repairs, reaper; the API reaches it as service.torrents
         from agent.torrents import TorrentManager
 
         self.torrents = TorrentManager(cfg, state, self.service, clock_ms=clock_ms, on_card=self._update_card)
-        self.service.torrents = self.torrents
-        self.fabric = FabricManager(cfg, state, on_card=self._update_card, reconcile_interval_ms=cfg.tick_interval_ms)
-        self.service._wg = self.fabric
+        self.fabric = FabricManager(cfg, state, on_card=self._update_card, reconcile_interval_ms=cfg.tick_interval_ms,
+                                    on_health=partial(self.supervisor.report, "fabric"))
+        self.jobs = Jobs(clock_ms=clock_ms)
+        # Joiners and members behind on the fleet key knock here (agent.joining), not on the mesh.
+        make_join = new_join_transport or partial(_join_transport, cfg, state, transport)
+        self.join = JoinListener(state, join_transport or make_join(), new_transport=make_join,
+                                 commit=lambda: self.service.commit(doc_changed=True),
+                                 on_admitted=self._learn_peer_addrs, clock_ms=clock_ms)
+        self._key_switch_due: secrets.FleetKey | None = None
+        self._key_changed = trio.Event()
+        self.api_context = ApiContext(service=self.service, daemon=True, torrents=self.torrents, fabric=self.fabric,
+                                      jobs=self.jobs, supervisor=self.supervisor, faults=faults)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        sup = self.supervisor
+        app = build_app(self.api_context)
         try:
             async with trio.open_nursery() as nursery:
-                self.transport.set_peer_filter(lambda peer: peer not in self.state.revoked())
-                self.transport.set_request_handler(self._handle_request)
-                await nursery.start(self.transport.run)
-                await nursery.start(self.torrents.run)  # [torrents] before the card: it names torrent_port
-                self._publish_card()
-                await nursery.start(self.driver.run)
-                self._members_changed()
-                self._restore_presence()  # the core takes it only about members it already knows
-                nursery.start_soon(self.presence_memory.run)
-                self._learn_peer_addrs()
-                await nursery.start(self.fabric.run)
-                nursery.start_soon(self._policy_loop)
-                nursery.start_soon(self._housekeeping_loop)
-                host, port = self.cfg.api_host_port()
-                self._api_port = await nursery.start(serve_api, self.service, [bind_text(host, port)],
-                                                     self.state.local.api_token)
-                self._publish_card()
-                if self.cfg.overlay_api:
-                    nursery.start_soon(self._overlay_api_loop)
-                self._write_daemon_file()
+                self._nursery = nursery
+                await sup.start(nursery, "persistence", self.persistence.run)
+                await sup.start(nursery, "jobs", self.jobs.run)
+                if self.state.revocation() is None:
+                    await self._start_participation(nursery)
+                else:
+                    self._stop_participating()
+                await sup.start(nursery, "api", partial(self._run_api, app))
+                if self.cfg.overlay_api and self.state.revocation() is None:
+                    await sup.start(nursery, "overlay_api", partial(self._overlay_api_loop, app))
                 log.info("agent %s of fleet %s running; api on %s", self.state.peer_id, self.state.fleet.fleet_name,
                          self._api_address())
                 task_status.started()
                 await self._stopping.wait()
-                await self._leave_gracefully()
+                if sup.health("mesh").state == "ok":
+                    await self._leave_gracefully()
                 nursery.cancel_scope.cancel()
         finally:
-            self._remove_daemon_file()
+            remove_daemon_file(self.cfg.state_dir, os.getpid())
             with trio.CancelScope(shield=True):
-                self._save()
-                self.presence_memory.save()
+                self.presence_memory.save()  # small; the state's save below waits on a worker thread
+                await self.persistence.save()
+
+    async def _start_participation(self, nursery: trio.Nursery) -> None:
+        sup = self.supervisor
+        await sup.start(nursery, "join", self.join.run)  # before the card: it names the join addresses
+        await sup.start(nursery, "mesh", self._run_mesh)
+        await sup.start(nursery, "torrents", self._run_torrents)  # before the card: it names torrent_port
+        self._publish_card()
+        self._members_changed()
+        self._restore_presence()  # the core takes it only about members it already knows
+        await sup.start(nursery, "presence", self._run_presence)
+        await sup.start(nursery, "fabric", self.fabric.run)
+        await sup.start(nursery, "policy", self._policy_loop)
+        await sup.start(nursery, "housekeeping", self._housekeeping_loop)
+        await sup.start(nursery, "fleet_key", self._fleet_key_loop)
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _recover_own_feed(self) -> None:
+        """[feeds] Adopt a newer head of our own feed from peers; rebase unless all answered."""
+        self._learn_peer_addrs()
+        adopted, everyone = await feed_upkeep.recover_own_feed(self.state, self.transport)
+        if adopted:
+            self.persistence.mark_dirty()
+        if not everyone:
+            delta = self.state.own.rebase(self.clock_ms())
+            if delta is not None:
+                self.persistence.mark_dirty()
+                self.driver.submit(t.LocalChanged(delta=delta))
 
     async def _leave_gracefully(self) -> None:
         # Tell peers we are leaving (left, not dead) and give the rumour a moment to spread.
@@ -131,21 +200,163 @@ class Agent:
                 await trio.sleep(0.1)
                 self.driver.submit(t.Tick())
 
+    def _state_unwritable(self, why: str) -> None:
+        log.critical("stopping: %s", why)
+        self.exit_code, self.exit_reason = EXIT_STATE_UNWRITABLE, why
+        self.stop()
+
+    # --- components ---------------------------------------------------------------------------
+
+    def _fresh_transport(self) -> Transport:
+        self._mesh_runs += 1
+        if self._mesh_runs == 1:
+            return self.transport
+        if self._new_transport is None:
+            raise InvalidInput("the mesh transport cannot be restarted (no new_transport factory)")
+        return self._new_transport()
+
+    async def _run_mesh(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The transport and the mesh driver over it: one component (a new transport per run)."""
+        transport = self._fresh_transport()
+        transport.set_peer_filter(self._peer_allowed)
+        transport.set_request_handler(self._handle_request)
+        self.transport = transport
+        self._learn_peer_addrs()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(transport.run)
+            await nursery.start(self.driver.run, transport)
+            if self._mesh_runs == 1:
+                await self._recover_own_feed()  # [feeds] before this node writes anything (the card)
+            self._publish_card()  # a new run may listen on new addresses
+            task_status.started()
+
+    async def _run_torrents(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self.cfg.torrent_engine == "off":
+            self.supervisor.report("torrents", "off", "torrent_engine = off")
+        await self.torrents.run(task_status=task_status)
+
+    async def _run_presence(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await self.presence_memory.run()
+
+    async def _run_api(self, app, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The loopback API. A default port another agent already holds falls back to a free one (the
+        CLI finds the port in daemon.json); a configured one is only ever retried."""
+        host, port = self.cfg.api_host_port()
+        if self._api_port:
+            port = self._api_port  # a restart keeps the port the CLI already knows
+        async with trio.open_nursery() as nursery:
+            try:
+                self._api_port = await nursery.start(serve_api, app, [bind_text(host, port)],
+                                                     self.state.local.api_token)
+            except (OSError, BaseExceptionGroup) as exc:
+                taken = _os_error(exc)
+                if taken is None or taken.errno != errno.EADDRINUSE or self.cfg.api != Config().api or port == 0:
+                    raise
+                log.warning("api: %s:%d is taken (%s): another agent on this host? using a free port",
+                            host, port, taken.strerror or taken)
+                self._api_port = await nursery.start(serve_api, app, [bind_text(host, 0)],
+                                                     self.state.local.api_token)
+            self._publish_card()
+            write_daemon_file(self.cfg.state_dir, {"pid": os.getpid(), "api": self._api_address(),
+                                                   "token": self.state.local.api_token,
+                                                   "peer_id": self.state.peer_id})
+            task_status.started()
+
+    # --- revocation ---------------------------------------------------------------------------
+
+    def _peer_allowed(self, peer: str) -> bool:
+        return peer not in self.state.revoked() or peer in self._notifying
+
+    def _revocations_changed(self) -> None:
+        """After any change of the fleet document: tell hosts this node just revoked, and stop
+        taking part if this host is the one revoked."""
+        now = frozenset(self.state.revoked())
+        fresh, self._known_revocations = now - self._known_revocations, now
+        records_ = self.state.doc.revocations()
+        for peer in fresh:
+            if records_[peer].by == self.state.peer_id and peer != self.state.peer_id:
+                self._spawn(self._notify_revoked, peer, records_[peer])
+        if self.state.revocation() is not None and not self._revoked_logged and self._nursery is not None:
+            self._revoked_logged = True
+            # Not from here: this may run inside the mesh component (a request handler), which the
+            # stop cancels; a moment later the handler's reply is out.
+            self._spawn(self._stop_participating_soon)
+
+    async def _stop_participating_soon(self) -> None:
+        await trio.sleep(0.5)
+        self._stop_participating()
+        self.persistence.mark_dirty()
+
+    def _stop_participating(self) -> None:
+        rev = self.state.revocation()
+        self._revoked_logged = True
+        by = self.service._name(rev.by) or rev.by
+        log.warning("this host was revoked from fleet %s by %s (%s): it no longer takes part; its data is kept "
+                    "and the local API keeps answering", self.state.fleet.fleet_name, by, rev.reason or "no reason")
+        for name in PARTICIPATION:
+            self.supervisor.stop(name, "this host was revoked from the fleet")
+        self.service.invalidate()
+
+    def _spawn(self, fn, *args) -> None:
+        """A helper task in the daemon's nursery: a bug in it is logged, never the daemon's end."""
+        async def guarded() -> None:
+            try:
+                await fn(*args)
+            except Exception:
+                log.exception("%s failed", getattr(fn, "__name__", fn))
+
+        if self._nursery is not None:
+            self._nursery.start_soon(guarded)
+
+    async def _notify_revoked(self, peer: str, rev) -> None:
+        """Tell ``peer`` it was revoked (signed by this node, the revoker). The mesh cuts a revoked
+        host off at once, so without this notice it would never learn and never stop."""
+        body = revocation.notice_body(self.state, peer)
+        name = self.service._name(peer) or peer[:16]
+        self._notifying.add(peer)
+        why = "no attempt"
+        try:
+            for _attempt in range(NOTICE_ATTEMPTS):
+                try:
+                    reply = await self.transport.request(peer, rpc.encode_query("revoked", body), NOTICE_TIMEOUT_MS)
+                    rpc.raise_if_refused(rpc.decode_reply(reply))
+                    log.info("told %s that it was revoked", name)
+                    return
+                except TvaError as exc:
+                    why = exc.message
+                await trio.sleep(NOTICE_RETRY_S)
+            log.info("could not tell %s that it was revoked (%s)", name, why)
+        finally:
+            self._notifying.discard(peer)
+            self.transport.set_peer_filter(self._peer_allowed)  # drops any connection it still has
+
+    def _revocation_notice(self, sender: str, body: dict) -> bytes:
+        version = self.state.doc.version
+        revoked = revocation.apply_notice(self.state, sender, body)
+        if self.state.doc.version != version:  # the notice carried decisions we lacked
+            self._on_remote_state(False, True)
+        return rpc.encode_reply({"ok": True, "revoked": revoked})
+
     # --- state changes ------------------------------------------------------------------------
 
     def _on_local_change(self, delta: bytes | None, doc_changed: bool) -> None:
-        self._dirty = True
+        self.persistence.mark_dirty()
         if doc_changed:
             self._members_changed()
+            self._revocations_changed()
+            self._check_fleet_key()
         self.driver.submit(t.LocalChanged(delta=delta, doc_changed=doc_changed))
 
     def _on_remote_state(self, feeds: bool, doc: bool) -> None:
-        self._dirty = True
+        self.persistence.mark_dirty()
         if doc:
             self.state.refresh_membership()
             self._members_changed()
             # refresh_membership may drop feeds: the core caches its digest, so tell it.
             self.driver.submit(t.LocalChanged())
+            self._revocations_changed()
+            self._check_fleet_key()
         if feeds:
             self._learn_peer_addrs()
         self.service.invalidate()
@@ -181,6 +392,12 @@ class Agent:
             if peer != self.state.peer_id and card.listen_addrs:
                 self.transport.add_peer_addrs(peer, list(card.listen_addrs))
 
+    def _describe_peer(self, peer: str) -> tuple[str, int]:
+        """(name, number of listen addresses) for log lines about a peer."""
+        feed = self.state.feeds.feed(_public_of(peer))
+        card = records.card_of(feed) if feed is not None else None
+        return (card.name if card else peer[:16]), (len(card.listen_addrs) if card else 0)
+
     def _live_info(self) -> views.LiveInfo:
         return views.live_info(self._liveness, self.node.presence())
 
@@ -188,6 +405,9 @@ class Agent:
 
     def _bootstrap_addrs(self) -> list[str]:
         return dialable(self.transport.listen_addrs())
+
+    def _join_addrs(self) -> list[str]:
+        return dialable(self.join.listen_addrs())
 
     def _update_card(self, fields: dict) -> None:
         """A component (fabric, torrents) has new card fields; publish if anything changed."""
@@ -203,6 +423,7 @@ class Agent:
             services=old.services if old else (), wg_public_key=extra.get("wg_public_key", ""),
             overlay_ipv4=extra.get("overlay_ipv4", ""), overlay_ipv6=extra.get("overlay_ipv6", ""),
             listen_addrs=tuple(self._bootstrap_addrs()[: records.LISTEN_ADDRS_MAX]),
+            join_addrs=tuple(self._join_addrs()[: records.LISTEN_ADDRS_MAX]),
             # With the embedded engine off, the configured port names an external client (if any).
             api_port=self._api_port, torrent_port=extra.get("torrent_port", self.cfg.torrent_port))
         if card != old:
@@ -211,27 +432,28 @@ class Agent:
 
     # --- loops --------------------------------------------------------------------------------
 
-    async def _overlay_api_loop(self) -> None:
-        """Serve the API on this host's tva0 addresses too (token required there), once they exist."""
-        serving: tuple[str, ...] = ()
+    async def _overlay_api_loop(self, app, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                                ) -> None:
+        """Serve the API on this host's tva0 addresses too (behind the same door), once they exist.
+        A bind that fails (tva0 not ready, addresses taken) raises: the supervisor retries it."""
+        task_status.started()
         while True:
             addrs = self.fabric.overlay_addrs()
-            if addrs and addrs != serving:
-                binds = [bind_text(a, self._api_port) for a in addrs]
-                try:
-                    async with trio.open_nursery() as nursery:
-                        await nursery.start(serve_api, self.service, binds, self.state.local.api_token)
-                        serving = addrs
-                        log.info("api also on the overlay: %s", ", ".join(binds))
-                        while self.fabric.overlay_addrs() == serving:
-                            await trio.sleep(1)
-                        nursery.cancel_scope.cancel()
-                except OSError as exc:  # tva0 not quite ready (address not assigned yet): retry
-                    log.debug("overlay api not yet: %s", exc)
-                serving = ()
-            await trio.sleep(1)
+            if not addrs:
+                self.supervisor.report("overlay_api", "off", "no tva0 addresses (yet)")
+                await trio.sleep(1)
+                continue
+            binds = [bind_text(a, self._api_port) for a in addrs]
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_api, app, binds, self.state.local.api_token)
+                log.info("api also on the overlay: %s", ", ".join(binds))
+                self.supervisor.report("overlay_api", "ok")
+                while self.fabric.overlay_addrs() == addrs:
+                    await trio.sleep(1)
+                nursery.cancel_scope.cancel()
 
-    async def _policy_loop(self) -> None:
+    async def _policy_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
         while True:
             await trio.sleep(self.cfg.tick_interval_ms / 1000)
             self.service.invalidate()
@@ -240,12 +462,18 @@ class Agent:
             except TvaError as exc:
                 log.warning("planning failed: %s", exc.message)
 
-    async def _housekeeping_loop(self) -> None:
-        """Soft state to the mesh, uptime, and saving — each on its own period, one task."""
-        last_save = self.clock_ms()
+    async def _housekeeping_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Soft state to the mesh, and uptime (saving is the persistence component's)."""
+        task_status.started()
+        last_gc = self.clock_ms()
         while True:
-            await trio.sleep(min(self.cfg.save_interval_ms, self.cfg.probe_interval_ms) / 1000)
+            await trio.sleep(self.cfg.probe_interval_ms / 1000)
             now = self.clock_ms()
+            if now - last_gc >= feed_upkeep.GC_INTERVAL_MS:  # [feeds] tombstones on the GC horizon
+                last_gc = now
+                gc_delta = feed_upkeep.collect_garbage(self.state, now)
+                if gc_delta is not None:
+                    self._on_local_change(gc_delta, False)
             self.uptime = self.uptime.sample(now)
             self.state.set_uptime(self.uptime.score, self.uptime.last_sample_ms)
             soft = t.SetSoftState(disk_free_bytes=disk_free_bytes(self.cfg.media_dir()) or 0,
@@ -256,16 +484,6 @@ class Agent:
                 # changes that matter to planning go out (the core refreshes presence by itself).
                 self._soft_sent = soft
                 self.driver.submit(soft)
-            if self._dirty and now - last_save >= self.cfg.save_interval_ms:
-                self._save()
-                last_save = now
-
-    def _save(self) -> None:
-        try:
-            self.state.save()
-            self._dirty = False
-        except OSError as exc:
-            log.error("could not save state to %s: %s (will retry)", self.cfg.state_dir, exc)
 
     # --- peer queries -------------------------------------------------------------------------
 
@@ -273,46 +491,92 @@ class Agent:
         try:
             query = rpc.decode_query(payload)
             if query.kind == "join":
-                return self._admit(peer, query.body)
+                raise RemoteDataError("joins go to the join listener", hint="use an invite from tva-agent 0.2+")
+            if query.kind == "revoked":
+                return self._revocation_notice(peer, query.body)
             if peer not in self.state.members():
                 raise RemoteDataError("only members may query this agent")
         except TvaError as exc:
             # An expected refusal travels as data, so the asker can show why (not just "refused").
             return rpc.encode_refusal(exc.message, exc.hint)
         if query.kind == "peers_for":
-            return rpc.encode_reply(self.service.peers_for(query.body["infohash"]))
+            ih = query.body["infohash"]
+            return rpc.encode_reply(self.service.peers_for(ih, external=self.torrents.external_peers(ih)))
+        if query.kind == "own_feed":
+            return rpc.encode_reply(feed_upkeep.answer_own_feed(self.state, peer, query.body))
         return rpc.encode_reply(self.service.status())
 
-    def _admit(self, joiner: str, body: dict) -> bytes:
-        now = self.clock_ms()
-        doc = self.state.doc
-        try:
-            inv = invites.parse_invite(body["invite"])
-            invites.check_admission(inv, now_ms=now, fleet_id=self.state.fleet.fleet_id,
-                                    members=self.state.members(), revoked=self.state.revoked(),
-                                    redeemed=frozenset(doc.redeemed()), joiner=joiner)
-        except InviteError as exc:
-            log.info("refused join of %s: %s", joiner[:16], exc.message)
-            raise
-        from crdt.feed import decode_delta
-        from crdt.identity import public_from_peer_id
+    # --- the fleet key ------------------------------------------------------------------------
 
-        # The joiner's card must come signed by the joiner itself: checked before anything merges.
-        joiner_key = public_from_peer_id(joiner)
-        if decode_delta(body["card_delta"]).owner != joiner_key:
-            raise RemoteDataError("the join request carried another host's feed")
-        self.state.feeds.set_allowed(frozenset(set(self.state.feeds.allowed or ()) | {joiner_key}))
-        applied = self.state.feeds.apply_delta(body["card_delta"])
-        card = records.card_of(self.state.feeds.feed(applied.owner))
-        name = card.name if card else joiner[:12]
-        doc.redeem_invite(inv.nonce_hex, joiner, now)
-        doc.admit(joiner, name, "member", inv.nonce_hex, self.state.peer_id, now)
-        self.service.commit(doc_changed=True)
-        self._learn_peer_addrs()
-        log.info("admitted %s (%s) with invite %s…", name, joiner[:16], inv.nonce_hex[:8])
-        doc_bytes = doc.save()
-        deltas = self.state.feeds.deltas_since({}, JOIN_REPLY_BYTES_MAX - len(doc_bytes))
-        return rpc.encode_reply({"doc": doc_bytes, "deltas": deltas, "fleet_name": self.state.fleet.fleet_name})
+    def _check_fleet_key(self) -> None:
+        """A newer fleet key in the decisions (a rotation after a revoke): switch at its time."""
+        try:
+            key = secrets.current_key(self.state.doc, self.state.key)
+        except RemoteDataError as exc:
+            log.warning("a fleet key rotation could not be opened: %s", exc.message)
+            return
+        if key is not None and key.epoch > self.state.fleet.psk_epoch and (
+                self._key_switch_due is None or key.epoch > self._key_switch_due.epoch):
+            log.info("fleet key epoch %d recorded; switching at its time", key.epoch)
+            self._key_switch_due = key
+            self._key_changed.set()
+
+    async def _fleet_key_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Switch to a rotated key when due. And when members stop answering (none heard for a
+        while, or some held dead), ask their join listeners whether we missed a rotation: a member
+        offline during one catches up in one reconnect, a revoked one learns it was revoked."""
+        task_status.started()
+        self._check_fleet_key()
+        lonely_since = trio.current_time()
+        next_ask = trio.current_time() + FLEET_KEY_FIRST_ASK_S
+        heard = -1
+        while True:
+            due = self._key_switch_due
+            wait_s = FLEET_KEY_POLL_S
+            if due is not None:
+                wait_s = min(wait_s, max(0.0, (due.switch_at_ms - self.clock_ms()) / 1000))
+            with trio.move_on_after(wait_s):
+                await self._key_changed.wait()
+            self._key_changed = trio.Event()
+            due = self._key_switch_due
+            if due is not None and self.clock_ms() >= due.switch_at_ms:
+                self._key_switch_due = None
+                self._switch_fleet_key(due.epoch, due.psk)
+            now = trio.current_time()
+            others = self.state.members() - {self.state.peer_id}
+            frames_in = self.transport.stats().get("frames_in", 0)
+            if frames_in != heard or not others:
+                heard, lonely_since = frames_in, now
+            unreachable = [p for p in sorted(others) if self._liveness.get(p) in ("dead", "suspect")]
+            lonely = bool(others) and now - lonely_since >= FLEET_KEY_LONELY_S
+            if now >= next_ask and (unreachable or lonely):
+                next_ask = now + FLEET_KEY_ASK_INTERVAL_S
+                await self._ask_for_fleet_key(unreachable + [p for p in sorted(others) if p not in unreachable])
+
+    async def _ask_for_fleet_key(self, ordered: list[str]) -> None:
+        cards = records.cards(self.state.feeds)
+        candidates = [(p, list(cards[p].join_addrs)) for p in ordered if p in cards and cards[p].join_addrs]
+        doc_version = self.state.doc.version
+        got = await fetch_fleet_key(self.join.transport, self.state.doc, self.state.key,
+                                    candidates[:FLEET_KEY_ASK_PEERS_MAX], self.state.fleet.psk_epoch,
+                                    FLEET_KEY_ASK_TIMEOUT_MS)
+        if self.state.doc.version != doc_version:  # the answers carried decisions we lacked
+            self._on_remote_state(False, True)
+            self.driver.submit(t.LocalChanged(doc_changed=True))
+        if got is not None:
+            log.info("learnt fleet key epoch %d from a member's join listener (missed a rotation)", got[0])
+            self._switch_fleet_key(*got)
+
+    def _switch_fleet_key(self, epoch: int, psk: bytes) -> None:
+        if not self.state.adopt_fleet_key(epoch, psk):
+            return
+        self.persistence.mark_dirty()
+        switch = getattr(self.transport, "switch_psk", None)
+        if switch is None:
+            log.warning("fleet key epoch %d adopted; this transport cannot switch keys while running", epoch)
+            return
+        log.info("switching to fleet key epoch %d", epoch)
+        switch(psk)
 
     # --- discovery by the CLI -----------------------------------------------------------------
 
@@ -321,26 +585,36 @@ class Agent:
         return f"{host}:{self._api_port}"
 
     def _status_extras(self) -> dict:
+        due = self._key_switch_due
         return {"api": self._api_address(), "listen_addrs": self._bootstrap_addrs(), "daemon": True,
+                "join_addrs": self._join_addrs(),
+                "fleet_key": {"epoch": self.state.fleet.psk_epoch, "next_epoch": due.epoch if due else None,
+                              "switch_at_ms": due.switch_at_ms if due else None},
+                "join": dict(self.join.counters),
                 "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats(),
-                "gossip": self.node.gossip_stats()}
+                "gossip": self.node.gossip_stats(),
+                "custody": dict(self.torrents.counters),
+                "components": self.supervisor.status(), "save_problem": self.persistence.problem}
 
-    def _write_daemon_file(self) -> None:
-        path = self.cfg.state_dir / DAEMON_FILE
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"pid": os.getpid(), "api": self._api_address(), "token": self.state.local.api_token,
-                       "peer_id": self.state.peer_id}, f)
-        os.replace(tmp, path)
 
-    def _remove_daemon_file(self) -> None:
-        try:
-            info = json.loads((self.cfg.state_dir / DAEMON_FILE).read_text())
-            if info.get("pid") == os.getpid():
-                (self.cfg.state_dir / DAEMON_FILE).unlink()
-        except (OSError, ValueError):
-            pass
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError inside ``exc`` (servers raise it wrapped in exception groups), if any."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _os_error(inner)) is not None:
+                return found
+    return None
+
+
+def _public_of(peer: str) -> bytes:
+    from crdt.identity import public_from_peer_id
+
+    try:
+        return public_from_peer_id(peer)
+    except TvaError:
+        return b""
 
 
 DISK_FREE_CHANGE_BYTES_MIN = 256 * 1024**2  # and at least 1 % of the last value sent
@@ -358,3 +632,15 @@ def soft_state_moved(last: t.SetSoftState | None, new: t.SetSoftState) -> bool:
 def transport_frame_max(transport: Transport) -> int:
     limits = getattr(transport, "limits", None)
     return getattr(limits, "frame_bytes_max", 4 * 1024 * 1024)
+
+
+def _join_transport(cfg: Config, state: NodeState, mesh_transport: Transport) -> Transport:
+    """The join listener's transport: a requests-only libp2p host on the fleet's join network — or,
+    beside an in-memory mesh (tests), the same peers' in-memory join network."""
+    network = getattr(mesh_transport, "network", None)
+    if network is not None and hasattr(network, "sibling"):
+        return network.sibling("join").transport(state.peer_id)
+    from mesh.libp2p_transport import Libp2pTransport
+
+    return Libp2pTransport(state.key.seed, secrets.join_psk(state.fleet.fleet_id),
+                           listen_addrs=cfg.join_listen_addrs(), serve_frames=False)

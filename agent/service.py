@@ -1,19 +1,21 @@
-"""The agent's operations, shared by the daemon's HTTP API and the CLI's offline mode.
+"""The agent's operations behind the route table (agent.api), in the daemon and offline alike.
 
 Reads adapt the replicated state into the policy core (agent.views) once per state change and
 serve every answer from that snapshot; writes change the state through ``NodeState`` and
-report what changed via ``on_change`` so the daemon can push it to the mesh at once.
+report what changed via ``on_change`` so the daemon can push it to the mesh at once. The
+torrent engine and the fabric are not reached from here: the routes take them from their
+context, so this object is complete at construction (the torrent manager is built on it).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from agent import views
+from agent.discovery import agent_version
 from agent.policy import custody as custody_policy
 from agent.policy import duties as duty_policy
 from agent.policy import peers as peers_policy
@@ -22,7 +24,7 @@ from agent.state import NodeState
 from agent.torrent_index import repair_progress  # [torrents]
 from crdt import records
 from mesh import invites
-from tva.errors import Conflict, DaemonUnavailable, InvalidInput, NotFound
+from tva.errors import Conflict, Forbidden, NotFound
 
 ChangeHook = Callable[[bytes | None, bool], None]  # (own feed delta, fleet document changed)
 
@@ -36,18 +38,15 @@ class Service:
                  live: Callable[[], views.LiveInfo] = views.LiveInfo, on_change: ChangeHook | None = None,
                  media_dir: os.PathLike | None = None, bootstrap: Callable[[], list[str]] = list,
                  extras: Callable[[], dict[str, Any]] = dict,
-                 external_peers: Callable[[str], list] = lambda _ih: [],
-                 reaper_verdicts: Callable[[], list[dict]] = list, wg=None) -> None:
+                 custody_config: custody_policy.CustodyConfig | None = None) -> None:
         self.state = state
+        self.custody_config = custody_config or custody_policy.CustodyConfig()
         self.clock_ms = clock_ms
         self._live = live
         self._on_change = on_change or (lambda _d, _c: None)
         self._media_dir = media_dir
         self._bootstrap = bootstrap
         self._extras = extras
-        self._external_peers = external_peers
-        self._reaper_verdicts = reaper_verdicts
-        self._wg = wg  # the daemon's FabricManager; None offline
         self._snapshot: views.Snapshot | None = None
         self._plans: tuple | None = None
         self._duties: tuple | None = None
@@ -74,7 +73,7 @@ class Service:
 
     def custody_plans(self) -> tuple:
         if self._plans is None:
-            self._plans = custody_policy.plan_all(self.snapshot().view, self.clock_ms())
+            self._plans = custody_policy.plan_all(self.snapshot().view, self.clock_ms(), self.custody_config)
         return self._plans
 
     def _name(self, peer: str | None) -> str | None:
@@ -99,9 +98,25 @@ class Service:
             "host_class": card.host_class if card else None, "members": len(members),
             "members_alive": alive if live.daemon else None, "daemon": live.daemon,
             "invalid_pins": [{"content": c, "why": w} for c, w in snap.invalid_pins],
+            "invalid_overrides": [{"peer_id": p, "why": w} for p, w in snap.invalid_overrides],
+            "version": agent_version(), **self.revocation_status(),
         }
         out.update(self._extras())
         return out
+
+    def revocation_status(self) -> dict[str, Any]:
+        rev = self.state.revocation()
+        if rev is None:
+            return {"revoked": False, "revocation": None}
+        return {"revoked": True, "revocation": {"by": rev.by, "by_name": self._name(rev.by), "at_ms": rev.at_ms,
+                                                "reason": rev.reason}}
+
+    def _refuse_if_revoked(self) -> None:
+        rev = self.state.revocation()
+        if rev is not None:
+            raise Conflict(f"this host was revoked from fleet {self.state.fleet.fleet_name} by "
+                           f"{self._name(rev.by) or rev.by}: it no longer takes part",
+                           hint="its data is kept; to rejoin, use a fresh state dir and a new invite")
 
     def hosts(self) -> list[dict[str, Any]]:
         snap, live = self.snapshot(), self._live()
@@ -117,7 +132,7 @@ class Service:
                 "overlay_ipv6": (card.overlay_ipv6 or None) if card else None,
                 "disk_free_bytes": host.disk_free_bytes if host else (presence.disk_free_bytes if presence else None),
                 "uptime_score": host.uptime_score if host else None, "holdings": counts.get(peer, 0),
-                "self": peer == self.state.peer_id,
+                "self": peer == self.state.peer_id, "role": self.state.doc.role_of(peer),
             })
         return rows
 
@@ -128,7 +143,8 @@ class Service:
             for content, h in sorted(snap.holdings[peer].items()):
                 rows.append({"host": self._name(peer), "peer_id": peer, "content": content,
                              "infohash": h.infohash, "size_bytes": h.size_bytes, "state": h.state,
-                             "bytes_done": h.bytes_done, "policy": h.policy, "source": h.source})
+                             "bytes_done": h.bytes_done, "policy": h.policy, "source": h.source,
+                             "custody": h.custody})
         return rows
 
     def custody(self) -> list[dict[str, Any]]:
@@ -138,7 +154,9 @@ class Service:
             rows.append({**d, "min": plan.min_copies, "max": plan.max_copies,
                          "baton_name": self._name(plan.baton),
                          # [torrents] copies in flight: each pending target's bytes done / total
-                         "transfers": repair_progress(self.snapshot(), plan)})
+                         "transfers": repair_progress(self.snapshot(), plan),
+                         # custody copies being dropped (the pin is over its max)
+                         "trimming": [{"target": t, "host": self._name(t)} for t in plan.trims]})
         return rows
 
     def duties(self) -> list[dict[str, Any]]:
@@ -147,11 +165,9 @@ class Service:
             out.append({**a.to_json_dict(), "primary_name": self._name(a.primary)})
         return out
 
-    def reaper(self) -> list[dict[str, Any]]:
-        return self._reaper_verdicts()
-
-    def peers_for(self, infohash: str) -> dict[str, Any]:
-        answer = peers_policy.peers_for(self.snapshot().view, infohash, external=self._external_peers(infohash))
+    def peers_for(self, infohash: str, external: list | tuple = ()) -> dict[str, Any]:
+        """``external``: DHT peers from the torrent engine (agent.torrents), when it runs."""
+        answer = peers_policy.peers_for(self.snapshot().view, infohash, external=list(external))
         d = answer.to_json_dict()
         for p in d.get("peers", []):
             p.setdefault("host", self._name(p.get("peer_id")))
@@ -166,20 +182,6 @@ class Service:
                  "liveness": snap.liveness.get(p)} for p, h in sorted(holders.items())]
         return {"content": content, "holders": rows}
 
-    def wg_status(self) -> dict[str, Any]:
-        if self._wg is None:
-            return {"interface": {"mode": "unknown", "reason": "the daemon is not running"}, "peers": []}
-        return {"interface": self._wg.status(), "peers": self._wg.peer_status()}
-
-    async def wg_control(self, action: str) -> dict[str, Any]:
-        if self._wg is None:
-            raise DaemonUnavailable("tva0 is managed by the daemon", hint="start it with: tva-agent run")
-        if action == "down":
-            await self._wg.down()
-        else:
-            self._wg.up()
-        return {"message": f"tva0 {action}", **self._wg.status()}
-
     # --- writes -------------------------------------------------------------------------------
 
     def commit(self, doc_changed: bool = False) -> bytes | None:
@@ -192,6 +194,7 @@ class Service:
         return delta
 
     def add_holding(self, content: str, infohash: str, size_bytes: int, policy: str | None, source: str) -> dict:
+        self._refuse_if_revoked()
         note = ""
         if policy is None:
             # A private source stays closed until someone opens it explicitly.
@@ -206,6 +209,7 @@ class Service:
                 "content": content, "infohash": h.infohash, "policy": h.policy, "note": note}
 
     def remove_holding(self, content: str) -> dict:
+        self._refuse_if_revoked()
         key = records.holding_key(content)
         if self.state.own.get(key) is None:
             raise NotFound(f"this host holds no {content!r}", hint="`tva-agent holdings list` shows them")
@@ -214,85 +218,63 @@ class Service:
         return {"message": f"holding {content} removed", "content": content}
 
     def pin(self, content: str, copies: int, max_copies: int | None) -> dict:
+        self._refuse_if_revoked()
         members = len(self.state.members())
         if copies > members:
             raise Conflict(f"cannot keep {copies} copies with {members} member host(s)",
                                hint="pin fewer copies, or invite more hosts")
-        self.state.doc.pin(content, copies, max_copies, self.state.peer_id, self.clock_ms())
+        self.state.doc.pin(content, copies, max_copies, self.clock_ms())
         self.commit(doc_changed=True)
         return {"message": f"pinned {content}: {copies} copies", "content": content, "min": copies,
                 "max": max_copies}
 
     def unpin(self, content: str) -> dict:
-        if not self.state.doc.unpin(content):
+        self._refuse_if_revoked()
+        if not self.state.doc.unpin(content, self.clock_ms()):
             raise NotFound(f"{content!r} is not pinned", hint="`tva-agent custody` lists pins")
         self.commit(doc_changed=True)
         return {"message": f"unpinned {content}", "content": content}
 
     def revoke(self, host: str, reason: str) -> dict:
+        self._refuse_if_revoked()
         peer = self.state.resolve_host(host)
         if peer == self.state.peer_id:
             raise Conflict("a host cannot revoke itself", hint="revoke it from another member")
-        self.state.doc.revoke(peer, self.state.peer_id, reason or "revoked", self.clock_ms())
+        if not self.state.doc.revoke(peer, reason or "revoked", self.clock_ms()):
+            raise Conflict(f"{self._name(peer) or peer} is already revoked", hint="revocations are permanent")
+        epoch = self.rotate_fleet_key()
         self.commit(doc_changed=True)
-        return {"message": f"revoked {self._name(peer) or peer}", "peer_id": peer}
+        return {"message": f"revoked {self._name(peer) or peer}; fleet key rotated to epoch {epoch}",
+                "peer_id": peer, "psk_epoch": epoch}
+
+    def rotate_fleet_key(self) -> int:
+        """A new fleet key, sealed to every remaining member (agent.secrets): the revoked host,
+        which knew the old one, can no longer open a connection to any member."""
+        from agent import secrets
+
+        doc = self.state.doc
+        held = doc.psk_rotation()
+        epoch = max(self.state.fleet.psk_epoch, held.epoch if held else 0) + 1
+        psk = secrets.new_psk()
+        doc.rotate_psk(epoch, secrets.seal_for_members(psk, self.state.members()), self.clock_ms())
+        return epoch
+
+    def grant(self, host: str, role: str) -> dict:
+        peer = self.state.resolve_host(host)
+        self.state.doc.grant(peer, role, self.clock_ms())
+        self.commit(doc_changed=True)
+        return {"message": f"{self._name(peer) or peer} is now {role}", "peer_id": peer, "role": role}
 
     def invite(self, role: str, ttl_ms: int) -> dict:
+        self._refuse_if_revoked()
+        if self.state.doc.role_of(self.state.peer_id) not in ("owner", "admin"):
+            raise Forbidden("only an admin may invite hosts",
+                            hint="ask an admin (`tva-agent hosts` shows roles) to run `tva-agent invite`")
         bootstrap = self._bootstrap()
         token = invites.issue_invite(
             key=self.state.key, fleet_id=self.state.fleet.fleet_id, fleet_name=self.state.fleet.fleet_name,
-            psk=self.state.fleet.psk, bootstrap=bootstrap, role=role, ttl_ms=ttl_ms,
+            bootstrap=bootstrap, role=role, ttl_ms=ttl_ms,
             nonce=os.urandom(invites.NONCE_BYTES), now_ms=self.clock_ms())
         inv = invites.parse_invite(token)
         return {"invite": token, "role": role, "expires_at_ms": inv.expires_at_ms,
                 "expires_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(inv.expires_at_ms / 1000))}
-
-    # --- offline dispatch (the CLI without a daemon) ---------------------------------------------
-
-    def dispatch(self, method: str, path: str, body: dict | None) -> Any:
-        from urllib.parse import unquote
-
-        parts = [unquote(p) for p in path.strip("/").split("/")]
-        b = body or {}
-        routes: dict[tuple[str, str], Callable[[], Any]] = {
-            ("GET", "status"): self.status, ("GET", "hosts"): self.hosts, ("GET", "holdings"): self.holdings,
-            ("GET", "custody"): self.custody, ("GET", "duties"): self.duties, ("GET", "reaper"): self.reaper,
-            ("GET", "wg"): self.wg_status,
-            ("POST", "holdings"): lambda: self.add_holding(b["content"], b["infohash"], b["size_bytes"],
-                                                           b.get("policy"), b.get("source", "local")),
-            ("POST", "pins"): lambda: self.pin(b["content"], b["copies"], b.get("max_copies")),
-            ("POST", "revocations"): lambda: self.revoke(b["host"], b.get("reason", "")),
-            ("POST", "invites"): lambda: self.invite(b.get("role", "member"), b.get("ttl_ms", 86_400_000)),
-        }
-        if len(parts) == 1 and (method, parts[0]) in routes:
-            return routes[(method, parts[0])]()
-        if len(parts) == 2:
-            kind, arg = parts
-            if method == "GET" and kind == "peers_for":
-                _check_infohash(arg)
-                return self.peers_for(arg.lower())
-            if method == "GET" and kind == "custodians_of":
-                return self.custodians_of(arg)
-            if method == "DELETE" and kind == "holdings":
-                return self.remove_holding(arg)
-            if method == "DELETE" and kind == "pins":
-                return self.unpin(arg)
-        raise InvalidInput(f"unknown operation {method} {path}")
-
-
-def _check_infohash(text: str) -> None:
-    if len(text) != 40 or any(c not in "0123456789abcdefABCDEF" for c in text):
-        raise InvalidInput(f"not an infohash: {text[:60]!r}", hint="40 hex characters (BitTorrent v1)")
-
-
-@contextmanager
-def open_offline(cfg) -> Iterator[Service]:
-    """The state dir without a daemon: load, act, save (only if something changed)."""
-    from agent.store import StateStore
-
-    state = NodeState.load(StateStore(cfg.state_dir))
-    changed = []
-    service = Service(state, media_dir=cfg.media_dir(), on_change=lambda d, c: changed.append((d, c)))
-    yield service
-    if changed:
-        state.save()

@@ -7,23 +7,24 @@ Files in the state dir:
   identity   the Ed25519 seed (0600; the peer id is derived from it)
   fleet      fleet id, name, pre-shared key (0600: the PSK is a secret)
   feeds      every host feed this node holds (crdt.feedset)
-  fleetdoc   the fleet document (automerge save format)
+  fleetdoc   the fleet document: every signed decision change (crdt.fleetdoc)
   local      this node's bookkeeping: uptime score, API token
   presence   peers' soft state remembered across a restart (agent.presence_memory; the daemon writes it)
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import msgpack
 
 from agent.store import StateStore, load_or_create_identity
 from crdt import records
-from crdt.feedset import FeedSet, OwnFeed
+from crdt.feedset import FeedSet, FrozenFeedSet, OwnFeed, encode_frozen
 from crdt.fleetdoc import FleetDoc
 from crdt.identity import NodeKey, public_from_peer_id
 from tva.errors import DecodeError, InvalidInput, NotFound, NotInitialised, StateCorrupt
@@ -35,21 +36,51 @@ FLEET_FILE, FEEDS_FILE, DOC_FILE, LOCAL_FILE = "fleet", "feeds", "fleetdoc", "lo
 class FleetInfo:
     fleet_id: str
     fleet_name: str
-    psk: bytes
+    psk: bytes  # the fleet key (libp2p private network) of epoch ``psk_epoch``; rotates on revoke
+    psk_epoch: int = 0
 
     def encode(self) -> bytes:
-        return msgpack.packb([1, self.fleet_id, self.fleet_name, self.psk], use_bin_type=True)
+        return msgpack.packb([2, self.fleet_id, self.fleet_name, self.psk, self.psk_epoch], use_bin_type=True)
 
     @classmethod
     def decode(cls, data: bytes) -> FleetInfo:
         try:
-            v, fid, name, psk = msgpack.unpackb(data, raw=False, max_bin_len=64, max_str_len=256)
+            fields = msgpack.unpackb(data, raw=False, max_bin_len=64, max_str_len=256)
         except Exception:
             raise StateCorrupt("the fleet file is unreadable") from None
-        if v != 1 or not isinstance(fid, str) or not isinstance(name, str) or not isinstance(psk, bytes) \
-                or len(psk) != 32:
+        if isinstance(fields, list) and len(fields) == 4 and fields[0] == 1:
+            fields = [2, *fields[1:], 0]  # before key rotation: epoch 0
+        if not (isinstance(fields, list) and len(fields) == 5 and fields[0] == 2):
             raise StateCorrupt("the fleet file has an unknown format")
-        return cls(fid, name, psk)
+        _v, fid, name, psk, epoch = fields
+        if not isinstance(fid, str) or not isinstance(name, str) or not isinstance(psk, bytes) \
+                or len(psk) != 32 or type(epoch) is not int or epoch < 0:
+            raise StateCorrupt("the fleet file has an unknown format")
+        return cls(fid, name, psk, epoch)
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    fleet: bytes
+    feeds: FrozenFeedSet
+    doc: bytes
+    local: bytes
+
+
+def write_snapshot(store: StateStore, snap: StateSnapshot, written: Mapping[str, bytes] | None = None
+                   ) -> dict[str, bytes]:
+    """Write the files of ``snap`` whose content differs from ``written`` (name -> sha256 of what was
+    last written; None: write all). Blocking (fsyncs): the daemon runs it in a worker thread.
+    Returns the digests now on disk."""
+    done = dict(written or {})
+    for name, data, secret in ((FLEET_FILE, snap.fleet, True), (FEEDS_FILE, encode_frozen(snap.feeds), False),
+                               (DOC_FILE, snap.doc, False), (LOCAL_FILE, snap.local, True)):
+        digest = hashlib.sha256(data).digest()
+        if written is not None and done.get(name) == digest:
+            continue
+        store.write(name, data, secret=secret)
+        done[name] = digest
+    return done
 
 
 @dataclass(frozen=True)
@@ -70,11 +101,6 @@ class LocalInfo:
         except Exception:
             raise StateCorrupt("the local file has an unknown format") from None
         return cls(token, float(score), int(at))
-
-
-def actor_of(key: NodeKey) -> bytes:
-    """The automerge actor id of this node: stable across restarts, distinct per node."""
-    return key.public[:16]
 
 
 class NodeState:
@@ -115,7 +141,7 @@ class NodeState:
             feeds = FeedSet.from_bytes(feeds_raw) if feeds_raw else FeedSet()
         except DecodeError as exc:
             raise StateCorrupt(f"{store.state_dir}: feeds file is corrupt ({exc.message})") from None
-        doc = FleetDoc.load(doc_raw, actor_of(key), expected_fleet_id=fleet.fleet_id)
+        doc = FleetDoc.load(doc_raw, key, expected_fleet_id=fleet.fleet_id)
         local = LocalInfo.decode(local_raw) if local_raw else LocalInfo(secrets.token_urlsafe(24))
         return cls(store, key, fleet, feeds, doc, local)
 
@@ -129,9 +155,9 @@ class NodeState:
         if not 0 < len(fleet_name) <= 64:
             raise InvalidInput("fleet name must be 1–64 characters")
         key = load_or_create_identity(store, random_bytes)
-        fleet = FleetInfo(random_bytes(16).hex(), fleet_name, random_bytes(32))
-        doc = FleetDoc.genesis(fleet.fleet_id, fleet_name, key.peer_id, actor_of(key), now_ms)
-        doc.admit(key.peer_id, card.name, "founder", None, key.peer_id, now_ms)
+        # The founder's key is the fleet's owner; the fleet id is derived from the genesis.
+        doc = FleetDoc.genesis(fleet_name, key, card.name, now_ms, random_bytes(16))
+        fleet = FleetInfo(doc.fleet_id, fleet_name, random_bytes(32))
         node = cls(store, key, fleet, FeedSet(), doc, LocalInfo(random_bytes(18).hex()))
         node.own.put("card", records.encode_card(card))
         node.own.commit(now_ms)
@@ -145,7 +171,7 @@ class NodeState:
         """After admission: adopt the fleet document and the feeds the admitting member sent.
 
         ``feeds`` already holds this node's own feed (its card went with the join request)."""
-        doc = FleetDoc.load(doc_bytes, actor_of(key), expected_fleet_id=fleet.fleet_id)
+        doc = FleetDoc.load(doc_bytes, key, expected_fleet_id=fleet.fleet_id)
         node = cls(store, key, fleet, feeds, doc, LocalInfo(random_bytes(18).hex()))
         for delta in deltas:
             node.apply_delta_quietly(delta)
@@ -155,10 +181,19 @@ class NodeState:
     # --- persistence ----------------------------------------------------------------------------
 
     def save(self) -> None:
-        self.store.write(FLEET_FILE, self.fleet.encode(), secret=True)
-        self.store.write(FEEDS_FILE, self.feeds.to_bytes())
-        self.store.write(DOC_FILE, self.doc.save())
-        self.store.write(LOCAL_FILE, self.local.encode(), secret=True)
+        write_snapshot(self.store, self.snapshot())
+
+    def snapshot(self) -> StateSnapshot:
+        """What a save writes, detached from the live state (on the thread that owns the state; the
+        feeds are encoded later, by ``write_snapshot``, which may run in a worker thread)."""
+        return StateSnapshot(self.fleet.encode(), self.feeds.freeze(), self.doc.save(), self.local.encode())
+
+    def adopt_fleet_key(self, epoch: int, psk: bytes) -> bool:
+        """Keep a newer fleet key (saved with the next ``save``); False when it is not newer."""
+        if epoch <= self.fleet.psk_epoch:
+            return False
+        self.fleet = replace(self.fleet, psk=psk, psk_epoch=epoch)
+        return True
 
     def set_uptime(self, score: float, sample_ms: int) -> None:
         self.local = replace(self.local, uptime_score=score, uptime_sample_ms=sample_ms)
@@ -171,10 +206,18 @@ class NodeState:
     def revoked(self) -> frozenset[str]:
         return frozenset(self.doc.revocations())
 
+    def revocation(self):  # -> the fleet document's revocation record (.by, .at_ms, .reason) | None
+        """This host's own revocation, if the fleet revoked it (then it no longer takes part)."""
+        return self.doc.revocations().get(self.peer_id)
+
     def refresh_membership(self) -> None:
-        """Feeds are accepted only from current members; a revoked host's feed is dropped for good."""
+        """Feeds are accepted only from current members; a revoked host's feed is dropped for good.
+        This host's own revocation drops nothing here: it keeps its data and stops taking part
+        (agent.runtime), and a state dir that was revoked still loads, so it can be inspected."""
         revoked = self.revoked()
         for peer in revoked:
+            if peer == self.peer_id:
+                continue
             try:
                 self.feeds.revoke(public_from_peer_id(peer))
             except DecodeError:

@@ -22,6 +22,10 @@ from tva.errors import InvalidInput, RemoteDataError, TvaError
 log = logging.getLogger("tva.torrents")
 
 INDEX_FILE = "torrents"
+# seed and download: added by a user; repair: a custody copy in flight; custody: a finished one
+# (only these last two may ever be deleted by the fleet).
+KINDS = ("seed", "download", "repair", "custody")
+CUSTODY_KINDS = ("repair", "custody")
 INDEX_FORMAT = 1
 ENTRIES_MAX = 10_000
 
@@ -64,7 +68,7 @@ class Entry:
     content_id: str
     policy: str
     source: str  # a records.SOURCES value
-    kind: str  # seed | download | repair
+    kind: str  # one of KINDS
     torrent: bytes | None  # None until the metadata is known (magnet)
     save_dir: str | None = None  # relative to the media root; None: the root itself
     size_bytes: int = 0  # known size (from the fleet's holdings, for a repair before metadata)
@@ -92,7 +96,7 @@ def decode_index(data: bytes) -> dict[str, Entry]:
             validate_infohash(e.infohash)
             records.check_content_id(e.content_id)
             records.Holding(e.content_id, e.infohash, e.size_bytes, "partial", e.policy, e.source)
-            if e.kind not in ("seed", "download", "repair") or (e.torrent is not None and not isinstance(e.torrent, bytes)):
+            if e.kind not in KINDS or (e.torrent is not None and not isinstance(e.torrent, bytes)):
                 raise InvalidInput("bad kind or torrent")
             if e.save_dir is not None and not isinstance(e.save_dir, str):
                 raise InvalidInput("bad save dir")

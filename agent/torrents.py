@@ -6,10 +6,9 @@ daemon, or none) and ties it to the replicated state:
 * **Holdings** — every torrent that completes here is published in this host's feed; while a
   repair copy is under way the target publishes it as ``partial`` with ``bytes_done`` (at most
   every ``progress_interval_ms``), so custody shows progress fleet-wide.
-* **Repairs** — from the pure core's ``actions_for``: as a pin's baton, record the intent (with
-  its lease) in our feed; as a target, add the torrent by magnet and dial the fleet holders
-  (their card's ``torrent_port`` at their overlay or, in mesh-only mode, underlay addresses):
-  libtorrent fetches the metadata from them (ut_metadata), then the data, over the fabric.
+* **Repairs and trims** — ``agent.custody_copies`` (a part of this class kept in its own module):
+  intents recorded and removed as the baton, copies fetched on hold and size-checked as the
+  target, custody copies dropped when a pin is over its max.
 * **Reaper** — a bounded window of samples per torrent, classified by ``agent.policy.reaper``;
   ``apply_reaper`` performs only the safe nudges (reannounce, verify) and dials fleet holders of
   stalled/dead items (mesh-first recovery). The reaper duty's holder does it on its own tick.
@@ -35,14 +34,14 @@ from dataclasses import replace
 
 import trio
 
-from agent.policy import actions as policy_actions
+from agent.custody_copies import CustodyCopies
 from agent.policy import duties as duty_policy
 from agent.policy import peers as peers_policy
 from agent.policy import reaper as reaper_policy
 from agent.policy.classes import PUBLIC, PUBLIC_SWARM_FACE, REAPER
 from agent.policy.inputs import ExternalPeer
-from agent.probes import disk_free_bytes
 from agent.torrent_index import (
+    CUSTODY_KINDS,
     INDEX_FILE,
     Entry,
     TorrentTuning,
@@ -65,7 +64,7 @@ DHT_QUEUE_MAX = 64
 EngineFactory = Callable[[str, SwarmFlags], AbstractAsyncContextManager[TorrentEngine]]
 
 
-class TorrentManager:
+class TorrentManager(CustodyCopies):
     """See the module docstring. ``service`` is the agent's ``agent.service.Service``."""
 
     def __init__(self, cfg, state, service, *, clock_ms: Callable[[], int],
@@ -91,9 +90,7 @@ class TorrentManager:
         self.dht_lookups = 0  # how many DHT queries this host sent (the gate's test counts them)
         self._face = False
         self._flags = SwarmFlags()
-        self._research_logged: set[str] = set()
-        self._no_room_logged: set[str] = set()
-        self._trim_skipped: set[str] = set()
+        self._init_custody()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -168,8 +165,8 @@ class TorrentManager:
             try:
                 if e.torrent is not None:
                     await engine.add_torrent(e.torrent, e.save_dir)
-                else:
-                    await engine.add_magnet(self._magnet(e), e.save_dir)
+                else:  # a repair whose metadata was not checked yet is held again until it is
+                    await engine.add_magnet(self._magnet(e), e.save_dir, hold=e.kind == "repair")
             except TvaError as exc:
                 log.warning("could not re-add %s (%s): %s", e.content_id, e.infohash, exc.message)
 
@@ -180,8 +177,9 @@ class TorrentManager:
     # --- commands (HTTP API) ------------------------------------------------------------------
 
     async def add(self, source: str | None = None, torrent_b64: str | None = None,
-                  policy: str | None = None) -> dict:
-        """`tva-agent torrent add`: a magnet, .torrent bytes (base64) or a path under the media root."""
+                  policy: str | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+        """`tva-agent torrent add`: a magnet, .torrent bytes (base64) or a path under the media root.
+        ``progress(bytes_hashed, total)``, on the trio thread, while a path is hashed (an agent.jobs job)."""
         from media.commands import add_from_argument
 
         engine = self._require_engine()
@@ -199,7 +197,10 @@ class TorrentManager:
             ih = await engine.add_torrent(data)
             kind, cid, name, torrent, private = "download", content_id_for(meta.name, ih), meta.name, data, meta.private
         else:
-            res = await add_from_argument(engine, source)
+            from agent.jobs import thread_progress
+
+            res = await add_from_argument(engine, source,
+                                          progress=None if progress is None else thread_progress(progress))
             ih, cid, name = res.infohash, res.content_id, res.name
             kind = "seed" if res.kind == "seed" else "download"
             torrent = await engine.torrent_file(ih)
@@ -249,6 +250,7 @@ class TorrentManager:
         for item in self._completion.update(samples):
             changed |= self._publish_complete(item.infohash, item.name, item.size_bytes)
         changed |= await self._learn_metadata(samples)
+        changed |= await self._guard_disk(samples)
         changed |= self._publish_progress(samples, now)
         changed |= await self._carry_out(now)
         if changed:
@@ -287,34 +289,12 @@ class TorrentManager:
         if e is None:  # added behind our back (e.g. in Transmission's own UI): publish it closed
             e = Entry(infohash, content_id_for(name, infohash), "search_only", "local", "download", None)
         if e.kind == "repair":
-            self._remember(replace(e, kind="seed", lease_until_ms=0))
+            # Still custody's copy once complete: the only kind a trim may later remove.
+            e = replace(e, kind="custody", lease_until_ms=0)
+            self._remember(e)
         log.info("holding %s complete (%d bytes)", e.content_id, size)
-        return self._put_holding(records.Holding(e.content_id, infohash, size, "complete", e.policy, e.source, size))
-
-    async def _learn_metadata(self, samples: list[TorrentSample]) -> bool:
-        # A magnet's .torrent bytes arrive from peers: keep them, so a restart re-adds by file.
-        for s in samples:
-            e = self.entries.get(s.infohash)
-            if e is not None and e.torrent is None and s.size_bytes:
-                data = await self._require_engine().torrent_file(s.infohash)
-                if data is not None:
-                    self._remember(replace(e, torrent=data, size_bytes=s.size_bytes))
-        return False
-
-    def _publish_progress(self, samples: list[TorrentSample], now: int) -> bool:
-        changed = False
-        for s in samples:
-            e = self.entries.get(s.infohash)
-            if e is None or e.kind != "repair" or s.infohash in self._completion.complete_infohashes():
-                continue
-            if now - self._published_ms.get(s.infohash, 0) < self.tuning.progress_interval_ms:
-                continue
-            size = s.size_bytes or e.size_bytes
-            done = min(s.bytes_done, size)
-            self._published_ms[s.infohash] = now
-            changed |= self._put_holding(records.Holding(e.content_id, s.infohash, size, "partial", e.policy,
-                                                         e.source, done))
-        return changed
+        return self._put_holding(records.Holding(e.content_id, infohash, size, "complete", e.policy, e.source, size,
+                                                 custody=e.kind in CUSTODY_KINDS))
 
     # --- repairs ------------------------------------------------------------------------------
 
@@ -323,138 +303,6 @@ class TorrentManager:
             return duty_policy.primary_of(self.service.duty_assignments(), duty)
         except TvaError:
             return None
-
-    async def _carry_out(self, now: int) -> bool:
-        snap = self.service.snapshot()
-        duties = self.service.duty_assignments()
-        acts = policy_actions.actions_for(self.state.peer_id, self.service.custody_plans(), duties, snap.view, now)
-        changed = False
-        recorded: set = set()
-        fetching: set[str] = set()
-        for a in acts:
-            # one intent per (content, target): a pin missing two copies records both at once
-            if isinstance(a, policy_actions.StartRepair):
-                key = (a.content, a.target)
-                if key not in recorded:
-                    changed |= self._record_intent(a)
-                    recorded.add(key)
-            elif isinstance(a, policy_actions.FetchCopy) and a.infohash is not None:
-                fetching.add(a.infohash)
-                changed |= await self._fetch(a, snap, now)
-            elif isinstance(a, policy_actions.DropCopy):
-                changed |= await self._trim(a)
-            elif isinstance(a, policy_actions.StartResearch) and a.content not in self._research_logged:
-                # No search backend runs inside the agent: the research duty's host says so once,
-                # and the action stays visible in `custody` (its `research` field) until resolved.
-                self._research_logged.add(a.content)
-                log.warning("%s is lost (no live holder): needs research (scope %s)", a.content, a.scope)
-        changed |= await self._expire_repairs(fetching, now)
-        return changed
-
-    async def _trim(self, a: policy_actions.DropCopy) -> bool:
-        """Over-replicated: drop this host's copy only if custody made it (a repair). A copy the
-        user added is never deleted by the fleet; it just stays an extra copy."""
-        e = self.entries.get(a.infohash) if a.infohash else None
-        if e is None or e.kind != "repair":
-            if a.content not in self._trim_skipped:
-                self._trim_skipped.add(a.content)
-                log.info("trim of %s skipped: this copy was not made by custody", a.content)
-            return False
-        log.info("trim: dropping the custody copy of %s (the pin has more copies than its max)", a.content)
-        await self._require_engine().remove(e.infohash, delete_files=True)
-        self.entries.pop(e.infohash, None)
-        self._save_index()
-        key = records.holding_key(e.content_id)
-        if self.state.own.get(key) is None:
-            return False
-        self.state.own.delete(key)
-        return True
-
-    def _record_intent(self, a: policy_actions.StartRepair) -> bool:
-        intent = records.RepairIntent(a.content, a.target, a.lease_until_ms)
-        self.state.own.put(records.intent_key(a.content, a.target), records.encode_intent(intent))
-        log.info("repair of %s: %s fetches it until %d", a.content, a.target[:16], a.lease_until_ms)
-        return True
-
-    def _holder_endpoints(self, snap, infohash: str, peers) -> tuple[tuple[str, int], ...]:
-        """The torrent endpoints of these fleet holders, as the policy core addresses them
-        (overlay, else underlay for mesh-only hosts). Fleet-internal like ``custodians_of``, so
-        not gated by the item policy: a search_only item is still copied over the fabric."""
-        found = peers_policy.custodians_of(snap.view, infohash, exclude_peer=self.state.peer_id)
-        return tuple(dict.fromkeys((p.addr, p.port) for p in found.peers if p.peer_id in peers))
-
-    async def _fetch(self, a: policy_actions.FetchCopy, snap, now: int) -> bool:
-        engine = self._require_engine()
-        ih = a.infohash
-        peers = self._holder_endpoints(snap, ih, a.sources)
-        e = self.entries.get(ih)
-        if e is None:
-            held = snap.view.holders_of_infohash(ih)
-            src = next((held[p] for p in a.sources if p in held), None)
-            if src is None:
-                return False
-            if not self.room_for(src.size_bytes):
-                # Several pins may pick this host at once from soft state that lags: the target is
-                # the last guard. The intent lapses and the baton re-plans elsewhere.
-                if a.content not in self._no_room_logged:
-                    self._no_room_logged.add(a.content)
-                    log.warning("repair of %s refused here: not enough disk (needs %d bytes + reserve)",
-                                a.content, src.size_bytes)
-                return False
-            holding = snap.holdings.get(src.peer_id, {}).get(src.content_id)
-            source = holding.source if holding is not None else "local"
-            policy = holding.policy if holding is not None else "search_only"
-            e = Entry(ih, src.content_id, policy, source, "repair", None, size_bytes=src.size_bytes,
-                      lease_until_ms=a.lease_until_ms)
-            await engine.add_magnet(self._magnet(e))
-            self._remember(e)
-            self._dialled.pop(ih, None)
-            log.info("fetching %s (%s) from %d fleet endpoints", e.content_id, ih, len(peers))
-        elif e.kind == "repair" and e.lease_until_ms != a.lease_until_ms:
-            self._remember(replace(e, lease_until_ms=a.lease_until_ms))
-        last = self._last.get(ih)
-        # Dial at once when the holders' endpoints changed (a restarted holder has a new port),
-        # else every redial interval while no seed is connected. Not on "peers": libtorrent
-        # counts its own half-open retries to a dead endpoint as peers.
-        at, dialled = self._dialled.get(ih, (-10**15, ()))
-        if peers and (peers != dialled or ((last is None or last.seeds == 0)
-                                           and now - at >= self.tuning.redial_interval_ms)):
-            self._dialled[ih] = (now, peers)
-            log.info("dialling fleet holders of %s: %s", e.content_id, peers)
-            await engine.connect_peers(ih, peers)
-        if e.kind == "repair" and ih not in self._completion.complete_infohashes() and ih not in self._published_ms:
-            self._published_ms[ih] = now
-            return self._put_holding(records.Holding(e.content_id, ih, e.size_bytes, "partial", e.policy, e.source, 0))
-        return False
-
-    def room_for(self, size_bytes: int) -> bool:
-        """Free disk under the media root covers this copy, the copies already in flight and the
-        configured reserve (unknown free space: trust the planner, which saw a number)."""
-        free = disk_free_bytes(self.cfg.media_dir())
-        if free is None:
-            return True
-        in_flight = sum(e.size_bytes for e in self.entries.values()
-                        if e.kind == "repair" and e.infohash not in self._completion.complete_infohashes())
-        return free - in_flight >= size_bytes + self.cfg.disk_reserve_bytes
-
-    async def _expire_repairs(self, fetching: set[str], now: int) -> bool:
-        """A repair copy whose lease ended unfinished is dropped: the baton re-plans elsewhere."""
-        changed = False
-        for e in [e for e in self.entries.values() if e.kind == "repair"]:
-            if e.infohash in fetching or e.lease_until_ms > now:
-                continue
-            log.info("repair of %s: lease over before completion, dropping the partial copy", e.content_id)
-            try:
-                await self._require_engine().remove(e.infohash, delete_files=True)
-            except TvaError:
-                pass
-            self.entries.pop(e.infohash, None)
-            self._save_index()
-            key = records.holding_key(e.content_id)
-            if self.state.own.get(key) is not None:
-                self.state.own.delete(key)
-                changed = True
-        return changed
 
     # --- reaper -------------------------------------------------------------------------------
 

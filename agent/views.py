@@ -12,6 +12,7 @@ Kept apart from the service so the mapping between the two vocabularies is in on
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,10 @@ from agent.policy.inputs import HoldingView, HostView, IntentView, Override, Pin
 from agent.policy.view import FleetView
 from crdt import records
 from crdt.identity import peer_id_from_public
+from tva import limits
 from tva.errors import InvalidInput
+
+log = logging.getLogger("tva.views")
 
 SOURCE_MAP = {"local": "public", "public": "public", "private-tracker": "private_tracker", "friend": "private"}
 UNKNOWN = "unknown"
@@ -54,6 +58,7 @@ class Snapshot:
     holdings: dict[str, dict[str, records.Holding]]
     liveness: dict[str, str]  # as shown to people: includes "unknown"
     invalid_pins: tuple[tuple[str, str], ...]
+    invalid_overrides: tuple[tuple[str, str], ...] = ()
 
 
 def underlay_ips(card: records.HostCard) -> tuple[str, ...]:
@@ -98,7 +103,7 @@ def live_info(liveness: Mapping[str, str], presence: Mapping[str, Any]) -> LiveI
 
 @dataclass(frozen=True)
 class FeedParts:
-    """What one host's feed contributes: its card, holdings and repair intents (valid ones)."""
+    """What one host's feed contributes: its card, holdings and repair intents (usable ones)."""
 
     peer: str
     card: records.HostCard | None
@@ -109,37 +114,54 @@ class FeedParts:
 
 @dataclass(frozen=True)
 class DocParts:
-    """What the fleet document contributes: members, revocations, overrides and pins."""
+    """What the fleet document contributes: members, revocations, overrides and pins, and the
+    stored pins and overrides outside the limits (skipped, reported)."""
 
     members: frozenset[str]
     revoked: frozenset[str]
     overrides: tuple[Override, ...]
     pins: tuple[PinView, ...]
+    bad_pins: tuple[tuple[str, str], ...]
+    bad_overrides: tuple[tuple[str, str], ...]
 
 
 def feed_parts(peer: str, feed) -> FeedParts:
     card = records.card_of(feed)
     holdings = records.holdings_of(feed)
-    holding_views = tuple(HoldingView(
-        peer_id=peer, content_id=h.content_id, infohash=h.infohash, size_bytes=h.size_bytes,
-        complete=h.state == "complete", policy=h.policy, source=SOURCE_MAP.get(h.source, "private"),
-    ) for h in holdings.values())
-    intents = tuple(IntentView(i.content_id, peer, i.target_peer_id, i.lease_until_ms)
-                    for i in records.intents_of(feed).values())
-    return FeedParts(peer, card, holdings, holding_views, intents)
+    holding_views = []
+    for h in holdings.values():
+        try:
+            holding_views.append(HoldingView(
+                peer_id=peer, content_id=h.content_id, infohash=h.infohash, size_bytes=h.size_bytes,
+                complete=h.state == "complete", policy=h.policy, source=SOURCE_MAP.get(h.source, "private"),
+                custody=h.custody,
+            ))
+        except InvalidInput:
+            continue  # a record the policy core cannot use: skipped like a malformed one
+    intents = []
+    for intent in records.intents_of(feed).values():
+        try:
+            intents.append(IntentView(intent.content_id, peer, intent.target_peer_id, intent.lease_until_ms))
+        except InvalidInput:
+            continue
+    return FeedParts(peer, card, holdings, tuple(holding_views), tuple(intents))
 
 
 def doc_parts(doc) -> DocParts:
-    revoked = frozenset(doc.revocations())
-    override_views = []
+    override_views, bad_overrides = [], []
     for peer, o in doc.overrides().items():
-        try:
-            override_views.append(Override(peer_id=peer, host_class=o.host_class, services=o.services,
-                                           duty_prefs=tuple(o.duty_prefs or ())))
-        except (InvalidInput, TypeError):
-            continue
-    pins = [PinView(p.content, p.min_copies, p.max_copies) for p in doc.pins().values()]
-    return DocParts(doc.members(), revoked, tuple(override_views), tuple(pins))
+        why = limits.override_problem(o.host_class, o.services, o.duty_prefs)
+        if why is None:
+            try:
+                override_views.append(Override(peer_id=peer, host_class=o.host_class, services=o.services,
+                                               duty_prefs=tuple(o.duty_prefs or ())))
+                continue
+            except (InvalidInput, TypeError) as exc:
+                why = getattr(exc, "message", str(exc))
+        bad_overrides.append((peer, why))
+    pins, bad_pins = _pins(doc)
+    return DocParts(doc.members(), frozenset(doc.revocations()), tuple(override_views), tuple(pins),
+                    tuple(bad_pins), tuple(bad_overrides))
 
 
 def host_view(peer: str, card: records.HostCard, liveness: str, presence: Presence, revoked: bool) -> HostView:
@@ -203,7 +225,48 @@ def build_snapshot(state, live: LiveInfo, self_presence: Presence, memo: ViewMem
         except InvalidInput:
             continue  # a card the policy core cannot use (e.g. an unknown class from a newer peer)
     view = memo.fleet_view(hosts, list(parts.values()), doc)
-    rejected = getattr(view, "rejected_pins", ())
+    bad_pins = [*doc.bad_pins, *((p.content, why) for p, why in getattr(view, "rejected_pins", ()))]
     cards = {peer: part.card for peer, part in parts.items() if part.card is not None}
     holdings = {peer: dict(part.holdings) for peer, part in parts.items()}
-    return Snapshot(view, cards, holdings, shown, tuple((p.content, why) for p, why in rejected))
+    snap = Snapshot(view, cards, holdings, shown, tuple(sorted(bad_pins)), tuple(sorted(doc.bad_overrides)))
+    _log_once(self_id, snap)
+    return snap
+
+
+def _pins(doc) -> tuple[list[PinView], list[tuple[str, str]]]:
+    """The document's pins as policy inputs; a stored pin outside tva.limits is skipped and
+    reported, never raised (a bad decision must not take custody, hosts or peers-for down)."""
+    bad = list(getattr(doc, "invalid_pins", dict)().items())
+    pins: dict[str, tuple[PinView, str]] = {}
+    for key, p in sorted(doc.pins().items()):
+        try:
+            view = PinView(p.content, p.min_copies, p.max_copies)
+        except (InvalidInput, TypeError) as exc:
+            bad.append((key, getattr(exc, "message", str(exc))))
+            continue
+        if view.content in pins:
+            # One infohash pinned under two spellings (upper and lower case): keep the pin that
+            # asks more (never fewer copies, never a trim the other would not make).
+            (keep, kept_key), (_drop, dropped_key) = sorted(
+                [pins[view.content], (view, key)], key=lambda v: (-v[0].min_copies, -(v[0].max_copies or 1 << 30)))
+            pins[view.content] = (keep, kept_key)
+            bad.append((dropped_key, f"pins the same item as {kept_key!r:.60}, which is kept"))
+            continue
+        pins[view.content] = (view, key)
+    return [v for v, _ in pins.values()], bad
+
+
+# (node, kind, key, why) already logged: a bad stored value is reported once per process, not
+# on every snapshot. Bounded: a flood of bad values stops adding log lines, never memory.
+_LOGGED: set[tuple[str, str, str, str]] = set()
+_LOGGED_MAX = 10_000
+
+
+def _log_once(self_id: str, snap: Snapshot) -> None:
+    for kind, items in (("pin", snap.invalid_pins), ("override", snap.invalid_overrides)):
+        for key, why in items:
+            mark = (self_id, kind, key, why)
+            if mark in _LOGGED or len(_LOGGED) >= _LOGGED_MAX:
+                continue
+            _LOGGED.add(mark)
+            log.warning("skipping the %s %r from the fleet document: %s", kind, key[:80], why)

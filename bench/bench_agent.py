@@ -28,10 +28,12 @@ sys.path.insert(0, str(ROOT))
 from tests.agent.procs import AgentProc, wait_until  # noqa: E402
 
 
-def _load(api: str, path: str, seconds: float, out: mp.Queue) -> None:
+def _load(api: str, token: str, path: str, seconds: float, out: mp.Queue) -> None:
     host, port = api.rsplit(":", 1)
     sock = socket.create_connection((host, int(port)))
-    req = f"GET {path} HTTP/1.1\r\nHost: {api}\r\n\r\n".encode()
+    # Every route but /health needs the token, loopback included (agent.door): both carry it, so the
+    # baseline pays for the same header.
+    req = f"GET {path} HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
     lat, end = [], time.perf_counter() + seconds
     buf = b""
     while time.perf_counter() < end:
@@ -51,9 +53,9 @@ def _load(api: str, path: str, seconds: float, out: mp.Queue) -> None:
     out.put(lat)
 
 
-def measure(api: str, path: str, seconds: float, connections: int) -> dict:
+def measure(api: str, token: str, path: str, seconds: float, connections: int) -> dict:
     q: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=_load, args=(api, path, seconds, q)) for _ in range(connections)]
+    procs = [mp.Process(target=_load, args=(api, token, path, seconds, q)) for _ in range(connections)]
     for p in procs:
         p.start()
     lat = [x for _ in procs for x in q.get()]
@@ -94,13 +96,14 @@ def main() -> None:
             wait_until(lambda: len(joiner.cli("holdings", "list", "--json")) == args.holdings, 120, "sync")
             join_s = time.perf_counter() - t0
             print(f"join → fully synced ({args.holdings} holdings, incl. process start): {join_s:.2f} s")
-            api = json.loads((joiner.state_dir / "daemon.json").read_text())["api"]
+            info = json.loads((joiner.state_dir / "daemon.json").read_text())
+            api, api_token = info["api"], info["token"]
             t0 = time.perf_counter()
             subprocess.run([str(ROOT / ".venv/bin/tva-agent"), "--state-dir", str(joiner.state_dir), "status"],
                            env=joiner.env, check=True, capture_output=True)
             print(f"`tva-agent status` against the daemon: {time.perf_counter() - t0:.3f} s (whole process)")
-            base = measure(api, "/health", args.seconds, args.connections)
-            peers = measure(api, f"/peers_for/{7:040x}", args.seconds, args.connections)
+            base = measure(api, api_token, "/health", args.seconds, args.connections)
+            peers = measure(api, api_token, f"/peers_for/{7:040x}", args.seconds, args.connections)
             print(f"{'route':<28}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}")
             print(f"{'/health (baseline)':<28}{base['requests_per_s']:>8}{base['p50_ms']:>9}{base['p99_ms']:>9}")
             print(f"{'/peers_for/{infohash}':<28}{peers['requests_per_s']:>8}{peers['p50_ms']:>9}{peers['p99_ms']:>9}")

@@ -55,7 +55,9 @@ def start_fleet(founder: AgentProc, *joiners: AgentProc) -> None:
 def seed(p: AgentProc, size_bytes: int) -> tuple[str, str, str]:
     path = p.state_dir / "media" / "payload.bin"
     digest = make_file(path, size_bytes)
-    added = api(p, "POST", "/torrents", {"source": str(path)})
+    job = api(p, "POST", "/torrents", {"source": str(path)})["job"]  # 202: hashing runs as a job
+    added = wait_until(lambda: (j := api(p, "GET", f"/jobs/{job['id']}"))["state"] == "done" and j["result"], 60,
+                       "the seed's job")
     wait_until(lambda: any(h["content"] == added["content"] and h["state"] == "complete"
                            for h in api(p, "GET", "/holdings")), 30, "the seed's holding")
     return added["content"], added["infohash"], digest

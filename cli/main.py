@@ -1,10 +1,13 @@
 """`tva-agent` — the command people run.
 
-Commands talk to the running daemon when there is one (writes included, so the daemon stays
-the only writer of its state dir) and otherwise work on the state dir directly. Read commands
-take ``--json``: a stable machine interface documented in the README. Errors are one line with
-a hint and a non-zero exit: 2 for misuse, 3 when the daemon is needed but unreachable, 1 for
-anything else.
+The state dir is resolved exactly as the daemon resolves it (``--state-dir`` > ``TVA_STATE_DIR``
+> the config file's ``state_dir`` > the default; ``--config`` included). Commands talk to that
+state dir's running daemon when there is one (writes included); otherwise they take the state
+dir's writer lock and run the *same* route handler in-process (``agent.offline``). A daemon that
+holds the lock but does not answer makes the command fail loudly — it never writes beside it.
+Read commands take ``--json``: a stable machine interface documented in the README. Errors are
+one line with a hint and an exit code: 2 misuse, 3 daemon needed but unreachable, 4 this host
+was revoked, 5 the state dir is in use by another agent or cannot be written, 1 anything else.
 """
 
 from __future__ import annotations
@@ -13,20 +16,26 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from agent.discovery import agent_version
 from cli import output
-from tva.errors import DaemonUnavailable, LocalError, TvaError
+from tva.errors import DaemonUnavailable, HostRevoked, LocalError, StateDirBusy, StateUnwritable, TvaError
 
-EXIT_ERROR, EXIT_USAGE, EXIT_DAEMON = 1, 2, 3
+EXIT_ERROR, EXIT_USAGE, EXIT_DAEMON, EXIT_REVOKED, EXIT_STATE = 1, 2, 3, 4, 5
+LOCK_WAIT_S = 10.0  # another command holding the lock finishes within this; a starting daemon answers
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tva-agent", description="Peer-to-peer agent of a household media fleet.")
     p.add_argument("--state-dir", type=Path, help="state directory (default: XDG state dir, /var/lib when root)")
     p.add_argument("--config", type=Path, help="TOML config file (default: XDG config dir, /etc when root)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more (same as --log-level debug)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default: info")
+    p.add_argument("--log-format", choices=["text", "json"], help="json: one object per line (journald)")
+    p.add_argument("--version", action="version", version=f"tva-agent {agent_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def read(name: str, help_: str) -> argparse.ArgumentParser:
@@ -40,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
 
     c = read("invite", "print an invite token for another host")
-    c.add_argument("--role", choices=["member", "friend"], default="member")
+    c.add_argument("--role", choices=["admin", "member", "friend"], default="member",
+                   help="what the invited host may do (default member; only admins may invite)")
     c.add_argument("--ttl", default="24h", help="validity, e.g. 30m, 24h, 7d (default 24h)")
 
     c = sub.add_parser("join", help="join a fleet with an invite token")
@@ -98,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     from cli import torrent as torrent_cli  # [torrents]
 
     torrent_cli.add_parser(sub)
+    c = sub.add_parser("grant", help="give a member host a role (owner or admin only)")
+    c.add_argument("host", help="a peer id or a host name")
+    c.add_argument("role", choices=["admin", "member"])
+    c.add_argument("--json", action="store_true")
     c = sub.add_parser("revoke", help="remove a host from the fleet for good")
     c.add_argument("host", help="a peer id or a host name")
     c.add_argument("--reason", default="")
@@ -107,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_flags(c: argparse.ArgumentParser) -> None:
     c.add_argument("--listen", action="append", help="libp2p listen multiaddr (repeatable)")
+    c.add_argument("--join-listen", action="append", dest="join_listen",
+                   help="join listener multiaddr (repeatable; default: each --listen port + 2)")
     c.add_argument("--api", help="HTTP API HOST:PORT (default 127.0.0.1:4811)")
     c.add_argument("--media-root", help="directory of this host's media")
     c.add_argument("--host-name", help="this host's name in the fleet (default: hostname)")
@@ -125,8 +141,9 @@ def parse_ttl_ms(text: str) -> int:
 def _config(args: argparse.Namespace):
     from agent.config import load_config
 
-    flags: dict[str, Any] = {"state_dir": args.state_dir}
-    for name in ("listen", "api", "media_root", "host_name", "host_class"):
+    flags: dict[str, Any] = {"state_dir": args.state_dir, "log_format": args.log_format,
+                             "log_level": "debug" if args.verbose else args.log_level}
+    for name in ("listen", "join_listen", "api", "media_root", "host_name", "host_class"):
         flags[name] = getattr(args, name, None)
     return load_config(file=args.config, flags=flags)
 
@@ -155,6 +172,8 @@ def _request_for(args: argparse.Namespace) -> tuple[str, str, dict | None]:
         return "DELETE", f"/pins/{_path_part(args.content)}", None
     if cmd == "revoke":
         return "POST", "/revocations", {"host": args.host, "reason": args.reason}
+    if cmd == "grant":
+        return "POST", "/grants", {"host": args.host, "role": args.role}
     if cmd == "invite":
         return "POST", "/invites", {"role": args.role, "ttl_ms": parse_ttl_ms(args.ttl)}
     if cmd == "torrent":  # [torrents]
@@ -172,13 +191,37 @@ def _path_part(text: str) -> str:
     return quote(text, safe="")
 
 
-def _offline(args: argparse.Namespace, cfg) -> Any:
-    """Carry out a command on the state dir when no daemon runs (the same service code the daemon uses)."""
-    from agent.service import open_offline
+def execute(cfg, method: str, path: str, body: dict | None) -> Any:
+    """The command's answer: from the state dir's daemon, or from the same handler in-process with
+    the state dir's writer lock held. Never both, never a write beside a running daemon."""
+    from agent.discovery import StateLock, daemon_info, describe_holder
+    from cli.client import call, interpret
 
-    method, path, body = _request_for(args)
-    with open_offline(cfg) as service:
-        return service.dispatch(method, path, body)
+    info = daemon_info(cfg.state_dir)
+    if info is not None:
+        return call(info, method, path, body)
+    if not cfg.state_dir.is_dir():
+        from tva.errors import NotInitialised
+
+        raise NotInitialised(f"no fleet in {cfg.state_dir}", hint="found one with `tva-agent init --name NAME` "
+                                                                  "or join with `tva-agent join INVITE`")
+    from agent import offline
+
+    lock = StateLock(cfg.state_dir)
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while not lock.try_acquire("cli"):
+        info = daemon_info(cfg.state_dir)
+        if info is not None:  # a daemon that was starting answers now
+            return call(info, method, path, body)
+        if time.monotonic() >= deadline:
+            raise DaemonUnavailable(f"{cfg.state_dir} is locked by {describe_holder(lock.holder())}, "
+                                    "and no daemon of it answers",
+                                    hint="is `tva-agent run` still starting, or hung? nothing was written")
+        time.sleep(0.1)
+    try:
+        return interpret(*offline.call(cfg, method, path, body))
+    finally:
+        lock.release()
 
 
 def _render(args: argparse.Namespace, result: Any) -> None:
@@ -196,37 +239,31 @@ def _render(args: argparse.Namespace, result: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from agent import logs
+
+    logs.setup("debug" if args.verbose else args.log_level or "info", args.log_format or "text")
     try:
+        cfg = _config(args)
         if args.command in ("run", "init", "join"):
             from cli import lifecycle
 
-            return lifecycle.main(args, _config(args))
+            return lifecycle.main(args, cfg)
         if args.command == "wg" and args.action == "probe":
             return _wg_probe(args)
-        # Fast path: the daemon answers, and nothing heavy is imported.
-        from agent.config import default_state_dir
-        from cli.client import call, daemon_info
+        method, path, body = _request_for(args)
+        result = execute(cfg, method, path, body)
+        if args.command == "torrent" and args.action == "add":  # [torrents] a job: follow it
+            from cli import torrent as torrent_cli
 
-        state_dir = args.state_dir or default_state_dir()
-        info = daemon_info(state_dir) if args.config is None else None
-        if info is not None:
-            method, path, body = _request_for(args)
-            result = call(info, method, path, body)
-        else:
-            if args.command == "reaper" and args.apply:
-                raise DaemonUnavailable("reaper --apply needs the running daemon (it owns the torrent engine)",
-                                        hint="start it with: tva-agent run")
-            if args.command == "torrent":  # [torrents]
-                from cli import torrent as torrent_cli
-
-                raise torrent_cli.offline_refusal()
-            if args.command == "wg" and args.action in ("up", "down"):
-                raise DaemonUnavailable("tva0 is managed by the daemon", hint="start it with: tva-agent run")
-            result = _offline(args, _config(args))
+            result = torrent_cli.follow(cfg, result["job"], quiet=bool(getattr(args, "json", False)))
         _render(args, result)
         return 0
+    except HostRevoked as exc:
+        _fail(args, exc)
+        return EXIT_REVOKED
+    except (StateDirBusy, StateUnwritable) as exc:
+        _fail(args, exc)
+        return EXIT_STATE
     except DaemonUnavailable as exc:
         _fail(args, exc)
         return EXIT_DAEMON
@@ -245,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:  # a bug: one clear line for people, the traceback with -v
-        logging.getLogger("tva.cli").debug("internal error", exc_info=True)
+        # The daemon's log gets the traceback at once; a command shows it with -v.
+        logging.getLogger("tva.cli").log(logging.ERROR if args.command in ("run", "join") else logging.DEBUG,
+                                         "internal error", exc_info=True)
         _fail(args, TvaError(f"internal error: {type(exc).__name__}: {exc}",
                              hint="run again with -v for the traceback, and report it"))
         return EXIT_ERROR

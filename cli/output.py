@@ -8,7 +8,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 
-def emit_json(data: Any, out: TextIO = sys.stdout) -> None:
+def emit_json(data: Any, out: TextIO | None = None) -> None:
+    out = out or sys.stdout  # looked up per call: a caller may have redirected it
     json.dump(data, out, indent=2, sort_keys=True, default=str)
     out.write("\n")
 
@@ -25,9 +26,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]], out: TextIO = sys.stdout,
+def table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]], out: TextIO | None = None,
           empty: str = "(none)") -> None:
     """Print ``rows`` as an aligned table; ``columns`` are (key, heading) pairs."""
+    out = out or sys.stdout
     body = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
     if not body:
         out.write(empty + "\n")
@@ -56,7 +58,8 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-def key_values(pairs: Sequence[tuple[str, Any]], out: TextIO = sys.stdout) -> None:
+def key_values(pairs: Sequence[tuple[str, Any]], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     width = max(len(k) for k, _ in pairs)
     for key, value in pairs:
         out.write(f"{key.ljust(width)}  {_cell(value)}\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
 from cli.output import human_bytes, key_values, short_id, table
@@ -16,7 +17,7 @@ def human(args: argparse.Namespace, result: Any) -> None:
     elif cmd == "hosts":
         rows = [{**h, "peer": short_id(h.get("peer_id")), "disk": human_bytes(h.get("disk_free_bytes"))}
                 for h in result]
-        table(rows, [("name", "name"), ("peer", "peer id"), ("class", "class"), ("state", "state"),
+        table(rows, [("name", "name"), ("peer", "peer id"), ("role", "role"), ("class", "class"), ("state", "state"),
                      ("overlay_ipv4", "overlay ipv4"), ("disk", "disk free"), ("holdings", "holdings")])
     elif cmd == "holdings" and args.action == "list":
         rows = [{**h, "size": human_bytes(h.get("size_bytes"))} for h in result]
@@ -25,10 +26,12 @@ def human(args: argparse.Namespace, result: Any) -> None:
     elif cmd == "custody":
         rows = [{**c, "copies_of": f"{c['copies']}/{c['min']}" + (f"..{c['max']}" if c.get("max") else ""),
                  "repairing": ", ".join(short_id(x.get("target")) + _progress(x)
-                                        for x in c.get("transfers") or c.get("repairs") or [])}
+                                        for x in c.get("transfers") or c.get("repairs") or []),
+                 "trimming": ", ".join(x.get("host") or short_id(x.get("target")) for x in c.get("trimming") or [])}
                 for c in result]
         table(rows, [("content", "content"), ("status", "status"), ("copies_of", "copies/min"),
-                     ("baton_name", "baton"), ("repairing", "repairing")], empty="(no pins)")
+                     ("baton_name", "baton"), ("repairing", "repairing"), ("trimming", "trimming")],
+              empty="(no pins)")
     elif cmd == "duties":
         rows = [{**d, "standbys": [short_id(s) for s in d.get("standbys", [])]} for d in result]
         table(rows, [("duty", "duty"), ("primary_name", "primary"), ("standbys", "standbys")])
@@ -83,6 +86,18 @@ def _status(s: dict) -> None:
         pairs.append(("tva0", wg.get("mode", "?") + (f" — {wg['reason']}" if wg.get("reason") else "")))
     if s.get("torrent"):
         pairs.append(("torrents", s["torrent"]))
+    bad = (s.get("invalid_pins") or []) + (s.get("invalid_overrides") or [])
+    if bad:
+        pairs.append(("skipped decisions", f"{len(bad)} outside the limits (status --json lists them)"))
+    rev = s.get("revocation")
+    if s.get("revoked") and rev:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(rev.get("at_ms", 0) / 1000))
+        pairs.append(("revoked", f"by {rev.get('by_name') or rev.get('by')} at {when} ({rev.get('reason') or '-'}): "
+                                 "this host no longer takes part"))
+    troubled = [f"{name} {c['state']}" + (f" ({c['reason']})" if c.get("reason") else "")
+                for name, c in sorted((s.get("components") or {}).items()) if c.get("state") in ("degraded", "restarting")]
+    if s.get("components"):
+        pairs.append(("components", "; ".join(troubled) or "all ok"))
     gossip = s.get("gossip") or {}
     if gossip:  # where gossip bytes went, and how deep the rumour queues are
         sent = ", ".join(f"{k} {v // 1024} KiB" for k, v in gossip.get("item_bytes_sent", {}).items())
@@ -90,4 +105,6 @@ def _status(s: dict) -> None:
                            for k, q in gossip.get("queues", {}).items())
         pairs.append(("gossip sent", sent))
         pairs.append(("rumour queues", queues))
+    if s.get("version"):
+        pairs.append(("version", s["version"]))
     key_values(pairs)

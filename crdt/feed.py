@@ -42,6 +42,15 @@ is what a peer behind the owner's tombstone-GC horizon (or a brand-new peer) rec
 Limits (a validly signed but hostile member must not exhaust us either): ≤ 25,000 entries and
 ≤ ~4 MiB of keys+values per feed, so no delta or snapshot exceeds ``DELTA_BYTES_MAX``.
 
+Tombstones in steady state
+--------------------------
+A delete leaves a tombstone until the owner raises ``gc_version`` past it. Any horizon is safe —
+a replica behind it receives a full snapshot — so the owner picks one by itself
+(:func:`tombstone_horizon`): every tombstone older than a TTL, and beyond that the oldest ones
+while they outnumber the live entries (or a small floor). ``OwnFeed.commit`` also collects every
+older tombstone when a commit would otherwise overflow the limits, so churn never refuses a write
+and a feed stays bounded by its live entries.
+
 Known limit: an owner that signs two different heads with the same version (e.g. restored from an
 old backup while its clock ran backwards) splits replicas until its next commit. The HLC's wall
 component makes that unlikely; ``OwnFeed`` always continues from the newest head it holds.
@@ -55,7 +64,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from crdt.codec import expect_bool, expect_bytes, expect_int, expect_list, expect_str, pack, unpack_bounded
-from crdt.hlc import VERSION_MAX
+from crdt.hlc import VERSION_MAX, WALL_MS_MAX, hlc_version
 from crdt.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, NodeKey, verify
 from tva.errors import DecodeError, GapError, SignatureError, StaleData, TooLarge, UnsupportedVersion
 
@@ -373,6 +382,29 @@ def apply_to_feed(feed: Feed, delta: Delta) -> tuple[str, ...]:
     overlay = feed._overlay({k: (v, val) for k, v, val in delta.entries}, head.gc_version)
     _check_result(head, overlay.acc, overlay.count, overlay.size_bytes)
     return feed._install(overlay, head)
+
+
+def tombstone_horizon(feed: Feed, now_ms: int, *, ttl_ms: int, tombstones_floor: int) -> int:
+    """The version up to which ``feed``'s owner may collect its tombstones at ``now_ms``.
+
+    Every tombstone older than ``ttl_ms``; beyond that, the oldest ones while more remain than
+    ``max(tombstones_floor, live entries)`` — so under any churn the tombstones never outnumber
+    the live entries by more than the floor. Never below the feed's current horizon nor above its
+    version. (A replica behind the horizon gets a full snapshot, so a high horizon costs bytes,
+    never correctness.)
+    """
+    if feed.head is None:
+        return 0
+    wall = min(max(0, now_ms - ttl_ms), WALL_MS_MAX)
+    horizon = max(feed.gc_version, min(feed.version, hlc_version(wall)))
+    tomb = feed._tombstones
+    keep = max(tombstones_floor, len(feed._entries) - len(tomb))
+    if len(tomb) > keep:
+        versions = sorted(v for v in (feed._entries[k][0] for k in tomb) if v > horizon)
+        excess = len(versions) - keep
+        if excess > 0:
+            horizon = max(horizon, versions[excess - 1])
+    return horizon
 
 
 def feed_from_parts(owner: bytes, entries: dict[str, tuple[int, bytes | None]], acc: int,

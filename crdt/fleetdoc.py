@@ -1,283 +1,325 @@
-"""The fleet document: multi-writer decisions on automerge 1.0.0rc1, behind a wrapper.
+"""The fleet document: what the fleet decided, as a fold of signed decision changes (pure).
 
-What lives here: pins, host overrides, admissions, revocations, friend links and redeemed invite
-nonces — low-churn decisions any member may make. Facts about hosts live in the signed feeds.
+Decisions — admissions, roles, revocations, pins, host overrides, settings, friend links, the fleet
+key — are ops in a hash-linked DAG (``crdt.decision_ops``), each signed by its author and taking
+effect only if its author held the right in its causal past (``crdt.decision_rules``). So every
+decision is attributable, no member can change what others decide beyond its role, and every
+replica holding the same ops shows the same document whatever order they came in.
 
-The rc1 binding has hazards this wrapper makes impossible to hit from outside:
-* A transaction object not used as ``with doc.transaction() as tx:`` segfaults the process, so
-  transactions are opened only inside this module, only as context managers (and validation runs
-  before one is opened, so an exception inside is a rollback, never a half-applied record).
-* ``ScalarType.Counter`` (and ``Unknown``) panic and poison the document: only Str, Int, Boolean
-  and Null are ever written; anything else read back is a malformed record and is skipped.
-* Documents that do not share one genesis lose whole top-level maps when merged. So every top-level
-  map is created once, by ``genesis``; a replica that joins starts empty and can only *receive*;
-  data that carries a second root change (a change without dependencies) is refused
-  (``ForeignFleet``) before it touches the document.
-
-Records are maps of scalars (``pins/<content>`` → ``{min, max, by, at_ms}``), created in one
-transaction; later edits set scalars inside the existing map, so concurrent edits of different
-fields merge and the same field gets automerge's deterministic winner (Lamport clock, then actor).
-Two replicas that *create* the same record concurrently (both pin a content nobody pinned before)
-make two maps at one key: one of them wins whole, the same one on every replica; the loser's
-fields are not mixed in. For pins this means "one of the two concurrent pin decisions holds",
-which is the documented contract. A delete (unpin) concurrent with a field update wins (the key is
-gone); a delete concurrent with a re-creation keeps the re-created record.
-
-Incoming sync messages are applied to a fork of the document and swapped in only when they
-applied cleanly and brought no foreign genesis, so a refused message leaves the document as it was.
-Pure: no clock, randomness or I/O; ``now_ms`` comes in from the caller.
+This class is the face the rest of the agent uses: reads return the same values the automerge
+document did (``Pin``, ``Override``, ``Admission``, ``Revocation``, ``FriendLink``), writes are
+signed with the node's key and refused *locally* (``Forbidden``, with a hint) when the node lacks
+the right — the same rule every other replica applies — and the sync methods implement the mesh
+core's ``DocSync`` protocol. Pure: no clock, randomness or I/O; ``now_ms`` comes from the caller.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-from automerge import core
+import msgpack
 
+from crdt import decision_rules as rules
 from crdt import fleetdoc_schema as sch
-from crdt.fleetdoc_schema import Admission, FriendLink, Override, PeerId, Pin, Revocation, Role, Scalar
-from tva.errors import DecodeError, ForeignFleet, InvalidInput, NotInitialised, TooLarge
+from crdt.decision_log import DecisionLog, Unauthorized
+from crdt.decision_ops import PARENTS_MAX, Op, decode_op, make_op
+from crdt.decision_sync import Syncer
+from crdt.fleetdoc_schema import Admission, FriendLink, Override, PeerId, Pin, Revocation
+from crdt.identity import NodeKey
+from tva import limits
+from tva.errors import DecodeError, Forbidden, InvalidInput, NotInitialised, RemoteDataError, TooLarge
 
-__all__ = ["Admission", "FleetDoc", "FriendLink", "Override", "Pin", "Revocation"]
+__all__ = ["Admission", "FleetDoc", "FriendLink", "Override", "Pin", "PskRotation", "Revocation"]
 
-# --- the document --------------------------------------------------------------------------------
+SAVE_FORMAT = 2  # 1 was the automerge document of tva-agent 0.1
+ROLES = ("owner", "admin", "member")
+_HINTS = {
+    "not an admin": "only an admin may do this: ask one (`tva-agent hosts` shows roles), or have the "
+                    "owner run `tva-agent grant HOST admin`",
+    "not a member": "this host is not a member of the fleet (revoked, or not admitted yet)",
+    "another host's override": "a member may override only its own host; an admin may override any",
+    "the owner cannot be revoked": "the fleet's founder (owner) holds the root of every right",
+    "admissions are immutable": "the host is admitted already; change its role with `tva-agent grant`",
+    "revocations are final": "a revoked key never returns: the host must join with a new identity",
+    "the owner's role is fixed": "the owner holds every right; grant roles to other hosts",
+    "the owner needs no admission": "the owner is a member from the genesis on",
+    "grant to a host not admitted": "admit it first: `tva-agent invite --role admin|member`",
+}
+
+
+@dataclass(frozen=True)
+class PskRotation:
+    epoch: int
+    sealed: Mapping[str, bytes]  # peer id -> the fleet key sealed to that member's key
+    by: PeerId
+    at_ms: int
 
 
 class FleetDoc:
     """One replica of a fleet's decisions. Build with ``genesis``, ``empty_replica`` or ``load``."""
 
-    def __init__(self, doc: core.Document, actor: bytes, *, expected_fleet_id: str | None,
-                 sync_message_bytes_max: int) -> None:
-        # Private: use the three constructors, which establish the genesis invariant.
-        self._doc = doc
-        self._actor = actor
-        self._doc.set_actor(actor)
-        self._expected_fleet_id = expected_fleet_id
-        self._sync: dict[PeerId, core.SyncState] = {}
-        self.sync_message_bytes_max = sync_message_bytes_max
-        self.malformed_records = 0  # records from peers skipped while reading (cumulative)
-        self._genesis: bytes | None = None
-        self._fleet_id: str | None = None
-        self._fleet_name = ""
+    def __init__(self, log: DecisionLog, key: NodeKey | None, *, sync_message_bytes_max: int) -> None:
+        self._log = log
+        self._log_shared = False  # a clone shares its template's log until it first changes it
+        self._key = key
+        self._sync = Syncer(log, bytes_max=sync_message_bytes_max)
+        self._sync.before_insert = self._mutable
+        self._cache: dict[str, tuple[int, object]] = {}
+
+    @property
+    def sync_message_bytes_max(self) -> int:
+        return self._sync.bytes_max
+
+    @sync_message_bytes_max.setter
+    def sync_message_bytes_max(self, value: int) -> None:
+        self._sync.bytes_max = value
 
     # construction ---------------------------------------------------------------------------
 
     @classmethod
-    def genesis(cls, fleet_id: str, fleet_name: str, founder: PeerId, actor: bytes, now_ms: int, *,
+    def genesis(cls, fleet_name: str, key: NodeKey, host_name: str, now_ms: int, nonce: bytes, *,
                 sync_message_bytes_max: int = sch.SYNC_MESSAGE_BYTES_MAX) -> FleetDoc:
-        """Create a fleet's one and only genesis: every top-level map, the meta and the founder."""
-        sch.check_ident(fleet_id, "fleet_id")
+        """Found a fleet: its one genesis, authored by ``key`` (the owner). The fleet id is derived
+        from the genesis, so it can never be claimed by a second root."""
         sch.check_text(fleet_name, "fleet_name", 64)
-        sch.check_peer(founder, "founder")
+        sch.check_text(host_name, "host_name", 64)
         sch.check_ms(now_ms)
-        self = cls(core.Document(sch.check_actor(actor)), actor, expected_fleet_id=fleet_id,
-                   sync_message_bytes_max=sync_message_bytes_max)
-        with self._doc.transaction() as tx:
-            ids = {name: tx.put_object(core.ROOT, name, core.ObjType.Map) for name in sch.TOP_MAPS}
-            for key, value in (("schema", sch.SCHEMA_VERSION), ("fleet_id", fleet_id),
-                               ("fleet_name", fleet_name), ("founder", founder),
-                               ("created_at_ms", now_ms)):
-                _put(tx, ids["meta"], key, value)
-            record = tx.put_object(ids["admissions"], founder, core.ObjType.Map)
-            for key, value in (("name", "founder"), ("role", "founder"), ("nonce", None),
-                               ("by", founder), ("at_ms", now_ms)):
-                _put(tx, record, key, value)
-        self._adopt_genesis(self._doc)
+        if not isinstance(nonce, bytes) or len(nonce) != 16:
+            raise InvalidInput("a genesis needs a 16-byte random nonce from the shell")
+        op = make_op(key, seq=1, parents=(), at_ms=now_ms, kind="genesis",
+                     body={"name": fleet_name, "nonce": nonce, "host": host_name})
+        self = cls(DecisionLog(), key, sync_message_bytes_max=sync_message_bytes_max)
+        self._log.insert(op)
         return self
 
     @classmethod
-    def empty_replica(cls, actor: bytes, *, expected_fleet_id: str | None = None,
+    def empty_replica(cls, key: NodeKey | None, *, expected_fleet_id: str | None = None,
                       sync_message_bytes_max: int = sch.SYNC_MESSAGE_BYTES_MAX) -> FleetDoc:
         """A joiner's replica: holds nothing and can only receive the fleet's genesis by sync."""
         if expected_fleet_id is not None:
             sch.check_ident(expected_fleet_id, "expected_fleet_id")
-        return cls(core.Document(sch.check_actor(actor)), actor, expected_fleet_id=expected_fleet_id,
+        return cls(DecisionLog(expected_fleet_id=expected_fleet_id), key,
                    sync_message_bytes_max=sync_message_bytes_max)
 
     @classmethod
-    def load(cls, data: bytes, actor: bytes, *, expected_fleet_id: str | None = None,
+    def load(cls, data: bytes, key: NodeKey | None, *, expected_fleet_id: str | None = None,
              doc_bytes_max: int = sch.DOC_BYTES_MAX,
              sync_message_bytes_max: int = sch.SYNC_MESSAGE_BYTES_MAX) -> FleetDoc:
-        """Load ``save()`` output; DecodeError/TooLarge/ForeignFleet when it is not our fleet doc."""
-        sch.check_actor(actor)
+        """Load ``save()`` output (from disk or a join reply): every op is verified again.
+        DecodeError/TooLarge/ForeignFleet when it is not this fleet's decision log."""
         if not isinstance(data, bytes):
             raise DecodeError("a saved fleet document must be bytes")
         if len(data) > doc_bytes_max:
             raise TooLarge(f"saved fleet document is {len(data)} bytes, limit {doc_bytes_max}")
         try:
-            doc = core.Document.load(data)
-        except BaseException as exc:
-            if not isinstance(exc, Exception) and not sch.is_panic(exc):
-                raise
-            raise DecodeError(f"not an automerge document: {exc}") from None
-        self = cls(doc, actor, expected_fleet_id=expected_fleet_id,
-                   sync_message_bytes_max=sync_message_bytes_max)
-        roots = [c for c in doc.get_changes([]) if not c.deps]
-        if not roots:
-            raise DecodeError("not a fleet document: it holds no genesis change")
-        if len(roots) > 1:
-            raise ForeignFleet(f"a fleet document has exactly one genesis, this one has {len(roots)}")
-        self._adopt_genesis(doc)
+            outer = msgpack.unpackb(data, raw=False, use_list=True, max_bin_len=1 << 20, max_str_len=64,
+                                    max_array_len=1 << 22, max_map_len=0, max_ext_len=0)
+        except Exception:
+            raise DecodeError("not a saved fleet document (an older automerge document, or damaged)",
+                              hint="tva-agent 0.1 state cannot be read: found or join the fleet again") from None
+        if not (isinstance(outer, list) and len(outer) == 2 and outer[0] == SAVE_FORMAT
+                and isinstance(outer[1], list) and all(isinstance(w, bytes) for w in outer[1])):
+            raise DecodeError("not a saved fleet document of this version")
+        self = cls.empty_replica(key, expected_fleet_id=expected_fleet_id,
+                                 sync_message_bytes_max=sync_message_bytes_max)
+        for wire in outer[1]:
+            op = decode_op(wire)
+            try:
+                self._log.insert(op)
+            except Unauthorized:
+                continue  # a refused op never enters a log; a damaged file is the only way here
+        if not self.has_genesis:
+            raise DecodeError("not a fleet document: it holds no genesis")
         return self
 
-    def _adopt_genesis(self, doc: core.Document) -> None:
-        """Check the meta of a document that just gained its root; remember the genesis."""
-        roots = [c for c in doc.get_changes([]) if not c.deps]
-        meta = _map_at(doc, core.ROOT, "meta")
-        fields = _scalars(doc, meta) if meta is not None else {}
-        fleet_id, name, schema = fields.get("fleet_id"), fields.get("fleet_name"), fields.get("schema")
-        if not (isinstance(fleet_id, str) and sch.ID_RE.fullmatch(fleet_id) and sch.ok_text(name, 64)):
-            raise DecodeError("fleet document has no valid meta (fleet_id, fleet_name)")
-        if schema != sch.SCHEMA_VERSION:
-            raise DecodeError(f"fleet document schema {schema!r}, this build reads {sch.SCHEMA_VERSION}")
-        if self._expected_fleet_id is not None and fleet_id != self._expected_fleet_id:
-            raise ForeignFleet(f"fleet document of fleet {fleet_id!r}, expected "
-                               f"{self._expected_fleet_id!r}")
-        self._genesis = roots[0].hash
-        self._fleet_id = fleet_id
-        self._fleet_name = str(name)
+    def clone(self, key: NodeKey | None) -> FleetDoc:
+        """Another replica holding the same ops, for ``key``: what ``load(save())`` gives, without
+        re-verifying every op. The log is shared until either side changes (the simulator starts a
+        thousand replicas from one genesis this way)."""
+        twin = FleetDoc(self._log, key, sync_message_bytes_max=self._sync.bytes_max)
+        twin._log_shared = self._log_shared = True
+        return twin
+
+    def _mutable(self) -> DecisionLog:
+        if self._log_shared:
+            self._log = self._sync.log = self._log.copy()
+            self._log_shared = False
+            self._cache.clear()
+        return self._log
 
     # identity and persistence -----------------------------------------------------------------
 
     @property
     def fleet_id(self) -> str:
         self._need_genesis()
-        assert self._fleet_id is not None
-        return self._fleet_id
+        return self._log.fleet_id  # type: ignore[return-value]
 
     @property
     def fleet_name(self) -> str:
         self._need_genesis()
-        meta = _map_at(self._doc, core.ROOT, "meta")
-        name = _scalars(self._doc, meta).get("fleet_name") if meta is not None else None
-        return name if sch.ok_text(name, 64) else self._fleet_name  # type: ignore[return-value]
+        return self._log.genesis.op.body["name"]  # type: ignore[union-attr]
+
+    @property
+    def owner(self) -> PeerId:
+        self._need_genesis()
+        return self._log.state.owner_peer  # type: ignore[return-value]
 
     @property
     def genesis_hash(self) -> bytes | None:
-        return self._genesis
+        return self._log.genesis.op.hash if self._log.genesis else None
 
     @property
     def has_genesis(self) -> bool:
-        return self._genesis is not None
+        return self._log.genesis is not None
+
+    @property
+    def stats(self):
+        return self._log.stats
+
+    @property
+    def version(self) -> int:
+        """Moves whenever an effective decision arrives (cache keys for readers)."""
+        return self._log.state.version
 
     def heads(self) -> list[bytes]:
-        return sorted(self._doc.get_heads())
+        return sorted(self._log.heads)
+
+    def ops(self) -> list[Op]:
+        return [self._log.nodes[h].op for h in self._log.order]
 
     def save(self) -> bytes:
-        return self._doc.save()
+        return msgpack.packb([SAVE_FORMAT, [op.wire for op in self.ops()]], use_bin_type=True)
 
-    def _need_genesis(self) -> bool:
-        if self._genesis is None:
+    def _need_genesis(self) -> None:
+        if self._log.genesis is None:
             raise NotInitialised("the fleet document has not arrived yet",
                                  hint="sync with a member of the fleet first")
-        return True
 
     # writing ------------------------------------------------------------------------------
 
-    def _write(self, top: str, key: str, fields: Mapping[str, Scalar], *,
-               stale_prefix: str | None = None) -> None:
-        """Create or update one record in one transaction; unchanged scalars are not rewritten
-        (every overwrite costs ~1 KB that automerge never frees)."""
+    def _write(self, kind: str, body: dict, now_ms: int) -> Op:
+        """Sign one decision and insert it — only if every replica will take it: the same rule."""
         self._need_genesis()
-        parent = _map_at(self._doc, core.ROOT, top)
-        if parent is None:
-            raise DecodeError(f"fleet document lost its {top!r} map (a peer broke it)")
-        current = _map_at(self._doc, parent, key)
-        old = _scalars(self._doc, current) if current is not None else {}
-        with self._doc.transaction() as tx:
-            record = current if current is not None else tx.put_object(parent, key, core.ObjType.Map)
-            for name, value in fields.items():
-                if name not in old or old[name] != value or type(old[name]) is not type(value):
-                    _put(tx, record, name, value)
-            if stale_prefix is not None:
-                for name in old:
-                    if name.startswith(stale_prefix) and name not in fields:
-                        tx.delete(record, name)
+        if self._key is None:
+            raise InvalidInput("this replica has no key to sign decisions with")
+        sch.check_ms(now_ms)
+        log, me = self._mutable(), self._key.public
+        own = [log.nodes[h] for h in log.heads if me in log.nodes[h].vc]
+        seq = max((n.vc[me] for n in own), default=0) + 1
+        prev = log.chains.get(me, [])[seq - 2] if seq > 1 else None
+        heads = sorted(log.heads, key=lambda h: (-log.nodes[h].depth, h))
+        parents = [prev.op.hash] if prev is not None else []
+        parents += [h for h in heads if h not in parents][: PARENTS_MAX - len(parents)]
+        at_ms = max(now_ms, prev.op.at_ms) if prev is not None else now_ms
+        op = make_op(self._key, seq=seq, parents=parents, at_ms=at_ms, kind=kind, body=body)
+        try:
+            why = log.check(op)
+        except Unauthorized:
+            raise Forbidden("this host is not a member of the fleet any more (revoked?)",
+                            hint="`tva-agent status` says whether and by whom") from None
+        except (TooLarge, DecodeError) as exc:
+            raise Forbidden(f"refused by the fleet's budget: {exc.message}",
+                            hint="decisions are few and small; wait, or batch fewer changes") from None
+        if why:
+            raise Forbidden(f"refused: {why}", hint=_HINTS.get(why, "every member would refuse this change"))
+        log.insert(op)
+        return op
 
-    def _delete(self, top: str, key: str) -> bool:
-        self._need_genesis()
-        parent = _map_at(self._doc, core.ROOT, top)
-        if parent is None or self._doc.get(parent, key) is None:
-            return False
-        with self._doc.transaction() as tx:
-            tx.delete(parent, key)
-        return True
-
-    def pin(self, content: str, min_copies: int, max_copies: int | None, by: PeerId,
-            now_ms: int) -> None:
+    def pin(self, content: str, min_copies: int, max_copies: int | None, now_ms: int) -> None:
         sch.check_text(content, "content")
         sch.check_int(min_copies, "min_copies", 1, sch.COPIES_MAX)
         if max_copies is not None:
             sch.check_int(max_copies, "max_copies", min_copies, sch.COPIES_MAX)
-        self._write("pins", content, {"min": min_copies, "max": max_copies, "by": sch.check_peer(by, "by"),
-                                      "at_ms": sch.check_ms(now_ms)})
+        if (why := limits.pin_problem(content, min_copies, max_copies)) is not None:
+            raise InvalidInput(f"pin {content!r:.60}: {why}", hint="content ids are [A-Za-z0-9._:-] or an infohash")
+        held = self.pins().get(content)
+        if held is not None and (held.min_copies, held.max_copies) == (min_copies, max_copies):
+            return  # unchanged: no new op (history only grows with real decisions)
+        self._write("pin", {"content": content, "min": min_copies, "max": max_copies}, now_ms)
 
-    def unpin(self, content: str) -> bool:
-        return self._delete("pins", sch.check_text(content, "content"))
+    def unpin(self, content: str, now_ms: int) -> bool:
+        if sch.check_text(content, "content") not in self.pins():
+            return False
+        self._write("unpin", {"content": content}, now_ms)
+        return True
 
     def set_override(self, peer: PeerId, *, host_class: str | None = None,
                      services: Iterable[str] | None = None,
-                     duty_prefs: Mapping[str, str] | None = None) -> None:
+                     duty_prefs: Mapping[str, str] | None = None, now_ms: int) -> None:
         """Set the given fields of a host's override; fields left None keep their value."""
         sch.check_peer(peer)
-        fields: dict[str, Scalar] = {}
+        old = self.overrides().get(peer)
+        fields = {"peer": peer, "class": old.host_class if old else None,
+                  "services": ",".join(sorted(old.services)) if old and old.services is not None else None,
+                  "duty": sch.duty_text(old.duty_prefs_dict()) if old and old.duty_prefs is not None else None}
+        if host_class is None and services is None and duty_prefs is None:
+            raise InvalidInput("set_override needs at least one field",
+                               hint="pass host_class=, services= or duty_prefs=")
+        why = limits.override_problem(host_class, None if services is None else tuple(services),
+                                      None if duty_prefs is None else tuple(duty_prefs.items()))
+        if why is not None:
+            raise InvalidInput(f"override of {peer[:16]}…: {why}", hint="see tva.limits for the vocabulary")
         if host_class is not None:
             fields["class"] = sch.check_token(host_class, "host_class")
         if services is not None:
             fields["services"] = sch.services_text(services)
         if duty_prefs is not None:
             fields["duty"] = sch.duty_text(duty_prefs)
-        if not fields:
-            raise InvalidInput("set_override needs at least one field",
-                               hint="pass host_class=, services= or duty_prefs=")
-        self._write("overrides", peer, fields)
+        if old is not None and rules.parse_body_of("override", fields) == old:
+            return
+        self._write("override", fields, now_ms)
 
-    def clear_override(self, peer: PeerId) -> bool:
-        return self._delete("overrides", sch.check_peer(peer))
+    def clear_override(self, peer: PeerId, now_ms: int) -> bool:
+        if sch.check_peer(peer) not in self.overrides():
+            return False
+        self._write("clear_override", {"peer": peer}, now_ms)
+        return True
 
-    def admit(self, peer: PeerId, name: str, role: Role, invite_nonce: str | None, by: PeerId,
-              now_ms: int) -> None:
+    def admit(self, peer: PeerId, name: str, role: str, invite_nonce: str | None, now_ms: int) -> None:
         sch.check_peer(peer)
-        if role not in sch.ROLES:
-            raise InvalidInput(f"role must be one of {sorted(sch.ROLES)}", hint=f"got {role!r:.30}")
+        if role not in rules.GRANTABLE:
+            raise InvalidInput(f"role must be one of {', '.join(rules.GRANTABLE)}", hint=f"got {role!r:.30}")
         if peer in self.revocations():
-            raise InvalidInput(f"peer {peer[:16]}… is revoked", hint="revocations are permanent")
-        self._write("admissions", peer, {
-            "name": sch.check_text(name, "name", 64), "role": role,
-            "nonce": None if invite_nonce is None else sch.check_ident(invite_nonce, "invite_nonce"),
-            "by": sch.check_peer(by, "by"), "at_ms": sch.check_ms(now_ms)})
+            raise Forbidden(f"peer {peer[:16]}… is revoked", hint="revocations are permanent")
+        self._write("admit", {"peer": peer, "name": sch.check_text(name, "name", 64), "role": role,
+                              "nonce": None if invite_nonce is None else sch.check_ident(invite_nonce, "nonce")},
+                    now_ms)
 
-    def revoke(self, peer: PeerId, by: PeerId, reason: str, now_ms: int) -> bool:
+    def grant(self, peer: PeerId, role: str, now_ms: int) -> None:
+        sch.check_peer(peer)
+        if role not in rules.GRANTABLE:
+            raise InvalidInput(f"role must be one of {', '.join(rules.GRANTABLE)}", hint=f"got {role!r:.30}")
+        self._write("grant", {"peer": peer, "role": role}, now_ms)
+
+    def revoke(self, peer: PeerId, reason: str, now_ms: int) -> bool:
         """Record a permanent revocation; False when the peer was already revoked."""
         sch.check_peer(peer)
-        fields = {"by": sch.check_peer(by, "by"), "reason": sch.check_text(reason, "reason", empty_ok=True),
-                  "at_ms": sch.check_ms(now_ms)}
+        reason = sch.check_text(reason, "reason", empty_ok=True)
         if peer in self.revocations():
             return False
-        self._write("revocations", peer, fields)
+        self._write("revoke", {"peer": peer, "reason": reason}, now_ms)
         return True
 
-    def redeem_invite(self, nonce: str, peer: PeerId, now_ms: int) -> bool:
-        """Mark an invite nonce used; False when this replica has seen it redeemed already.
-        Two partitions may redeem one nonce concurrently: one record wins on merge, and the
-        admission of the other peer still names the nonce, so the conflict stays visible."""
-        sch.check_ident(nonce, "nonce")
-        fields = {"peer": sch.check_peer(peer), "at_ms": sch.check_ms(now_ms)}
-        if nonce in self.redeemed():
-            return False
-        self._write("redeemed", nonce, fields)
-        return True
+    def set_setting(self, name: str, value: str, now_ms: int) -> None:
+        """A fleet-wide setting (e.g. ``ipv4_subnet``, chosen by the collision probe at init)."""
+        check = rules.SETTING_CHECKS.get(name)
+        if check is None:
+            raise InvalidInput(f"unknown fleet setting {name!r:.40}", hint="known: " + ", ".join(rules.SETTING_CHECKS))
+        if not check(value):
+            raise InvalidInput(f"invalid value for {name}: {value!r:.60}",
+                               hint="an IPv4 /24 inside 10/8, 172.16/12 or 192.168/16, e.g. 10.77.3.0/24")
+        if self.settings().get(name) == value:
+            return
+        self._write("setting", {"name": name, "value": value}, now_ms)
 
-    def add_friend(self, fleet_id: str, name: str, link: Mapping[str, str | int | bool], by: PeerId,
-                   now_ms: int) -> None:
+    def add_friend(self, fleet_id: str, name: str, link: Mapping[str, str | int | bool], now_ms: int) -> None:
         sch.check_ident(fleet_id, "fleet_id")
         if fleet_id == self.fleet_id:
             raise InvalidInput("a fleet cannot befriend itself", hint="use the other fleet's id")
         if not isinstance(link, Mapping) or len(link) > sch.LINK_FIELDS_MAX:
             raise InvalidInput(f"link must be a mapping of at most {sch.LINK_FIELDS_MAX} fields",
                                hint="e.g. {'bootstrap': '/ip6/…', 'peer': '12D3KooW…'}")
-        fields: dict[str, Scalar] = {"name": sch.check_text(name, "name", 64), "by": sch.check_peer(by, "by"),
-                                     "at_ms": sch.check_ms(now_ms)}
         for key, value in link.items():
             sch.check_token(key, "link field")
             if isinstance(value, str):
@@ -285,241 +327,162 @@ class FleetDoc:
             elif not isinstance(value, int) or abs(value) > sch.MS_MAX:
                 raise InvalidInput(f"link field {key} must be str, bool or int within ±2**53",
                                    hint=repr(value)[:60])
-            fields[f"l:{key}"] = value
-        self._write("friends", fleet_id, fields, stale_prefix="l:")
+        self._write("friend", {"fleet_id": fleet_id, "name": sch.check_text(name, "name", 64),
+                               "link": dict(link)}, now_ms)
 
-    def remove_friend(self, fleet_id: str) -> bool:
-        return self._delete("friends", sch.check_ident(fleet_id, "fleet_id"))
+    def remove_friend(self, fleet_id: str, now_ms: int) -> bool:
+        if sch.check_ident(fleet_id, "fleet_id") not in self.friends():
+            return False
+        self._write("unfriend", {"fleet_id": fleet_id}, now_ms)
+        return True
 
-    # reading (skips and counts malformed records; never raises on peer data) ------------------
+    def rotate_psk(self, epoch: int, sealed: Mapping[PeerId, bytes], now_ms: int) -> None:
+        """Record a new fleet key, sealed by the shell to each member's key (never in clear)."""
+        sch.check_int(epoch, "epoch", 1, sch.MS_MAX)
+        if not all(sch.peer_ok(p) and isinstance(v, bytes) and 0 < len(v) <= rules.PSK_SEALED_BYTES_MAX
+                   for p, v in sealed.items()):
+            raise InvalidInput("sealed must map member peer ids to sealed keys")
+        self._write("psk", {"epoch": epoch, "sealed": dict(sealed)}, now_ms)
 
-    def _records(self, top: str) -> Iterable[tuple[str, dict[str, Scalar]]]:
-        if self._genesis is None:
-            return
-        parent = _map_at(self._doc, core.ROOT, top)
-        if parent is None:
-            self.malformed_records += 1
-            return
-        for key in self._doc.keys(parent):
-            record = _map_at(self._doc, parent, key)
-            if record is None:
-                self.malformed_records += 1
-                continue
-            yield key, _scalars(self._doc, record)
+    # reading ------------------------------------------------------------------------------
 
-    def _collect(self, top: str, build) -> dict:
-        out = {}
-        for key, f in self._records(top):
-            try:
-                value = build(key, f)
-            except (TypeError, ValueError, KeyError):
-                value = None
-            if value is None:
-                self.malformed_records += 1
-            else:
-                out[key] = value
-        return out
+    def _cached(self, name: str, build):
+        version = self._log.state.version
+        hit = self._cache.get(name)
+        if hit is None or hit[0] != version:
+            hit = self._cache[name] = (version, build())
+        return hit[1]
+
+    def _winners(self, kind: str) -> dict:
+        return {k: n for k, n in self._log.state.winners(kind).items() if n.op.kind == kind}
 
     def pins(self) -> dict[str, Pin]:
-        def build(key: str, f: dict[str, Scalar]) -> Pin | None:
-            lo, hi = f["min"], f["max"]
-            good = (sch.ok_text(key) and isinstance(lo, int) and not isinstance(lo, bool)
-                    and 1 <= lo <= sch.COPIES_MAX and sch.ok_ms(f["at_ms"]) and sch.peer_ok(f["by"])
-                    and (hi is None or (isinstance(hi, int) and not isinstance(hi, bool)
-                                        and lo <= hi <= sch.COPIES_MAX)))
-            return Pin(key, lo, hi, f["by"], f["at_ms"]) if good else None
-        return self._collect("pins", build)
+        """Pins within tva.limits; a decision outside them (an older or newer build, a misbehaving
+        member) still holds its place in the register but is listed by ``invalid_pins`` instead."""
+        return self._cached("pins", lambda: {
+            c: Pin(c, n.parsed[1], n.parsed[2], rules.peer_of(n.op.author), n.op.at_ms)
+            for c, n in sorted(self._winners("pin").items())
+            if limits.pin_problem(c, n.parsed[1], n.parsed[2]) is None})
+
+    def invalid_pins(self) -> dict[str, str]:
+        """Stored pins a reader must skip: content → why (never raised)."""
+        return self._cached("invalid_pins", lambda: {
+            c: why for c, n in sorted(self._winners("pin").items())
+            if (why := limits.pin_problem(c, n.parsed[1], n.parsed[2])) is not None})
 
     def overrides(self) -> dict[PeerId, Override]:
-        def build(key: str, f: dict[str, Scalar]) -> Override | None:
-            cls, svc, duty = f.get("class"), f.get("services"), f.get("duty")
-            services = sch.services_parse(svc) if isinstance(svc, str) else None
-            prefs = sch.duty_parse(duty) if isinstance(duty, str) else None
-            if (not sch.peer_ok(key) or (cls is not None and not (isinstance(cls, str)
-                                                                 and sch.TOKEN_RE.fullmatch(cls)))
-                    or (svc is not None and services is None) or (duty is not None and prefs is None)):
-                return None
-            return Override(key, cls, services, prefs)
-        return self._collect("overrides", build)
-
-    def admissions(self) -> dict[PeerId, Admission]:
-        """Every admission ever recorded, revoked peers included (see ``members``)."""
-        def build(key: str, f: dict[str, Scalar]) -> Admission | None:
-            nonce = f["nonce"]
-            good = (sch.peer_ok(key) and sch.ok_text(f["name"], 64) and f["role"] in sch.ROLES
-                    and (nonce is None or (isinstance(nonce, str) and sch.ID_RE.fullmatch(nonce)))
-                    and sch.peer_ok(f["by"]) and sch.ok_ms(f["at_ms"]))
-            return Admission(key, f["name"], f["role"], nonce, f["by"], f["at_ms"]) if good else None
-        return self._collect("admissions", build)
-
-    def revocations(self) -> dict[PeerId, Revocation]:
-        def build(key: str, f: dict[str, Scalar]) -> Revocation | None:
-            reason = f["reason"]
-            good = (sch.peer_ok(key) and sch.peer_ok(f["by"]) and sch.ok_ms(f["at_ms"])
-                    and isinstance(reason, str) and (reason == "" or sch.ok_text(reason)))
-            return Revocation(key, f["by"], reason, f["at_ms"]) if good else None
-        return self._collect("revocations", build)
-
-    def redeemed(self) -> dict[str, PeerId]:
-        def build(key: str, f: dict[str, Scalar]) -> PeerId | None:
-            good = sch.ID_RE.fullmatch(key) and sch.peer_ok(f["peer"]) and sch.ok_ms(f["at_ms"])
-            return f["peer"] if good else None
-        return self._collect("redeemed", build)
-
-    def set_setting(self, name: str, value: str, by: PeerId, now_ms: int) -> None:
-        """A fleet-wide setting (e.g. ``ipv4_subnet``, chosen by the collision probe at init)."""
-        pattern = sch.SETTINGS.get(name)
-        if pattern is None:
-            raise InvalidInput(f"unknown fleet setting {name!r:.40}", hint="known: " + ", ".join(sch.SETTINGS))
-        if not isinstance(value, str) or not pattern.fullmatch(value):
-            raise InvalidInput(f"invalid value for {name}: {value!r:.60}")
-        self._write("settings", name, {"value": value, "by": sch.check_peer(by, "by"), "at_ms": sch.check_ms(now_ms)})
+        return self._cached("overrides", lambda: {
+            p: n.parsed for p, n in sorted(self._winners("override").items())})
 
     def settings(self) -> dict[str, str]:
-        def build(key: str, f: dict[str, Scalar]) -> str | None:
-            pattern, value = sch.SETTINGS.get(key), f.get("value")
-            return value if pattern is not None and isinstance(value, str) and pattern.fullmatch(value) else None
-        return self._collect("settings", build)
+        return self._cached("settings", lambda: {
+            k: n.parsed[1] for k, n in sorted(self._winners("setting").items())})
 
     def friends(self) -> dict[str, FriendLink]:
-        def build(key: str, f: dict[str, Scalar]) -> FriendLink | None:
-            link = tuple(sorted((k[2:], v) for k, v in f.items() if k.startswith("l:")))
-            good = (sch.ID_RE.fullmatch(key) and sch.ok_text(f["name"], 64) and sch.peer_ok(f["by"])
-                    and sch.ok_ms(f["at_ms"]) and len(link) <= sch.LINK_FIELDS_MAX
-                    and all(sch.TOKEN_RE.fullmatch(k) and v is not None
-                            and (not isinstance(v, str) or len(v) <= sch.LINK_VALUE_CHARS_MAX)
-                            for k, v in link))
-            return FriendLink(key, f["name"], link, f["by"], f["at_ms"]) if good else None
-        return self._collect("friends", build)
+        return self._cached("friends", lambda: {
+            f: FriendLink(f, n.parsed[1], n.parsed[2], rules.peer_of(n.op.author), n.op.at_ms)
+            for f, n in sorted(self._winners("friend").items())})
+
+    def admissions(self) -> dict[PeerId, Admission]:
+        """Every admission ever made (revoked hosts included), with each host's current role;
+        the owner's is its genesis."""
+        def build() -> dict[PeerId, Admission]:
+            if self._log.genesis is None:
+                return {}
+            state, g = self._log.state, self._log.genesis.op
+            out = {state.owner_peer: Admission(state.owner_peer, g.body["host"], "owner", None,
+                                               state.owner_peer, g.at_ms)}
+            for peer, n in sorted(state.admissions().items()):
+                role = rules.ROLE_NAMES.get(state.role_now(peer), n.parsed[2])
+                out[peer] = Admission(peer, n.parsed[1], role, n.parsed[3], rules.peer_of(n.op.author),
+                                      n.op.at_ms)
+            return out
+        return self._cached("admissions", build)
+
+    def revocations(self) -> dict[PeerId, Revocation]:
+        return self._cached("revocations", lambda: {
+            p: Revocation(p, rules.peer_of(n.op.author), n.parsed[1], n.op.at_ms)
+            for p, n in sorted(self._log.state.revocations().items())})
+
+    def redeemed(self) -> dict[str, PeerId]:
+        return self._cached("redeemed", lambda: {
+            a.invite_nonce: p for p, a in self.admissions().items() if a.invite_nonce is not None})
 
     def members(self) -> frozenset[PeerId]:
-        """Admitted founders and members, minus every revoked peer (revocation always wins)."""
+        """The owner and every admitted host not revoked (revocation always wins)."""
         revoked = self.revocations()
-        return frozenset(p for p, a in self.admissions().items()
-                         if a.role in ("founder", "member") and p not in revoked)
+        return self._cached("members", lambda: frozenset(p for p in self.admissions() if p not in revoked))
 
-    # sync ---------------------------------------------------------------------------------
+    def roles(self) -> dict[PeerId, str]:
+        return {p: a.role for p, a in self.admissions().items() if p in self.members()}
+
+    def role_of(self, peer: PeerId) -> str | None:
+        return self.roles().get(peer)
+
+    def psk_rotation(self) -> PskRotation | None:
+        n = self._winners("psk").get(None)
+        if n is None:
+            return None
+        return PskRotation(n.parsed[0], n.parsed[1], rules.peer_of(n.op.author), n.op.at_ms)
+
+    # catching up outside the mesh (a join listener's answer to a member behind on the fleet key)
+
+    def vector(self) -> dict[bytes, int]:
+        """Author key -> the highest seq held: exactly which ops this replica has."""
+        return self._sync.vector()
+
+    def ops_missing_from(self, vector: Mapping[bytes, int], bytes_max: int) -> list[bytes]:
+        """The ops a replica at ``vector`` lacks, oldest first, within ``bytes_max``."""
+        log, out, spent = self._log, [], 0
+        lacking = [n for a, chain in log.chains.items() for n in chain[vector.get(a, 0):]]
+        lacking += [n for a, forks in log.forks.items() for n in forks if n.op.seq > vector.get(a, 0)]
+        for node in sorted(lacking, key=lambda n: (n.depth, n.op.hash)):
+            if spent + node.op.size + 16 > bytes_max:
+                break
+            out.append(node.op.wire)
+            spent += node.op.size + 16
+        return out
+
+    def take_ops(self, wires: Iterable[bytes]) -> bool:
+        """Insert ops from any source: each verified, refused ones counted. True when changed."""
+        changed = False
+        for wire in wires:
+            try:
+                op = decode_op(wire)
+                if op.hash not in self._log.nodes:
+                    changed = bool(self._mutable().insert(op)) or changed
+            except RemoteDataError as exc:
+                self._log.stats.refuse(type(exc).__name__)
+        return changed
+
+    # sync (mesh.core.types.DocSync) ------------------------------------------------------------
 
     def forget_peer(self, peer: PeerId) -> None:
-        """Drop a peer's sync state (on reconnect, or after it sent something refused)."""
-        self._sync.pop(peer, None)
-
-    def _state(self, peer: PeerId) -> core.SyncState:
-        sch.check_peer(peer)
-        state = self._sync.get(peer)
-        if state is None:
-            while len(self._sync) >= sch.SYNC_PEERS_MAX:
-                self._sync.pop(next(iter(self._sync)))
-            state = self._sync[peer] = core.SyncState()
-        return state
+        self._sync.forget(peer)
 
     def sync_message_for(self, peer: PeerId) -> bytes | None:
         """The next sync message for ``peer``, or None when it has everything we know of."""
-        message = self._doc.generate_sync_message(self._state(peer))
-        if message is None:
-            return None
-        data = message.encode()
-        if len(data) > self.sync_message_bytes_max:
-            self.forget_peer(peer)  # the state believes this was sent: start over next time
-            raise TooLarge(f"sync message for {peer[:16]}… is {len(data)} bytes, limit "
-                           f"{self.sync_message_bytes_max}",
-                           hint="send the peer a saved document (save/load) instead")
-        return data
+        sch.check_peer(peer)
+        return self._sync.message_for(peer)
 
     def receive_sync_message(self, peer: PeerId, data: bytes) -> bool:
-        """Apply a peer's sync message; True when the document changed. On any problem raises a
-        RemoteDataError (DecodeError, TooLarge, ForeignFleet) and the document is unchanged."""
-        state = self._state(peer)
-        if not isinstance(data, bytes):
-            raise DecodeError("a sync message must be bytes")
-        if len(data) > self.sync_message_bytes_max:
-            raise TooLarge(f"sync message from {peer[:16]}… is {len(data)} bytes, limit "
-                           f"{self.sync_message_bytes_max}")
+        """Apply a peer's sync message; True when the document changed. Ops refused one by one
+        are counted in ``stats.refused``; a malformed message raises a RemoteDataError."""
+        sch.check_peer(peer)
         try:
-            message = core.Message.decode(data)
-        except Exception as exc:
-            raise DecodeError(f"malformed sync message from {peer[:16]}…: {exc}") from None
-        if sch.sync_change_count(data) == 0:
-            try:  # no changes: only the sync state moves, the document cannot
-                self._doc.receive_sync_message(state, message)
-            except Exception as exc:
-                self.forget_peer(peer)
-                raise DecodeError(f"sync message from {peer[:16]}… refused: {exc}") from None
-            return False
-        before = self._doc.get_heads()
-        work = self._doc.fork()
-        try:
-            work.set_actor(self._actor)
-            work.receive_sync_message(state, message)
-            roots = [c for c in work.get_changes(before) if not c.deps]
-        except BaseException as exc:
-            if not isinstance(exc, Exception) and not sch.is_panic(exc):
-                raise
+            changed, _refused = self._sync.receive(peer, data)
+        except RemoteDataError:
             self.forget_peer(peer)
-            raise DecodeError(f"sync message from {peer[:16]}… refused: {exc}") from None
-        if roots and (self._genesis is not None or len(roots) > 1):
-            self.forget_peer(peer)
-            raise ForeignFleet(f"{peer[:16]}… sent changes from another genesis; refused")
-        if roots:
-            try:
-                self._adopt_genesis(work)
-            except (DecodeError, ForeignFleet):
-                self.forget_peer(peer)
-                raise
-        self._doc = work
-        return sorted(work.get_heads()) != sorted(before)
+            raise
+        return changed
 
     def merge(self, other: FleetDoc) -> bool:
-        """Merge another in-process replica of the same fleet; ForeignFleet for another genesis."""
-        self._need_genesis()
-        if other._genesis != self._genesis:
-            raise ForeignFleet("cannot merge fleet documents with different genesis changes")
-        before = self.heads()
-        work = self._doc.fork()
-        work.set_actor(self._actor)
-        work.merge(other._doc)
-        self._doc = work
-        return self.heads() != before
-
-
-# --- automerge helpers ---------------------------------------------------------------------------
-
-
-def _put(tx: core.Transaction, obj: bytes, key: str, value: Scalar) -> None:
-    if value is None:
-        tx.put(obj, key, core.ScalarType.Null, None)
-    elif isinstance(value, bool):
-        tx.put(obj, key, core.ScalarType.Boolean, value)
-    elif isinstance(value, int):
-        tx.put(obj, key, core.ScalarType.Int, value)
-    else:
-        tx.put(obj, key, core.ScalarType.Str, value)
-
-
-_READABLE = (core.ScalarType.Str, core.ScalarType.Int, core.ScalarType.Boolean, core.ScalarType.Null)
-
-
-def _map_at(doc: core.Document, obj: bytes, key: str) -> bytes | None:
-    got = doc.get(obj, key)
-    if got is None or got[0] != core.ObjType.Map:
-        return None
-    return got[1]
-
-
-def _scalars(doc: core.Document, obj: bytes) -> dict[str, Scalar]:
-    """The readable scalar fields of a record; other types (Counter, F64, bytes…) are left out,
-    so the record reads as malformed through a missing field instead of crashing."""
-    out: dict[str, Scalar] = {}
-    for key in doc.keys(obj):
-        try:
-            got = doc.get(obj, key)
-        except BaseException as exc:
-            if not isinstance(exc, Exception) and not sch.is_panic(exc):
-                raise
-            continue
-        if got is None or isinstance(got[0], core.ObjType):
-            continue
-        kind, value = got[0]
-        if kind in _READABLE:
-            out[key] = value
-    return out
+        """Take every op of another in-process replica (tests and the simulator)."""
+        changed = False
+        log = self._mutable()
+        for op in other.ops():
+            try:
+                changed = bool(log.insert(op)) or changed
+            except RemoteDataError as exc:
+                self._log.stats.refuse(type(exc).__name__)
+        return changed

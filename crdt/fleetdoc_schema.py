@@ -1,8 +1,7 @@
 """Values, argument checks and peer-data parsing for the fleet document (crdt.fleetdoc).
 
-Split out of ``crdt.fleetdoc`` to keep modules small: everything here is plain Python with no
-automerge object in sight. Checks on local arguments raise InvalidInput with a hint; parsers of
-what peers wrote return None for "malformed" and never raise.
+Checks on local arguments raise InvalidInput with a hint; parsers of what peers wrote return None
+for "malformed" and never raise.
 """
 
 from __future__ import annotations
@@ -17,22 +16,19 @@ from crdt.identity import is_peer_id
 from tva.errors import InvalidInput
 
 PeerId = str
-Role = Literal["founder", "member", "friend"]
+Role = Literal["owner", "admin", "member"]
 Scalar = str | int | bool | None
 
-SCHEMA_VERSION = 1
 SYNC_MESSAGE_BYTES_MAX = 4 * 1024 * 1024
 DOC_BYTES_MAX = 256 * 1024 * 1024
-SYNC_PEERS_MAX = 1024
+# What a decision op may carry (the wire's domain); tva.limits decides what readers use.
 COPIES_MAX = 1000
 TEXT_CHARS_MAX = 256
 LINK_FIELDS_MAX = 32
 LINK_VALUE_CHARS_MAX = 2048
-ACTOR_BYTES_MAX = 64
 MS_MAX = 2**53
-ROLES: frozenset[str] = frozenset({"founder", "member", "friend"})
-TOP_MAPS = ("meta", "pins", "overrides", "admissions", "revocations", "friends", "redeemed", "settings")
-# Fleet-wide settings any member may change (rarely): name -> allowed value pattern.
+# Fleet-wide settings (an admin's to change): name -> the shape of its value (crdt.decision_rules
+# checks the meaning, e.g. that a subnet is private).
 SETTINGS = {"ipv4_subnet": re.compile(r"(?:[0-9]{1,3}\.){3}0/24")}
 
 TOKEN_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -141,13 +137,6 @@ def check_ms(value: object) -> int:
     return check_int(value, "now_ms", 0, MS_MAX)
 
 
-def check_actor(value: object) -> bytes:
-    if not isinstance(value, bytes) or not 0 < len(value) <= ACTOR_BYTES_MAX:
-        raise InvalidInput(f"actor must be 1..{ACTOR_BYTES_MAX} bytes",
-                           hint="derive it from the node's public key")
-    return value
-
-
 def services_text(services: Iterable[str]) -> str:
     if isinstance(services, str):
         raise InvalidInput("services must be a collection of names, not one string",
@@ -212,47 +201,3 @@ def ok_text(v: object, chars_max: int = TEXT_CHARS_MAX) -> bool:
 
 def ok_ms(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MS_MAX
-
-
-def is_panic(exc: BaseException) -> bool:
-    # pyo3 turns a Rust panic into PanicException, a BaseException: catch that one, never
-    # KeyboardInterrupt or SystemExit.
-    return type(exc).__name__ == "PanicException"
-
-
-def _uleb(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated uleb")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
-
-
-def sync_change_count(data: bytes) -> int | None:
-    """How many changes an (already decoded) sync message carries; None when unsure.
-
-    Layout (automerge 0.5): type, heads, need, have[(last_sync, bloom)], changes[(len, bytes)].
-    Only "surely zero" lets a message skip the fork-and-swap path, so any doubt answers None.
-    """
-    try:
-        if not data or data[0] not in (0x42, 0x43):
-            return None
-        pos = 1
-        for _ in range(2):  # heads, need
-            n, pos = _uleb(data, pos)
-            pos += 32 * n
-        n_have, pos = _uleb(data, pos)
-        for _ in range(n_have):
-            n, pos = _uleb(data, pos)
-            pos += 32 * n
-            n, pos = _uleb(data, pos)
-            pos += n
-        n_changes, pos = _uleb(data, pos)
-        return n_changes if pos <= len(data) else None
-    except ValueError:
-        return None

@@ -23,10 +23,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from crdt.codec import expect_int, expect_list, expect_str, pack, unpack_bounded
+from crdt.codec import expect_bool, expect_int, expect_list, expect_str, pack, unpack_bounded
 from crdt.feed import VALUE_BYTES_MAX, Feed
 from crdt.feedset import FeedSet
 from crdt.identity import PUBLIC_KEY_BYTES, peer_id_from_public, public_from_peer_id
+from tva import limits
 from tva.errors import DecodeError, InvalidInput, RemoteDataError, UnsupportedVersion
 
 RECORD_FORMAT = 1
@@ -35,16 +36,16 @@ HOLDING_PREFIX = "h/"
 INTENT_PREFIX = "intent/"
 CLAIM_IPV4_KEY = "claim/ipv4"
 
-CONTENT_ID_CHARS_MAX = 128
+CONTENT_ID_CHARS_MAX = limits.CONTENT_ID_CHARS_MAX
 NAME_CHARS_MAX = 64
 TOKEN_CHARS_MAX = 32
 SERVICES_MAX = 32
 LISTEN_ADDRS_MAX = 16
 LISTEN_ADDR_CHARS_MAX = 256
-SIZE_BYTES_MAX = 1 << 62
+SIZE_BYTES_MAX = limits.HOLDING_SIZE_BYTES_MAX
 LEASE_MS_MAX = (1 << 63) - 1
 
-_CONTENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_CONTENT_ID_RE = limits.CONTENT_ID_RE
 _TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _INFOHASH_RE = re.compile(r"[0-9a-f]{40}")
 _PRINTABLE_RE = re.compile(r"[\x20-\x7e]+")
@@ -92,6 +93,7 @@ class HostCard:
     listen_addrs: tuple[str, ...] = ()
     api_port: int = 0
     torrent_port: int = 0
+    join_addrs: tuple[str, ...] = ()  # the join listener (agent.joining): joiners and key catch-up
 
     def __post_init__(self) -> None:
         _require(isinstance(self.name, str) and 0 < len(self.name) <= NAME_CHARS_MAX
@@ -113,12 +115,13 @@ class HostCard:
                      "wg_public_key must be the base64 of 32 bytes")
         _check_ip(self.overlay_ipv4, 4, "overlay_ipv4")
         _check_ip(self.overlay_ipv6, 6, "overlay_ipv6")
-        _require(isinstance(self.listen_addrs, tuple) and len(self.listen_addrs) <= LISTEN_ADDRS_MAX,
-                 f"listen_addrs must be a tuple of at most {LISTEN_ADDRS_MAX}")
-        for a in self.listen_addrs:
-            _require(isinstance(a, str) and 0 < len(a) <= LISTEN_ADDR_CHARS_MAX
-                     and _PRINTABLE_RE.fullmatch(a) is not None,
-                     f"listen address must be 1–{LISTEN_ADDR_CHARS_MAX} printable ASCII chars")
+        for addrs in (self.listen_addrs, self.join_addrs):
+            _require(isinstance(addrs, tuple) and len(addrs) <= LISTEN_ADDRS_MAX,
+                     f"listen_addrs and join_addrs must be tuples of at most {LISTEN_ADDRS_MAX}")
+            for a in addrs:
+                _require(isinstance(a, str) and 0 < len(a) <= LISTEN_ADDR_CHARS_MAX
+                         and _PRINTABLE_RE.fullmatch(a) is not None,
+                         f"listen address must be 1–{LISTEN_ADDR_CHARS_MAX} printable ASCII chars")
         for port, what in ((self.api_port, "api_port"), (self.torrent_port, "torrent_port")):
             _require(type(port) is int and 0 <= port <= 65535, f"{what} must be 0–65535")
 
@@ -132,6 +135,8 @@ class Holding:
     policy: str = "search_only"
     source: str = "local"
     bytes_done: int = 0
+    # Made by custody (a repair copy), not added by a user: only such copies may be trimmed.
+    custody: bool = False
 
     def __post_init__(self) -> None:
         check_content_id(self.content_id)
@@ -143,6 +148,7 @@ class Holding:
         _require(self.state in STATES, f"state must be one of {STATES}")
         _require(self.policy in POLICIES, f"policy must be one of {POLICIES}")
         _require(self.source in SOURCES, f"source must be one of {SOURCES}")
+        _require(type(self.custody) is bool, "custody must be a bool")
         # Private-tracker content never goes public, whatever a host (or a forged record) says.
         _require(not (self.source == "private-tracker" and self.policy == "public"),
                  "private-tracker content cannot have the public policy")
@@ -197,12 +203,16 @@ def intent_key(content_id: str, target_peer_id: str | None = None) -> str:
 def encode_card(card: HostCard) -> bytes:
     wg = base64.b64decode(card.wg_public_key) if card.wg_public_key else b""
     return pack([RECORD_FORMAT, card.name, card.host_class, list(card.services), wg, card.overlay_ipv4,
-                 card.overlay_ipv6, list(card.listen_addrs), card.api_port, card.torrent_port])
+                 card.overlay_ipv6, list(card.listen_addrs), card.api_port, card.torrent_port,
+                 list(card.join_addrs)])
 
 
 def encode_holding(h: Holding) -> bytes:
-    return pack([RECORD_FORMAT, bytes.fromhex(h.infohash), h.size_bytes, STATES.index(h.state),
-                 POLICIES.index(h.policy), SOURCES.index(h.source), h.bytes_done])
+    fields = [RECORD_FORMAT, bytes.fromhex(h.infohash), h.size_bytes, STATES.index(h.state),
+              POLICIES.index(h.policy), SOURCES.index(h.source), h.bytes_done]
+    # The custody mark is a trailing field written only when set: a user's holding keeps the
+    # seven-field form byte for byte.
+    return pack([*fields, True] if h.custody else fields)
 
 
 def encode_intent(i: RepairIntent) -> bytes:
@@ -215,7 +225,7 @@ def encode_claim(c: AddressClaim) -> bytes:
 
 # --- decoding ------------------------------------------------------------------------------------
 
-def _fields(data: bytes, what: str, count: int) -> list:
+def _fields(data: bytes, what: str, count: int | tuple[int, ...]) -> list:
     obj = unpack_bounded(data, what=what, bytes_max=VALUE_BYTES_MAX, str_bytes_max=VALUE_BYTES_MAX,
                          bin_bytes_max=VALUE_BYTES_MAX, array_len_max=64)
     f = expect_list(obj, what)
@@ -223,7 +233,13 @@ def _fields(data: bytes, what: str, count: int) -> list:
         raise DecodeError(f"{what}: missing record format")
     if f[0] != RECORD_FORMAT:
         raise UnsupportedVersion(f"{what}: record format {f[0]} (this build speaks {RECORD_FORMAT})")
-    return expect_list(f, what, count)
+    # RECORD_FORMAT is the major version; a newer minor build only appends fields, which this one
+    # ignores (rolling upgrades: a mixed fleet reads each other's feeds). ``count``: the field counts
+    # this build knows (optional trailing fields such as a holding's custody mark).
+    counts = count if isinstance(count, tuple) else (count,)
+    if len(f) < min(counts):
+        raise DecodeError(f"{what}: expected at least {min(counts)} fields, got {len(f)}")
+    return f[:max(counts)]
 
 
 def _build(cls: type, what: str, *args: Any) -> Any:
@@ -244,14 +260,16 @@ def _bin(obj: Any, what: str, lengths: tuple[int, ...]) -> bytes:
 
 
 def decode_card(data: bytes) -> HostCard:
-    f = _fields(data, "host card", 10)
+    f = _fields(data, "host card", (10, 11))
+    if len(f) == 10:
+        f = [*f, []]  # a card from before the join listener
     wg = _bin(f[4], "host card wg key", (0, 32))
     return _build(
         HostCard, "host card", expect_str(f[1], "host name", NAME_CHARS_MAX), expect_str(f[2], "host class", 64),
         _str_tuple(f[3], "services"), base64.b64encode(wg).decode() if wg else "",
         expect_str(f[5], "overlay_ipv4", 64, allow_empty=True), expect_str(f[6], "overlay_ipv6", 64, allow_empty=True),
         _str_tuple(f[7], "listen_addrs"), expect_int(f[8], "api_port", 0, 65535),
-        expect_int(f[9], "torrent_port", 0, 65535),
+        expect_int(f[9], "torrent_port", 0, 65535), _str_tuple(f[10], "join_addrs"),
     )
 
 
@@ -261,12 +279,15 @@ def _enum(obj: Any, names: tuple[str, ...], what: str) -> str:
 
 def decode_holding(content_id: str, data: bytes) -> Holding:
     """The holding stored under ``h/<content_id>`` (the id comes from the key)."""
-    f = _fields(data, "holding", 7)
+    f = _fields(data, "holding", (7, 8))
     ih = _bin(f[1], "holding infohash", (20,))
+    # Written only when set; read as a bool either way, since a newer minor version appending its own
+    # fields must fill this slot for a user's holding too.
+    custody = len(f) == 8 and expect_bool(f[7], "holding custody mark")
     return _build(
         Holding, "holding", content_id, ih.hex(), expect_int(f[2], "size_bytes", 0, SIZE_BYTES_MAX),
         _enum(f[3], STATES, "holding state"), _enum(f[4], POLICIES, "holding policy"),
-        _enum(f[5], SOURCES, "holding source"), expect_int(f[6], "bytes_done", 0, SIZE_BYTES_MAX),
+        _enum(f[5], SOURCES, "holding source"), expect_int(f[6], "bytes_done", 0, SIZE_BYTES_MAX), custody,
     )
 
 

@@ -14,6 +14,7 @@ import trio
 
 from media.engine import TorrentEngine
 from media.torrent_input import content_id_for, parse_magnet, parse_torrent, read_torrent_file
+from media.torrent_make import HashProgress
 from tva.errors import InvalidInput
 
 
@@ -27,8 +28,10 @@ class AddResult:
 
 
 
-async def add_from_argument(engine: TorrentEngine, arg: str) -> AddResult:
-    """Dispatch on the argument's form; every input is validated before the engine sees it."""
+async def add_from_argument(engine: TorrentEngine, arg: str,
+                            progress: HashProgress | None = None) -> AddResult:
+    """Dispatch on the argument's form; every input is validated before the engine sees it.
+    ``progress`` hears how far hashing a path got (from the hashing worker thread)."""
     if not isinstance(arg, str) or not arg:
         raise InvalidInput("torrent add needs PATH, MAGNET or FILE.torrent")
     if arg.lower().startswith("magnet:"):
@@ -41,6 +44,6 @@ async def add_from_argument(engine: TorrentEngine, arg: str) -> AddResult:
         meta = parse_torrent(data)  # a RemoteDataError here: the file is bad, not the command
         ih = await engine.add_torrent(data)
         return AddResult("torrent_file", content_id_for(meta.name, ih), ih, meta.name)
-    ih, data = await engine.seed_path(arg)  # refuses anything outside the media root
+    ih, data = await engine.seed_path(arg, progress=progress)  # refuses anything outside the media root
     name = parse_torrent(data).name
     return AddResult("seed", content_id_for(name, ih), ih, name)

@@ -9,6 +9,7 @@ for both, so the agent can publish holdings without knowing which engine runs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,10 +63,19 @@ class TorrentEngine(Protocol):
         """Validate and add .torrent bytes (download into ``save_dir``, default the media root)."""
         ...
 
-    async def add_magnet(self, magnet: str, save_dir: str | None = None) -> str: ...
+    async def add_magnet(self, magnet: str, save_dir: str | None = None, *, hold: bool = False) -> str:
+        """Add by magnet. ``hold``: fetch only the metadata (the .torrent), no data until
+        ``release`` — so a caller can check the real size before a byte lands on its disk."""
+        ...
 
-    async def seed_path(self, path: str) -> tuple[str, bytes]:
-        """Make a v1 torrent of a file/dir under the media root and seed it: (infohash, bytes)."""
+    async def release(self, infohash: str) -> None:
+        """Let a torrent added with ``hold`` fetch its data."""
+        ...
+
+    async def seed_path(self, path: str, trackers: tuple[str, ...] = (),
+                        progress: Callable[[int, int], None] | None = None) -> tuple[str, bytes]:
+        """Make a v1 torrent of a file/dir under the media root and seed it: (infohash, bytes).
+        ``progress(bytes_hashed, bytes_total)`` is called from the hashing worker thread."""
         ...
 
     async def connect_peers(self, infohash: str, peers: tuple[tuple[str, int], ...]) -> int:

@@ -21,7 +21,7 @@ from media.torrent_input import (
     validate_infohash,
     validate_peers,
 )
-from media.torrent_make import make_torrent_v1
+from media.torrent_make import HashProgress, make_torrent_v1
 from tva.errors import InvalidInput
 
 
@@ -41,6 +41,7 @@ class MemoryEngine:
         self._dht: dict[str, list[tuple[str, int]]] = {}
         self.announces: list[str] = []
         self.verifies: list[str] = []
+        self.held: set[str] = set()  # added with hold=True and not yet released
 
     def _new(self, ih: str, name: str, size: int, save: str, data: bytes | None, done: bool) -> None:
         if ih in self._items:
@@ -71,14 +72,29 @@ class MemoryEngine:
         await self.connect_peers(meta.infohash, peers)
         return meta.infohash
 
-    async def add_magnet(self, magnet: str, save_dir: str | None = None) -> str:
+    async def add_magnet(self, magnet: str, save_dir: str | None = None, *, hold: bool = False) -> str:
         m = parse_magnet(magnet)
         self._new(m.infohash, m.name or m.infohash, 0, self._save_dir(save_dir), None, False)
+        if hold:
+            self.held.add(m.infohash)
         return m.infohash
 
-    async def seed_path(self, path: str, trackers: tuple[str, ...] = ()) -> tuple[str, bytes]:
+    async def release(self, infohash: str) -> None:
+        self.held.discard(self._get(infohash).sample.infohash)
+
+    def deliver_metadata(self, infohash: str, torrent_bytes: bytes) -> None:
+        """What a magnet's peers would send: the .torrent (its infohash must match)."""
+        meta = parse_torrent(torrent_bytes)
+        item = self._get(infohash)
+        if meta.infohash != item.sample.infohash:
+            raise InvalidInput("metadata of another torrent")
+        self._items[meta.infohash] = replace(item, data=bytes(torrent_bytes), sample=replace(
+            item.sample, name=meta.name, size_bytes=meta.size_bytes, state="downloading"))
+
+    async def seed_path(self, path: str, trackers: tuple[str, ...] = (),
+                        progress: HashProgress | None = None) -> tuple[str, bytes]:
         full = path_under_root(self._root, path)
-        data = await trio.to_thread.run_sync(make_torrent_v1, full, trackers)
+        data = await trio.to_thread.run_sync(make_torrent_v1, full, trackers, progress)
         meta = parse_torrent(data)
         self._new(meta.infohash, meta.name, meta.size_bytes, os.path.dirname(full), data, True)
         return meta.infohash, data
@@ -112,7 +128,9 @@ class MemoryEngine:
         self.verifies.append(self._get(infohash).sample.infohash)
 
     async def remove(self, infohash: str, delete_files: bool = False) -> None:
-        del self._items[self._get(infohash).sample.infohash]
+        ih = self._get(infohash).sample.infohash
+        del self._items[ih]
+        self.held.discard(ih)
 
     async def torrent_file(self, infohash: str) -> bytes | None:
         ih = validate_infohash(infohash)

@@ -28,7 +28,7 @@ from media.torrent_input import (
     validate_infohash,
     validate_peers,
 )
-from media.torrent_make import make_torrent_v1
+from media.torrent_make import HashProgress, make_torrent_v1
 from tva.errors import (
     ConfigError,
     DaemonUnavailable,
@@ -138,14 +138,26 @@ class TransmissionEngine:
         self._torrent_bytes[meta.infohash] = bytes(torrent_bytes)
         return meta.infohash
 
-    async def add_magnet(self, magnet: str, save_dir: str | None = None) -> str:
+    async def add_magnet(self, magnet: str, save_dir: str | None = None, *, hold: bool = False) -> str:
         m = parse_magnet(magnet)
         await self._rpc("torrent-add", self._client.add_torrent, magnet, download_dir=self._save_dir(save_dir))
+        if hold:
+            # Transmission has no metadata-only mode. A per-torrent download limit of 0 holds
+            # piece data back (libtransmission clamps piece data, not protocol messages such as
+            # ut_metadata); the agent also checks the size once the metadata is in and removes
+            # the torrent with its files if it lied, so this is a first guard, not the only one.
+            await self._rpc("torrent-set", self._client.change_torrent, [m.infohash],
+                            download_limited=True, download_limit=0)
         return m.infohash
 
-    async def seed_path(self, path: str, trackers: tuple[str, ...] = ()) -> tuple[str, bytes]:
+    async def release(self, infohash: str) -> None:
+        ih = await self._require(infohash)
+        await self._rpc("torrent-set", self._client.change_torrent, [ih], download_limited=False)
+
+    async def seed_path(self, path: str, trackers: tuple[str, ...] = (),
+                        progress: HashProgress | None = None) -> tuple[str, bytes]:
         full = path_under_root(self._media_root, path)
-        data = await trio.to_thread.run_sync(make_torrent_v1, full, trackers)
+        data = await trio.to_thread.run_sync(make_torrent_v1, full, trackers, progress)
         infohash = parse_torrent(data).infohash
         # Transmission checks the existing data on add, then seeds it.
         await self._rpc("torrent-add", self._client.add_torrent, data, download_dir=os.path.dirname(full))

@@ -1,8 +1,9 @@
 """Invites: signed, expiring, single-use tokens that admit a host to a fleet (pure).
 
 Token: ``tva1:`` + base64url(no padding) of ``msgpack([body, signature])``. The body names the
-fleet (id, name, pre-shared key), where to dial (bootstrap multiaddrs), the role, an expiry, a
-random nonce and the inviter; the inviter's Ed25519 key signs a domain-separated encoding of it.
+fleet (id, name), where to dial (the inviter's *join listener* multiaddrs), the role, an expiry, a
+random one-time join secret (the nonce) and the inviter; the inviter's Ed25519 key signs a
+domain-separated encoding of it.
 
 What the token alone proves (checked by the joiner before it dials anything): it is intact and
 signed by the key it names, and it has not expired. What only the fleet can check (done by the
@@ -10,15 +11,17 @@ admitting member): the inviter is a current member, and the nonce was never rede
 redemption is recorded in the fleet document together with the admission, so a second use is
 refused by every member that has synced it.
 
-Why the PSK rides in the token: the fleet's libp2p network is private (pre-shared key), so the
-joiner could not even complete a handshake without it. A leaked, unredeemed invite therefore
-leaks the PSK; the expiry bounds that window, and admission still needs the unredeemed nonce.
+The fleet's pre-shared key is *not* in the token (format 1 carried it, so every invite ever
+pasted into a chat leaked it for good): the joiner dials the join listener, a second libp2p host
+whose private-network key is public and which answers nothing but join requests; once admitted it
+receives the fleet key sealed to its own identity key (agent.secrets, agent.joining).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import msgpack
@@ -28,9 +31,8 @@ from tva.errors import InvalidInput, InviteError
 
 TOKEN_PREFIX = "tva1:"
 TOKEN_CHARS_MAX = 4096
-FORMAT_VERSION = 1
-ROLES = ("member", "friend")
-PSK_BYTES = 32
+FORMAT_VERSION = 2  # 1 carried the fleet PSK
+ROLES = ("admin", "member", "friend")
 NONCE_BYTES = 16
 FLEET_ID_CHARS_MAX = 64
 FLEET_NAME_CHARS_MAX = 64
@@ -44,7 +46,6 @@ _SIGNING_DOMAIN = b"tva/invite/v1"
 class Invite:
     fleet_id: str
     fleet_name: str
-    psk: bytes
     bootstrap: tuple[str, ...]
     role: str
     expires_at_ms: int
@@ -62,7 +63,7 @@ class Invite:
 
     def body(self) -> list:
         return [
-            FORMAT_VERSION, self.fleet_id, self.fleet_name, self.psk, list(self.bootstrap),
+            FORMAT_VERSION, self.fleet_id, self.fleet_name, list(self.bootstrap),
             self.role, self.expires_at_ms, self.nonce, self.inviter,
         ]
 
@@ -70,14 +71,13 @@ class Invite:
         return _SIGNING_DOMAIN + msgpack.packb(self.body(), use_bin_type=True)
 
     def to_json_dict(self) -> dict:
-        """What `tva-agent invite --json` and logs may show: never the PSK."""
+        """What `tva-agent invite --json` and logs may show: never the join secret (nonce)."""
         return {
             "fleet_id": self.fleet_id,
             "fleet_name": self.fleet_name,
             "role": self.role,
             "bootstrap": list(self.bootstrap),
             "expires_at_ms": self.expires_at_ms,
-            "nonce": self.nonce_hex,
             "inviter": self.inviter_peer_id,
         }
 
@@ -88,8 +88,6 @@ def _check_fields(inv: Invite) -> None:
         raise ValueError("fleet id must be 1–64 characters")
     if not isinstance(inv.fleet_name, str) or not 0 < len(inv.fleet_name) <= FLEET_NAME_CHARS_MAX:
         raise ValueError("fleet name must be 1–64 characters")
-    if not isinstance(inv.psk, bytes) or len(inv.psk) != PSK_BYTES:
-        raise ValueError(f"pre-shared key must be {PSK_BYTES} bytes")
     if not isinstance(inv.bootstrap, tuple) or not 0 < len(inv.bootstrap) <= BOOTSTRAP_ADDRS_MAX:
         raise ValueError(f"an invite needs 1–{BOOTSTRAP_ADDRS_MAX} bootstrap addresses")
     for addr in inv.bootstrap:
@@ -106,14 +104,14 @@ def _check_fields(inv: Invite) -> None:
 
 
 def issue_invite(
-    *, key: NodeKey, fleet_id: str, fleet_name: str, psk: bytes, bootstrap: list[str], role: str,
+    *, key: NodeKey, fleet_id: str, fleet_name: str, bootstrap: list[str], role: str,
     ttl_ms: int, nonce: bytes, now_ms: int,
 ) -> str:
     """Sign a new invite token. ``nonce`` comes from the shell's randomness source."""
     if not 0 < ttl_ms <= TTL_MS_MAX:
         raise InvalidInput(f"invite ttl must be between 1 ms and 30 days, got {ttl_ms} ms",
                            hint="use e.g. --ttl 24h")
-    inv = Invite(fleet_id, fleet_name, psk, tuple(bootstrap), role, now_ms + ttl_ms, nonce, key.public)
+    inv = Invite(fleet_id, fleet_name, tuple(bootstrap), role, now_ms + ttl_ms, nonce, key.public)
     try:
         _check_fields(inv)
     except ValueError as exc:
@@ -150,15 +148,18 @@ def parse_invite(token: str) -> Invite:
             and isinstance(outer[1], bytes)):
         raise InviteError("invite has an unknown structure")
     body, signature = outer
+    if body and body[0] == 1:
+        raise InviteError("invite of an older format (it carried the fleet key)",
+                          hint="ask for a new invite from an upgraded member: tva-agent invite")
     if not body or body[0] != FORMAT_VERSION:
         raise InviteError(f"invite format {body[0] if body else '?'} is not supported by this version",
                           hint="upgrade tva-agent on this host")
-    if len(body) != 9:
+    if len(body) != 8:
         raise InviteError("invite has an unknown structure")
-    _, fleet_id, fleet_name, psk, bootstrap, role, expires, nonce, inviter = body
+    _, fleet_id, fleet_name, bootstrap, role, expires, nonce, inviter = body
     if not isinstance(bootstrap, list):
         raise InviteError("invite has an unknown structure")
-    inv = Invite(fleet_id, fleet_name, psk, tuple(bootstrap), role, expires, nonce, inviter, signature)
+    inv = Invite(fleet_id, fleet_name, tuple(bootstrap), role, expires, nonce, inviter, signature)
     try:
         _check_fields(inv)
     except ValueError as exc:
@@ -176,19 +177,22 @@ def check_usable(inv: Invite, now_ms: int) -> None:
 
 
 def check_admission(
-    inv: Invite, *, now_ms: int, fleet_id: str, members: frozenset[str], revoked: frozenset[str],
+    inv: Invite, *, now_ms: int, fleet_id: str, roles: Mapping[str, str], revoked: frozenset[str],
     redeemed: frozenset[str], joiner: str,
 ) -> None:
-    """The admitting member's checks, against its copy of the fleet document."""
+    """The admitting member's checks, against its copy of the fleet document (``roles``: every
+    current member's role)."""
     check_usable(inv, now_ms)
     if inv.fleet_id != fleet_id:
         raise InviteError("invite is for another fleet")
-    if inv.inviter_peer_id in revoked or inv.inviter_peer_id not in members:
+    if inv.inviter_peer_id in revoked or inv.inviter_peer_id not in roles:
         raise InviteError("invite was issued by a host that is not (or no longer) a member")
+    if roles[inv.inviter_peer_id] not in ("owner", "admin"):
+        raise InviteError("invite was issued by a host that is not an admin", hint="only admins may invite")
     if inv.nonce_hex in redeemed:
         raise InviteError("invite was already redeemed", hint="each invite admits one host once")
     if joiner in revoked:
         raise InviteError("this host was revoked from the fleet")
-    if inv.role != "member":
+    if inv.role not in ("admin", "member"):
         raise InviteError("friend invites link fleets; they do not admit members",
                           hint="friend federation is not available in this version")

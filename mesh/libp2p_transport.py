@@ -5,9 +5,14 @@ Choices, each for a reason recorded in FIELD-NOTES "py-libp2p 0.8.1":
 * Security is Noise only (the library's default list also accepts plaintext, secio and TLS) and
   every connection is wrapped in the fleet's pre-shared key (libp2p private network).
 * The host key *is* the node's ``crdt.identity`` seed, so libp2p peer ids equal ours.
-* Frames travel on one persistent outbound stream per peer (``/tva/frames/1``), each direction
-  its own stream: a new stream per frame costs ~4x. Requests use a fresh stream each
-  (``/tva/req/1``): they are rare and a stream per request keeps replies unambiguous.
+* Frames travel on persistent outbound streams per peer, each direction its own stream: a new
+  stream per frame costs ~4x. Two lanes, two streams: ``/tva/frames/2`` for pings, acks and
+  rumours, ``/tva/bulk/2`` for deltas and document messages. yamux interleaves streams in 64 KiB
+  frames, so a ping waits for at most one of those, not for a whole 4 MiB delta.
+* Each frame stream opens with the version hello (``mesh.transport``): the opener writes its
+  hello, the listener answers with its own, both agree on a frame version or drop the stream.
+* Requests use a fresh stream each (``/tva/req/1``): they are rare and a stream per request keeps
+  replies unambiguous.
 * We own dial policy: the swarm's retries are switched off, its 60 s negative dial cache is
   cleared before each of our dials (a restarted peer must be reachable at once), its
   auto-connector is kept stopped (it would dial peers we have revoked or backed off), and one
@@ -30,18 +35,34 @@ import trio
 from crdt.identity import NodeKey, is_peer_id
 from mesh.framing import FrameDecoder, encode_frame
 from mesh.libp2p_addrs import check_listen_addr_free, parse_peer_addr, psk_hex
+from mesh.libp2p_streams import (
+    READ_CHUNK_BYTES,
+    STREAM_CLOSE_TIMEOUT_MS,
+    FilterNotifee,
+    check_peer_id,
+    close_quietly,
+    close_stream,
+    read_one,
+)
 from mesh.transport import (
+    HELLO_BYTES_MAX,
     Backoff,
     Counters,
+    IncomingFrames,
     PeerFilter,
     PeerId,
     RequestHandler,
     TransportLimits,
+    VersionHandler,
+    WireVersions,
     check_frame_size,
     check_request_size,
+    decode_hello,
     decode_reply,
+    encode_hello,
     encode_reply_error,
     encode_reply_ok,
+    negotiate,
 )
 from tva.errors import (
     DecodeError,
@@ -49,19 +70,19 @@ from tva.errors import (
     PeerUnavailable,
     RemoteDataError,
     RequestRefused,
+    UnsupportedVersion,
 )
 
 log = logging.getLogger(__name__)
 
-FRAMES_PROTOCOL = "/tva/frames/1.0.0"
+FRAMES_PROTOCOL = "/tva/frames/2.0.0"  # the priority lane
+BULK_PROTOCOL = "/tva/bulk/2.0.0"
 REQUEST_PROTOCOL = "/tva/req/1.0.0"
-READ_CHUNK_BYTES = 64 * 1024
 ADDRS_PER_PEER_MAX = 8
 INBOUND_FRAME_STREAMS_PER_PEER_MAX = 4
 STREAM_OPEN_ATTEMPTS = 3
 STREAM_RETRY_DELAY_MS = 50
 CLOSE_TIMEOUT_MS = 5_000
-STREAM_CLOSE_TIMEOUT_MS = 1_000
 PEERSTORE_ADDR_TTL_S = 3600
 
 
@@ -86,8 +107,16 @@ class Libp2pTransport:
         *,
         listen_addrs: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",),
         limits: TransportLimits | None = None,
+        versions: WireVersions | None = None,
+        serve_frames: bool = True,
     ) -> None:
+        # serve_frames=False: a requests-only host (the join listener); frame streams are refused.
+        self._serve_frames = serve_frames
         self._key = NodeKey(seed)
+        self.versions = versions or WireVersions()
+        self._agreed: dict[PeerId, int] = {}
+        self._refused_logged: set[PeerId] = set()
+        self._on_version: VersionHandler = lambda _peer, _v: None
         self.local_peer: PeerId = self._key.peer_id
         self._psk = psk_hex(psk)
         self._listen = listen_addrs
@@ -95,16 +124,14 @@ class Libp2pTransport:
         self._host: Any = None
         self._nursery: trio.Nursery | None = None
         self._addrs: dict[PeerId, list[str]] = {}
-        self._out: dict[PeerId, _Outbound] = {}
+        self._out: dict[tuple[PeerId, bool], _Outbound] = {}  # (peer, bulk lane)
         self._filter: PeerFilter = lambda _peer: True
         self._handler: RequestHandler | None = None
         self._counters = Counters()
         self._backoff = Backoff(self.limits)
         self._requests_in_flight = 0
-        self._inbound_streams: dict[PeerId, int] = {}
-        self._in_send, self._in_recv = trio.open_memory_channel[tuple[PeerId, bytes]](
-            self.limits.incoming_frames_max
-        )
+        self._inbound_streams: dict[tuple[PeerId, bool], int] = {}
+        self._incoming = IncomingFrames(self.limits)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -157,9 +184,11 @@ class Libp2pTransport:
         for addr in self._listen:
             check_listen_addr_free(addr)
         host = self._host = self._make_host()
-        host.set_stream_handler(FRAMES_PROTOCOL, self._on_frames_stream)
+        if self._serve_frames:
+            host.set_stream_handler(FRAMES_PROTOCOL, self._on_priority_stream)
+            host.set_stream_handler(BULK_PROTOCOL, self._on_bulk_stream)
         host.set_stream_handler(REQUEST_PROTOCOL, self._on_request_stream)
-        host.get_network().register_notifee(_FilterNotifee(self))
+        host.get_network().register_notifee(FilterNotifee(self))
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -173,7 +202,7 @@ class Libp2pTransport:
         finally:
             self._nursery = None
             await self._close_host()
-            self._in_send.close()
+            self._incoming.close()
 
     async def _close_host(self) -> None:
         # Shielded: leaving host.run() without close() leaks the listening socket (FIELD-NOTES).
@@ -184,7 +213,7 @@ class Libp2pTransport:
             conns = [c for cs in list(self._host.get_network().connections.values()) for c in cs]
             async with trio.open_nursery() as closers:
                 for conn in conns:
-                    closers.start_soon(_close_quietly, conn)
+                    closers.start_soon(close_quietly, conn)
             try:
                 await self._host.close()
             except Exception as exc:
@@ -210,8 +239,14 @@ class Libp2pTransport:
         if fresh:
             self._backoff.reset(peer)
 
-    def incoming(self) -> trio.MemoryReceiveChannel[tuple[PeerId, bytes]]:
-        return self._in_recv
+    def incoming(self) -> IncomingFrames:
+        return self._incoming
+
+    def set_version_handler(self, handler: VersionHandler) -> None:
+        self._on_version = handler
+
+    def wire_version(self, peer: PeerId) -> int | None:
+        return self._agreed.get(peer)
 
     def set_request_handler(self, handler: RequestHandler) -> None:
         self._handler = handler
@@ -236,9 +271,9 @@ class Libp2pTransport:
 
     # --- frames out -----------------------------------------------------------------------------
 
-    async def send(self, peer: PeerId, frame: bytes) -> bool:
+    async def send(self, peer: PeerId, frame: bytes, *, bulk: bool = False) -> bool:
         check_frame_size(frame, self.limits)
-        _check_peer_id(peer)
+        check_peer_id(peer)
         if self._host is None or self._nursery is None:
             raise InvalidInput("send() before run() started the transport")
         if peer == self.local_peer or not self._filter(peer):
@@ -247,7 +282,7 @@ class Libp2pTransport:
         if self._backoff.blocked(peer, trio.current_time() * 1000):
             self._counters.add("send_failures")
             return False
-        out = self._out.setdefault(peer, _Outbound())
+        out = self._out.setdefault((peer, bulk), _Outbound())
         if out.waiters >= self.limits.send_queue_frames_max:
             self._counters.add("send_queue_drops")
             return False
@@ -260,9 +295,11 @@ class Libp2pTransport:
                     if out.stream is None and self._backoff.blocked(peer, trio.current_time() * 1000):
                         self._counters.add("send_failures")
                         return False
-                    if await self._write_frame(peer, out, data):
+                    if await self._write_frame(peer, out, data, BULK_PROTOCOL if bulk else FRAMES_PROTOCOL):
                         self._counters.add("frames_out")
                         self._counters.add("bytes_out", len(frame))
+                        if bulk:
+                            self._counters.add("bulk_frames_out")
                         return True
                     self._counters.add("send_failures")
                     return False
@@ -273,17 +310,20 @@ class Libp2pTransport:
         finally:
             out.waiters -= 1
 
-    async def _write_frame(self, peer: PeerId, out: _Outbound, data: bytes) -> bool:
+    async def _write_frame(self, peer: PeerId, out: _Outbound, data: bytes, protocol: str) -> bool:
         # An old stream may belong to a connection that died (peer killed or restarted): on
         # failure, retry once on a fresh dial before reporting the frame undeliverable.
         for _attempt in range(2):
             reused = out.stream is not None
             try:
                 if out.stream is None:
-                    out.stream = await self._open_stream(peer, FRAMES_PROTOCOL)
+                    stream = await self._open_stream(peer, protocol)
+                    out.stream = stream  # from here a failure resets it (below)
+                    await self._hello_out(peer, stream)
                 await out.stream.write(data)
                 return True
             except _DialFailed:
+                await self._discard_stream(out)
                 return False
             except Exception as exc:  # libp2p raises many types for a dead stream
                 log.debug("frame write to %s failed: %r", peer[:16], exc)
@@ -352,6 +392,33 @@ class Libp2pTransport:
             return
         self._dial_failed(peer, repr(last))
 
+    async def _hello_out(self, peer: PeerId, stream: Any) -> None:
+        """The opener's side of the hello: say ours, read theirs, agree or give up on the peer."""
+        try:
+            with trio.fail_after(self.limits.dial_timeout_ms / 1000):
+                await stream.write(encode_frame(encode_hello(self.versions), HELLO_BYTES_MAX))
+                theirs = decode_hello(await read_one(stream, HELLO_BYTES_MAX))
+        except (trio.TooSlowError, RemoteDataError) as exc:
+            self._dial_failed(peer, f"hello: {exc!r}")
+        except Exception as exc:  # the stream died under us
+            self._dial_failed(peer, f"hello: {exc!r}")
+        if not self._agree(peer, theirs):
+            self._dial_failed(peer, "no common frame version")
+
+    def _agree(self, peer: PeerId, theirs: WireVersions) -> bool:
+        try:
+            v = negotiate(self.versions, theirs)
+        except UnsupportedVersion as exc:
+            self._counters.add("version_refused")
+            if peer not in self._refused_logged:  # once per peer: it will keep trying
+                self._refused_logged.add(peer)
+                log.warning("refusing frames with %s: %s", peer[:16], exc.message)
+            return False
+        if self._agreed.get(peer) != v:
+            self._agreed[peer] = v
+            self._on_version(peer, v)
+        return True
+
     def _dial_failed(self, peer: PeerId, why: str) -> None:
         self._counters.add("dial_failures")
         self._backoff.failed(peer, trio.current_time() * 1000)
@@ -360,7 +427,13 @@ class Libp2pTransport:
 
     # --- frames in ------------------------------------------------------------------------------
 
-    async def _on_frames_stream(self, stream: Any) -> None:
+    async def _on_priority_stream(self, stream: Any) -> None:
+        await self._on_frames_stream(stream, bulk=False)
+
+    async def _on_bulk_stream(self, stream: Any) -> None:
+        await self._on_frames_stream(stream, bulk=True)
+
+    async def _on_frames_stream(self, stream: Any, *, bulk: bool) -> None:
         peer = "?"
         counted = False
         try:
@@ -369,14 +442,15 @@ class Libp2pTransport:
                 self._counters.add("filtered")
                 await stream.reset()
                 return
-            # A peer needs one frame stream (a few across reconnects); more is abuse.
-            if self._inbound_streams.get(peer, 0) >= INBOUND_FRAME_STREAMS_PER_PEER_MAX:
+            # A peer needs one stream per lane (a few across reconnects); more is abuse.
+            lane = (peer, bulk)
+            if self._inbound_streams.get(lane, 0) >= INBOUND_FRAME_STREAMS_PER_PEER_MAX:
                 self._counters.add("filtered")
                 await stream.reset()
                 return
-            self._inbound_streams[peer] = self._inbound_streams.get(peer, 0) + 1
+            self._inbound_streams[lane] = self._inbound_streams.get(lane, 0) + 1
             counted = True
-            await self._read_frames(peer, stream)
+            await self._read_frames(peer, stream, bulk)
         except Exception as exc:  # libp2p swallows handler exceptions: count and log them here
             self._counters.add("decode_errors" if isinstance(exc, RemoteDataError) else "stream_errors")
             log.info("frame stream from %s closed: %r", peer[:16], exc)
@@ -388,14 +462,15 @@ class Libp2pTransport:
                     pass
         finally:
             if counted:
-                self._inbound_streams[peer] -= 1
-                if not self._inbound_streams[peer]:
-                    del self._inbound_streams[peer]
+                self._inbound_streams[lane] -= 1
+                if not self._inbound_streams[lane]:
+                    del self._inbound_streams[lane]
 
-    async def _read_frames(self, peer: PeerId, stream: Any) -> None:
+    async def _read_frames(self, peer: PeerId, stream: Any, bulk: bool) -> None:
         from libp2p.network.stream.exceptions import StreamEOF
 
         decoder = FrameDecoder(self.limits.frame_bytes_max)
+        greeted = False
         while True:
             try:
                 chunk = await stream.read(READ_CHUNK_BYTES)
@@ -408,22 +483,34 @@ class Libp2pTransport:
                     self._counters.add("filtered")
                     await stream.reset()
                     return
-                try:
-                    self._in_send.send_nowait((peer, frame))
-                except trio.WouldBlock:
+                if not greeted:  # the first frame is the opener's hello: answer with ours
+                    theirs = decode_hello(frame)
+                    await stream.write(encode_frame(encode_hello(self.versions), HELLO_BYTES_MAX))
+                    if not self._agree(peer, theirs):
+                        await stream.reset()
+                        return
+                    greeted = True
+                    continue
+                lane_bulk = bulk or len(frame) > self.limits.priority_frame_bytes_max
+                if lane_bulk and not bulk:
+                    self._counters.add("priority_frames_demoted")
+                if self._incoming.closed or not self._incoming.put_nowait(peer, frame, bulk=lane_bulk):
+                    if self._incoming.closed:
+                        return
                     self._counters.add("incoming_drops")
                     continue
-                except trio.ClosedResourceError:
-                    return
                 self._counters.add("frames_in")
                 self._counters.add("bytes_in", len(frame))
+                if lane_bulk:
+                    self._counters.add("bulk_frames_in")
 
     async def _drop_peer(self, peer: PeerId) -> None:
         from libp2p.peer.id import ID
 
-        out = self._out.pop(peer, None)
-        if out is not None:
-            await self._discard_stream(out)
+        for bulk in (False, True):
+            out = self._out.pop((peer, bulk), None)
+            if out is not None:
+                await self._discard_stream(out)
         try:
             await self._host.disconnect(ID.from_base58(peer))
         except Exception as exc:
@@ -433,7 +520,7 @@ class Libp2pTransport:
 
     async def request(self, peer: PeerId, payload: bytes, timeout_ms: int) -> bytes:
         check_request_size(payload, self.limits)
-        _check_peer_id(peer)
+        check_peer_id(peer)
         if timeout_ms <= 0:
             raise InvalidInput("timeout_ms must be positive")
         if self._host is None or self._nursery is None:
@@ -447,7 +534,7 @@ class Libp2pTransport:
             with trio.fail_after(timeout_ms / 1000):
                 stream = await self._open_stream(peer, REQUEST_PROTOCOL)
                 await stream.write(encode_frame(payload, self.limits.request_bytes_max))
-                reply = await self._read_one(stream, self.limits.response_bytes_max + 1)
+                reply = await read_one(stream, self.limits.response_bytes_max + 1)
             ok, body = decode_reply(reply)
         except _DialFailed as exc:
             self._counters.add("request_failures")
@@ -463,37 +550,11 @@ class Libp2pTransport:
             raise PeerUnavailable(f"request to {peer[:16]}… failed: {type(exc).__name__}") from None
         finally:
             if stream is not None:
-                await self._close_stream(stream)
+                await close_stream(stream)
         if not ok:
             self._counters.add("request_failures")
             raise RequestRefused(f"peer {peer[:16]}… refused: {body[:200].decode('utf-8', 'replace')}")
         return body
-
-    async def _read_one(self, stream: Any, bytes_max: int) -> bytes:
-        """One frame from ``stream``; ``PeerUnavailable`` if the stream ends first."""
-        from libp2p.network.stream.exceptions import StreamEOF
-
-        decoder = FrameDecoder(bytes_max)
-        while True:
-            try:
-                chunk = await stream.read(READ_CHUNK_BYTES)
-            except StreamEOF:
-                chunk = b""
-            if not chunk:
-                raise PeerUnavailable("stream ended before a whole frame arrived")
-            frames = decoder.feed(chunk)
-            if frames:
-                if len(frames) > 1 or decoder.buffered_bytes:
-                    raise DecodeError("more than one frame where one was expected")
-                return frames[0]
-
-    async def _close_stream(self, stream: Any) -> None:
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + STREAM_CLOSE_TIMEOUT_MS / 1000
-            try:
-                await stream.close()
-            except Exception:
-                pass
 
     async def _on_request_stream(self, stream: Any) -> None:
         peer = "?"
@@ -510,10 +571,10 @@ class Libp2pTransport:
             self._counters.add("decode_errors" if isinstance(exc, RemoteDataError) else "request_failures")
             log.info("request stream from %s failed: %r", peer[:16], exc)
         finally:
-            await self._close_stream(stream)
+            await close_stream(stream)
 
     async def _answer(self, peer: PeerId, stream: Any) -> bytes:
-        payload = await self._read_one(stream, self.limits.request_bytes_max)
+        payload = await read_one(stream, self.limits.request_bytes_max)
         if self._handler is None:
             return encode_reply_error("peer serves no requests")
         if self._requests_in_flight >= self.limits.requests_in_flight_max:
@@ -532,47 +593,3 @@ class Libp2pTransport:
             self._counters.add("handler_errors")
             return encode_reply_error("reply too large or not bytes")
         return encode_reply_ok(bytes(body))
-
-
-async def _close_quietly(conn: Any) -> None:
-    try:
-        await conn.close()
-    except Exception as exc:
-        log.debug("closing a connection: %r", exc)
-
-
-def _check_peer_id(peer: PeerId) -> None:
-    if not is_peer_id(peer):
-        raise InvalidInput(f"not a peer id: {str(peer)[:20]!r}", hint="peer ids look like 12D3KooW…")
-
-
-class _FilterNotifee:
-    """Refuses connections from filtered peers (revoked / non-members) as soon as they connect."""
-
-    def __init__(self, transport: Libp2pTransport) -> None:
-        self._t = transport
-
-    async def connected(self, network: Any, conn: Any) -> None:
-        try:
-            peer = conn.muxed_conn.peer_id.to_base58()
-        except Exception:
-            return
-        if not self._t._filter(peer) and self._t._nursery is not None:
-            self._t._counters.add("filtered")
-            # Not awaited here: closing from inside the swarm's notification could deadlock it.
-            self._t._nursery.start_soon(self._t._drop_peer, peer)
-
-    async def disconnected(self, network: Any, conn: Any) -> None:
-        return None
-
-    async def opened_stream(self, network: Any, stream: Any) -> None:
-        return None
-
-    async def closed_stream(self, network: Any, stream: Any) -> None:
-        return None
-
-    async def listen(self, network: Any, multiaddr: Any) -> None:
-        return None
-
-    async def listen_close(self, network: Any, multiaddr: Any) -> None:
-        return None

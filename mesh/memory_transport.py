@@ -19,14 +19,18 @@ import trio
 from mesh.transport import (
     Backoff,
     Counters,
+    IncomingFrames,
     PeerFilter,
     PeerId,
     RequestHandler,
     TransportLimits,
+    VersionHandler,
+    WireVersions,
     check_frame_size,
     check_request_size,
+    negotiate,
 )
-from tva.errors import InvalidInput, PeerUnavailable, RequestRefused, TooLarge
+from tva.errors import InvalidInput, PeerUnavailable, RequestRefused, TooLarge, UnsupportedVersion
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +44,18 @@ class MemoryNetwork:
         self._nodes: dict[PeerId, MemoryTransport] = {}
         self._killed: set[PeerId] = set()
         self._cut: set[frozenset[PeerId]] = set()
+        self._siblings: dict[str, MemoryNetwork] = {}
 
-    def transport(self, peer: PeerId, limits: TransportLimits | None = None) -> MemoryTransport:
+    def sibling(self, name: str) -> MemoryNetwork:
+        """Another network between the same peers (e.g. the join network beside the mesh's)."""
+        if name not in self._siblings:
+            self._siblings[name] = MemoryNetwork(self.limits, self.latency_ms)
+        return self._siblings[name]
+
+    def transport(self, peer: PeerId, limits: TransportLimits | None = None,
+                  versions: WireVersions | None = None) -> MemoryTransport:
         """A new node (or a restarted one: same id, fresh transport, same network)."""
-        node = MemoryTransport(self, peer, limits or self.limits)
+        node = MemoryTransport(self, peer, limits or self.limits, versions or WireVersions())
         self._nodes[peer] = node
         self._killed.discard(peer)
         return node
@@ -74,10 +86,16 @@ class MemoryNetwork:
 
 
 class MemoryTransport:
-    def __init__(self, network: MemoryNetwork, peer: PeerId, limits: TransportLimits) -> None:
+    def __init__(self, network: MemoryNetwork, peer: PeerId, limits: TransportLimits,
+                 versions: WireVersions | None = None) -> None:
         self.local_peer = peer
         self.limits = limits
+        self.versions = versions or WireVersions()
+        self._agreed: dict[PeerId, int] = {}  # the hello's result per peer, this transport's lifetime
+        self._refused_logged: set[PeerId] = set()
+        self._on_version: VersionHandler = lambda _peer, _v: None
         self._net = network
+        self.network = network
         self._running = False
         self._addrs: dict[PeerId, list[str]] = {}
         self._contacted_by: set[PeerId] = set()
@@ -85,10 +103,8 @@ class MemoryTransport:
         self._handler: RequestHandler | None = None
         self._counters = Counters()
         self._backoff = Backoff(limits)
-        self._in_send, self._in_recv = trio.open_memory_channel[tuple[PeerId, bytes]](
-            limits.incoming_frames_max
-        )
-        self._send_waiters: dict[PeerId, int] = {}
+        self._incoming = IncomingFrames(limits)
+        self._send_waiters: dict[tuple[PeerId, bool], int] = {}
         self._requests_in_flight = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -100,7 +116,7 @@ class MemoryTransport:
             await trio.sleep_forever()
         finally:
             self._running = False
-            self._in_send.close()  # as the libp2p transport: readers see the end of the channel
+            self._incoming.close()  # as the libp2p transport: readers see the end of the channel
 
     def listen_addrs(self) -> list[str]:
         return [f"/memory/{self.local_peer}"]
@@ -114,8 +130,14 @@ class MemoryTransport:
         if fresh:
             self._backoff.reset(peer)
 
-    def incoming(self) -> trio.MemoryReceiveChannel[tuple[PeerId, bytes]]:
-        return self._in_recv
+    def incoming(self) -> IncomingFrames:
+        return self._incoming
+
+    def set_version_handler(self, handler: VersionHandler) -> None:
+        self._on_version = handler
+
+    def wire_version(self, peer: PeerId) -> int | None:
+        return self._agreed.get(peer)
 
     def set_request_handler(self, handler: RequestHandler) -> None:
         self._handler = handler
@@ -133,18 +155,19 @@ class MemoryTransport:
 
     # --- frames ---------------------------------------------------------------------------------
 
-    async def send(self, peer: PeerId, frame: bytes) -> bool:
+    async def send(self, peer: PeerId, frame: bytes, *, bulk: bool = False) -> bool:
         check_frame_size(frame, self.limits)
         if not self._allowed(peer):
             return False
         target = self._dial(peer)
-        if target is None:
+        if target is None or not self._hello(target):
             return False
-        waiting = self._send_waiters.get(peer, 0)
+        lane = (peer, bulk)
+        waiting = self._send_waiters.get(lane, 0)
         if waiting >= self.limits.send_queue_frames_max:
             self._counters.add("send_queue_drops")
             return False
-        self._send_waiters[peer] = waiting + 1
+        self._send_waiters[lane] = waiting + 1
         try:
             if self._net.latency_ms:
                 await trio.sleep(self._net.latency_ms / 1000)
@@ -154,28 +177,56 @@ class MemoryTransport:
                 self._counters.add("send_failures")
                 self._backoff.failed(peer, self._now_ms())
                 return False
-            if not target._accept_frame(self.local_peer, frame):
+            if not target._accept_frame(self.local_peer, frame, bulk):
                 self._counters.add("send_failures")
                 return False
         finally:
-            self._send_waiters[peer] -= 1
+            self._send_waiters[lane] -= 1
         self._counters.add("frames_out")
         self._counters.add("bytes_out", len(frame))
+        if bulk:
+            self._counters.add("bulk_frames_out")
         return True
 
-    def _accept_frame(self, src: PeerId, frame: bytes) -> bool:
+    def _hello(self, target: MemoryTransport) -> bool:
+        """The connection's hello, both sides at once: agree on a frame version or refuse."""
+        agreed = self._agreed.get(target.local_peer)
+        if agreed is not None and target._agreed.get(self.local_peer) == agreed:
+            return True
+        try:
+            v = negotiate(self.versions, target.versions)
+        except UnsupportedVersion:
+            for side, other in ((self, target), (target, self)):
+                side._counters.add("version_refused")
+                if other.local_peer not in side._refused_logged:
+                    side._refused_logged.add(other.local_peer)
+                    try:  # each side says it from where it stands ("upgrade this build"/"the peer")
+                        negotiate(side.versions, other.versions)
+                    except UnsupportedVersion as exc:
+                        log.warning("refusing frames with %s: %s", other.local_peer[:16], exc.message)
+            return False
+        for side, other in ((self, target), (target, self)):
+            if side._agreed.get(other.local_peer) != v:
+                side._agreed[other.local_peer] = v
+                side._on_version(other.local_peer, v)
+        return True
+
+    def _accept_frame(self, src: PeerId, frame: bytes, bulk: bool = False) -> bool:
         """Receiver side; False means the 'connection' was refused (filtered)."""
         if not self._filter(src):
             self._counters.add("filtered")
             return False
         self._contacted_by.add(src)
-        try:
-            self._in_send.send_nowait((src, frame))
-        except trio.WouldBlock:
+        if not bulk and len(frame) > self.limits.priority_frame_bytes_max:
+            self._counters.add("priority_frames_demoted")
+            bulk = True
+        if not self._incoming.put_nowait(src, frame, bulk=bulk):
             self._counters.add("incoming_drops")
             return True
         self._counters.add("frames_in")
         self._counters.add("bytes_in", len(frame))
+        if bulk:
+            self._counters.add("bulk_frames_in")
         return True
 
     # --- requests -------------------------------------------------------------------------------

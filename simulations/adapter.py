@@ -30,6 +30,7 @@ class AddHolding:
     item: str
     size_bytes: int
     policy: str  # one of POLICIES; private-tracker content is always f2f_only
+    custody: bool = False  # a copy a repair made (the only kind a trim may remove)
 
 
 @dataclass(frozen=True)

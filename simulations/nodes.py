@@ -91,8 +91,8 @@ class NodeFactory:
                               fanout_max=self.config.fanout, sync_interval_ms=sync_ms)
             custody = CustodyConfig(lease_ms=self.config.repair_lease_ms, reserve_bytes=1024**3)
             members = [self.peer_id(i) for i in range(self.n_nodes)]
-            fleet_id = f"sim-{self.seed}"
-            genesis = realnode.make_genesis(fleet_id, self.key(0), members)
+            genesis = realnode.make_genesis(self.key(0), members, derive_bytes(self.seed, "genesis", 0)[:16])
+            fleet_id = realnode.fleet_id_of(genesis)
             policy_ms = self.config.policy_interval_ms or policy_interval_for(self.n_nodes)
             self._real = realnode.RealShared(genesis, fleet_id, mesh, custody, policy_ms,
                                              policy_memo=self.config.policy_memo,

@@ -44,6 +44,8 @@ from mesh.core import (
 )
 from mesh.core import FrameReceived as MeshFrame
 from mesh.core import Send as MeshSend
+from mesh.core.presence import as_presence
+from mesh.core.signing import CachingVerifier, issue_presence
 from simulations.adapter import (
     AddFriend,
     AddHolding,
@@ -90,6 +92,9 @@ class TrackedFeeds:
     def deltas_since(self, vv: dict[bytes, int], bytes_max: int) -> list[bytes]:
         return self.inner.deltas_since(vv, bytes_max)
 
+    def delta_head(self, data: bytes) -> tuple[bytes, int]:
+        return self.inner.delta_head(data)
+
     def apply_delta(self, data: bytes) -> AppliedDelta:
         result = self.inner.apply_delta(data)
         self.applied.append((result.owner, result.version))
@@ -115,18 +120,27 @@ class RealShared:
         # policy_memo: share parses, views, duties and plans between nodes (simulations.realview);
         # off, every node computes its own (the reference the memo is tested against).
         self.interner = Interner(memo=policy_memo)
-        # Admissions do not change during a run (invites are not simulated), and reading a
-        # 1000-record automerge map costs ~50 ms: read the members once, then subtract revocations.
-        self.genesis_members = FleetDoc.load(genesis, b"sim-reader", expected_fleet_id=fleet_id).members()
+        # Every node starts from this one verified replica (``FleetDoc.clone`` shares it until a
+        # node changes its own); admissions do not change during a run (invites are not simulated).
+        self.template = FleetDoc.load(genesis, None, expected_fleet_id=fleet_id)
+        self.genesis_members = self.template.members()
+        # Every node checks every record's signature, as in production; a verdict is a pure function
+        # of (peer, signature, message), so the nodes share one cache instead of each paying ~140 µs.
+        self.verify = CachingVerifier(entries_max=1 << 18)
 
 
-def make_genesis(fleet_id: str, founder: NodeKey, members: list[str]) -> bytes:
-    """One genesis for the fleet with every member admitted (invites are not simulated)."""
-    doc = FleetDoc.genesis(fleet_id, "sim", founder.peer_id, founder.public[:16], 1)
+def make_genesis(founder: NodeKey, members: list[str], nonce: bytes) -> bytes:
+    """One genesis for the fleet, the founder its owner, every other member admitted (invites are
+    not simulated). The fleet id is derived from it: ``fleet_id_of``."""
+    doc = FleetDoc.genesis("sim", founder, "host-0", 1, nonce)
     for i, peer in enumerate(members):
         if peer != founder.peer_id:
-            doc.admit(peer, f"host-{i}", "member", None, founder.peer_id, 1)
+            doc.admit(peer, f"host-{i}", "member", None, 1)
     return doc.save()
+
+
+def fleet_id_of(genesis: bytes) -> str:
+    return FleetDoc.load(genesis, None).fleet_id
 
 
 def warm_state(shared: RealShared, keys: list[NodeKey], classes: list[str],
@@ -144,25 +158,25 @@ def warm_state(shared: RealShared, keys: list[NodeKey], classes: list[str],
             rec = records.Holding(h.item, infohash_of(h.item), h.size_bytes, "complete", h.policy, source)
             own.put(records.holding_key(h.item), records.encode_holding(rec))
         template.apply_delta(own.commit(1))  # type: ignore[arg-type]
-    if shared.feed_pool is not None:
+    doc = shared.template.clone(keys[0])  # the owner records the pins and friend links
+    for pin in pins:
+        doc.pin(pin.item, pin.copies_min, pin.copies_max, 1)
+    for f in friends:
+        doc.add_friend(f, "friend", {}, 1)
+    # exactly what each node's first SetSoftState will issue (sequence 1 at incarnation 0, signed
+    # by the node: Ed25519 is deterministic), so peers already hold it and its rumour stops at the
+    # first hop
+    presence: list[Presence] = []
+    for key, host_class in zip(keys, classes, strict=True):
+        soft = soft_state(DISK_FREE_BYTES, host_class)
+        presence.append(as_presence(issue_presence(key, 0, 1, soft.disk_free_bytes, soft.uptime_score,
+                                                   soft.endpoints, soft.host_class, False), 0))
+    if shared.feed_pool is not None:  # shared (simulations.sharing): the objects, not their bytes
         pool = shared.feed_pool
         feeds: object = SharedState({o: pool.intern(template.feed(o)) for o in template.owners()},  # type: ignore[arg-type]
                                     template.allowed, template.revoked)
-    else:
-        feeds = template.to_bytes()
-    doc = FleetDoc.load(shared.genesis, keys[0].public[:16], expected_fleet_id=shared.fleet_id)
-    for pin in pins:
-        doc.pin(pin.item, pin.copies_min, pin.copies_max, keys[0].peer_id, 1)
-    for f in friends:
-        doc.add_friend(f, "friend", {}, keys[0].peer_id, 1)
-    # exactly what each node's first SetSoftState will issue (sequence 1 at incarnation 0), so
-    # peers already hold it and its rumour stops at the first hop
-    presence = []
-    for key, host_class in zip(keys, classes, strict=True):
-        soft = soft_state(DISK_FREE_BYTES, host_class)
-        presence.append(Presence(key.peer_id, 1, soft.disk_free_bytes, soft.uptime_score, soft.endpoints,
-                                 soft.host_class, False, 0))
-    return {"feeds": feeds, "doc": doc.save(), "incarnation": -1, "presence": tuple(presence)}
+        return {"feeds": feeds, "doc": doc, "incarnation": -1, "presence": tuple(presence)}
+    return {"feeds": template.to_bytes(), "doc": doc.save(), "incarnation": -1, "presence": tuple(presence)}
 
 
 class RealNode:
@@ -178,13 +192,19 @@ class RealNode:
                                            key.public)
         else:
             feeds = FeedSet.from_bytes(saved["feeds"]) if saved else FeedSet()
-        self.doc = FleetDoc.load(saved["doc"] if saved else shared.genesis, key.public[:16],
-                                 expected_fleet_id=shared.fleet_id)
+        saved_doc = saved["doc"] if saved else None
+        if saved_doc is None:
+            self.doc = shared.template.clone(key)
+        elif isinstance(saved_doc, FleetDoc):  # shared: what load(save()) gives, without re-verifying
+            self.doc = saved_doc.clone(key)
+        else:
+            self.doc = FleetDoc.load(saved_doc, key, expected_fleet_id=shared.fleet_id)
         self.feeds = TrackedFeeds(feeds)
         self.own = OwnFeed(key, feeds)
         incarnation = saved["incarnation"] + 1 if saved else 0
         self._remembered = saved.get("presence", ()) if saved else ()
-        self.mesh = MeshNode(self.peer_id, shared.mesh, self.feeds, self.doc, rng, incarnation=incarnation)
+        self.mesh = MeshNode(self.peer_id, shared.mesh, self.feeds, self.doc, rng, signer=key,
+                             verify=shared.verify, incarnation=incarnation)
         self.views = ViewBuilder(shared.interner)
         self.disk_free = DISK_FREE_BYTES
         self._started = False
@@ -280,10 +300,10 @@ class RealNode:
         out: list[Effect] = []
         if not self._started:
             self._start(now_ms, out)
-        me = self.peer_id
         if isinstance(op, AddHolding):
             source = "private-tracker" if op.policy == "f2f_only" else "public"
-            h = records.Holding(op.item, infohash_of(op.item), op.size_bytes, "complete", op.policy, source)
+            h = records.Holding(op.item, infohash_of(op.item), op.size_bytes, "complete", op.policy, source,
+                                custody=op.custody)
             self.own.put(records.holding_key(op.item), records.encode_holding(h))
             self._fetching.pop(op.item, None)
             self._commit(now_ms, out)
@@ -292,11 +312,11 @@ class RealNode:
             self._commit(now_ms, out)
         elif isinstance(op, SetPin | Revoke | AddFriend):
             if isinstance(op, SetPin):
-                self.doc.pin(op.item, op.copies_min, op.copies_max, me, now_ms)
+                self.doc.pin(op.item, op.copies_min, op.copies_max, now_ms)
             elif isinstance(op, Revoke):
-                self.doc.revoke(op.peer, me, "simulated revocation", now_ms)
+                self.doc.revoke(op.peer, "simulated revocation", now_ms)
             else:
-                self.doc.add_friend(op.fleet_id, "friend", {}, me, now_ms)
+                self.doc.add_friend(op.fleet_id, "friend", {}, now_ms)
             self._view = None
             self._handle(LocalChanged(doc_changed=True), now_ms, out)
             self._doc_changed(now_ms, out)
@@ -324,8 +344,9 @@ class RealNode:
 
     def snapshot(self) -> dict:
         inner = self.feeds.inner
-        feeds = inner.shared_state() if isinstance(inner, SharedFeedSet) else inner.to_bytes()
-        return {"feeds": feeds, "doc": self.doc.save(), "incarnation": self.mesh.incarnation()}
+        if isinstance(inner, SharedFeedSet):  # shared: what the atomic save would load, as objects
+            return {"feeds": inner.shared_state(), "doc": self.doc, "incarnation": self.mesh.incarnation()}
+        return {"feeds": inner.to_bytes(), "doc": self.doc.save(), "incarnation": self.mesh.incarnation()}
 
     # --- policy ------------------------------------------------------------------------------------
     def _shared_view(self) -> SharedView:
@@ -412,6 +433,7 @@ def install_verify_cache() -> None:
     Verification is a pure function of (key, signature, message): a thousand nodes verifying one
     signed head get one answer, so computing it once is exactly equivalent and saves ~0.2 ms per
     node per delta. Only the simulator installs this; the product never does."""
+    import crdt.decision_ops as ops_mod
     import crdt.feed as feed_mod
     if getattr(feed_mod.verify, "sim_cache", None) is not None:
         return
@@ -427,6 +449,7 @@ def install_verify_cache() -> None:
 
     cached.sim_cache = cache  # type: ignore[attr-defined]
     feed_mod.verify = cached  # type: ignore[assignment]
+    ops_mod.verify = cached  # type: ignore[assignment]
 
 
 def missing() -> str | None:

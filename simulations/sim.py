@@ -319,7 +319,7 @@ class Simulation:
         self.checker.repair_landed(item, target, now_ms)
         it = self.items[item]
         self.metrics.repairs_done += 1
-        self.change(target, AddHolding(item, it.size_bytes, it.policy), now_ms)
+        self.change(target, AddHolding(item, it.size_bytes, it.policy, custody=True), now_ms)
 
     def _run(self, peer: str, effects: list, now_ms: int) -> None:
         net = self.net

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Packages (and their sub-packages) that must stay pure.
-PURE_PACKAGES = ("tva", "crdt", "mesh.core", "mesh.invites", "agent.policy", "wg.plan")
+PURE_PACKAGES = ("tva", "crdt", "mesh.core", "mesh.invites", "agent.policy", "wg.plan", "agent.door")
 
 # Anything that touches time, randomness, the OS, the network or an event loop.
 FORBIDDEN_ROOTS = {
@@ -28,7 +28,7 @@ FORBIDDEN_ROOTS = {
     "libp2p", "libtorrent", "pyroute2", "transmission_rpc", "hypercorn", "starlette", "httpx",
 }
 # Third-party packages that only compute.
-ALLOWED_THIRD_PARTY = {"cryptography", "msgpack", "automerge"}
+ALLOWED_THIRD_PARTY = {"cryptography", "msgpack"}
 PROJECT_ROOTS = {"tva", "agent", "mesh", "crdt", "wg", "media", "cli", "simulations"}
 
 
@@ -129,3 +129,18 @@ def test_modules_stay_small():
         if n > 650:
             big.append(f"{path.relative_to(ROOT)}: {n} lines")
     assert not big, "modules over the size limit:\n" + "\n".join(big)
+
+
+# Which packages may not import which: the CLI is the agent's face (it goes through agent/, never
+# into the mesh or the CRDTs), and the agent never depends on its face.
+LAYER_RULES = {"agent": ("cli",), "cli": ("mesh", "crdt")}
+
+
+def test_layers_are_kept():
+    problems = []
+    for package, forbidden in LAYER_RULES.items():
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for lineno, name in _imports(path):
+                if name.split(".")[0] in forbidden:
+                    problems.append(f"{path.relative_to(ROOT)}:{lineno}: imports {name!r}")
+    assert not problems, "layering broken:\n" + "\n".join(problems)

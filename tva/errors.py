@@ -55,6 +55,11 @@ class NotInitialised(LocalError):
     """The state directory holds no fleet yet."""
 
 
+class Forbidden(LocalError):
+    """This host lacks the right for a decision (its role in the fleet, or it was revoked); every
+    other member would refuse the change the same way."""
+
+
 class DaemonUnavailable(LocalError):
     """A command needs the running daemon and could not reach it."""
 
@@ -120,3 +125,18 @@ class ForeignFleet(RemoteDataError):
 class WgBackendError(LocalError):
     """The WireGuard backend (kernel module or wireguard-go) is missing, refused or failed an
     operation on ``tva0``; the hint says what to install or check."""
+
+
+# --- appended by the daemon work (issues 12 and 13) -----------------------------------------------
+
+
+class StateDirBusy(LocalError):
+    """Another process holds the state dir's writer lock (a daemon, or another command)."""
+
+
+class StateUnwritable(LocalError):
+    """The state dir cannot be written at all (read-only, removed, no permission)."""
+
+
+class HostRevoked(TvaError):
+    """This host was revoked from its fleet: it no longer takes part (its data is kept)."""

@@ -29,13 +29,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from tva import limits
+
 from . import checks
 
-DESKTOP, SERVER, NAS, SEEDBOX, PORTABLE = "desktop", "server", "nas", "seedbox", "portable"
-HOST_CLASSES = (DESKTOP, SERVER, NAS, SEEDBOX, PORTABLE)
+# The vocabulary itself lives in tva.limits, shared with the fleet document and the API.
+DESKTOP, SERVER, NAS, SEEDBOX, PORTABLE = limits.HOST_CLASSES
+HOST_CLASSES = limits.HOST_CLASSES
 
-STORAGE, SEED, SEARCH, PLAY, TRANSCODE = "storage", "seed", "search", "play", "transcode"
-SERVICES = (STORAGE, SEED, SEARCH, PLAY, TRANSCODE)
+STORAGE, SEED, SEARCH, PLAY, TRANSCODE = limits.SERVICES
+SERVICES = limits.SERVICES
 
 SERVICE_PRESETS: dict[str, frozenset[str]] = {
     DESKTOP: frozenset({PLAY, SEARCH, SEED, STORAGE}),
@@ -123,9 +126,9 @@ def most_closed(policies: Iterable[str]) -> str | None:
     return best
 
 # Duties every agent computes for the whole fleet (see agent.policy.duties).
-CUSTODIAN, PUBLIC_SWARM_FACE, RESEARCH, REAPER = "custodian", "public_swarm_face", "research", "reaper"
-DUTIES = (CUSTODIAN, PUBLIC_SWARM_FACE, RESEARCH, REAPER)
+CUSTODIAN, PUBLIC_SWARM_FACE, RESEARCH, REAPER = limits.DUTIES
+DUTIES = limits.DUTIES
 # Per-host duty preferences set in the fleet document: ``prefer`` puts the host ahead of every
 # host without it, ``avoid`` behind every host without it, ``never`` makes it ineligible.
-PREFER, AVOID, NEVER = "prefer", "avoid", "never"
-DUTY_PREFS = (PREFER, AVOID, NEVER)
+PREFER, AVOID, NEVER = limits.DUTY_PREFS
+DUTY_PREFS = limits.DUTY_PREFS

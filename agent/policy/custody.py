@@ -7,9 +7,11 @@ Counting (decided here, the same on every agent):
 * Portable hosts' copies and those of asleep/dead/departed hosts are **other holders**: listed, used
   as repair sources when live, never counted (a laptop's sleep cycle must not cause a
   repair-then-trim churn) and never trimmed.
-* **Pending**: an intent recorded by any non-revoked baton whose lease has not ended and whose
-  target is live, not revoked, not portable and not yet a holder counts as a copy in flight.
-  Intents are respected until their lease ends, whoever recorded them.
+* **Pending**: an intent counts as a copy in flight only when its author is this pin's baton
+  (as computed here), its lease has not ended and does not run past ``now + lease_ms_max``, and
+  its target is live, not revoked, not portable and not yet a holder. An intent from anyone else
+  — a former baton, or a member writing intents it has no right to — is ignored everywhere: the
+  target does not fetch it and nobody counts it (a member cannot make a victim download).
 
 Status: ``lost`` when no live host has a complete copy (→ a research action for the research
 duty); ``under`` when holders < min; ``over`` when holders > max; otherwise ``ok``.
@@ -21,10 +23,12 @@ server/nas/seedbox before desktop, weighted rendezvous score with class weight �
 Only the **baton** — the first live holder in plain rendezvous order, counted holders before
 portable ones — carries them out: it records each as an intent with a lease.
 
-Trims (over): only once the view is healed for this pin (no suspect holder, nothing pending), the
-last ``holders - max`` alive holders in rendezvous order, never the baton; so never below min.
-Under a partition each side sees fewer holders and repairs up to min: the union may
-over-replicate, never under; the trim runs after healing.
+Trims (over): only once the view is healed for this pin (no suspect holder, nothing pending), up
+to ``holders - max`` of the holders whose copy custody made (``HoldingView.custody``), from the end
+of the rendezvous order, the baton last; never a copy a user added (a pin over its max because of
+users' own copies stays over, with a note), and never below min. Under a partition each side sees
+fewer holders and repairs up to min: the union may over-replicate, never under; the trim runs after
+healing.
 
 Each pin's plan depends only on that pin's holdings, intents, and the hosts, which is what lets
 ``CustodyPlanner`` re-plan only the pins one change touches.
@@ -35,6 +39,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from hashlib import blake2b
+
+from tva import limits
 
 from . import checks, rendezvous
 from .canonical import JsonOutput
@@ -55,13 +61,13 @@ from .classes import (
     host_weight,
     most_closed,
 )
-from .inputs import PinView
+from .inputs import IntentView, PinView
 from .view import FleetView
 
 OK, UNDER, OVER, LOST = "ok", "under", "over", "lost"
 LEASE_MS_DEFAULT = 30 * 60 * 1000  # a copy of a few GB over the fabric finishes well within this
 RESERVE_BYTES_DEFAULT = 2 * 1024**3  # never fill a disk to the last byte
-LEASE_MS_MAX = 7 * 24 * 3600 * 1000
+LEASE_MS_MAX = 7 * 24 * 3600 * 1000  # the ceiling of any configured lease maximum
 _TARGET_CLASS_TIER = {SERVER: 0, NAS: 0, SEEDBOX: 0}  # anything else (desktop): tier 1
 
 
@@ -69,9 +75,12 @@ _TARGET_CLASS_TIER = {SERVER: 0, NAS: 0, SEEDBOX: 0}  # anything else (desktop):
 class CustodyConfig:
     lease_ms: int = LEASE_MS_DEFAULT
     reserve_bytes: int = RESERVE_BYTES_DEFAULT
+    # Intents whose lease runs past now + this are ignored (agent.config repair_lease_ms_max).
+    lease_ms_max: int = limits.REPAIR_LEASE_MS_MAX
 
     def __post_init__(self) -> None:
-        checks.integer(self.lease_ms, "CustodyConfig.lease_ms", minimum=1, maximum=LEASE_MS_MAX)
+        checks.integer(self.lease_ms_max, "CustodyConfig.lease_ms_max", minimum=1, maximum=LEASE_MS_MAX)
+        checks.integer(self.lease_ms, "CustodyConfig.lease_ms", minimum=1, maximum=self.lease_ms_max)
         checks.integer(self.reserve_bytes, "CustodyConfig.reserve_bytes")
 
 
@@ -210,8 +219,10 @@ def _plan(view: FleetView, pin: PinView, now_ms: int, config: CustodyConfig, poo
 
     pending_set = set()
     for i in view.intents.get(content, ()):
+        if not honoured(i, baton, now_ms, config.lease_ms_max):
+            continue
         t = hosts.get(i.target_peer)
-        if (i.lease_until_ms <= now_ms or i.baton_peer in view.revoked_peers or t is None or t.revoked
+        if (i.baton_peer in view.revoked_peers or t is None or t.revoked
                 or t.liveness not in LIVE or t.host_class == PORTABLE or i.target_peer in holders):
             continue
         pending_set.add(i.target_peer)
@@ -239,9 +250,13 @@ def _plan(view: FleetView, pin: PinView, now_ms: int, config: CustodyConfig, poo
             notes.append("trim deferred until the view heals (suspect holders or copies in flight)")
         else:
             excess = copies - pin.max_copies
-            # From the end of the rendezvous order, so the copies kept are the ones every
-            # agent would pick first; excess ≤ holders - 1, so the baton is always kept.
-            trims = tuple([p for p in reversed(holders) if p != baton][:excess])
+            # Only copies custody made, from the end of the rendezvous order (the copies kept
+            # are the ones every agent would pick first), the baton last; excess ≤ copies - min,
+            # so a trim never goes below the minimum.
+            made = [p for p in reversed(holders) if holds[p].custody]
+            trims = tuple(sorted(made, key=lambda p: p == baton)[:excess])
+            if len(trims) < excess:
+                notes.append(f"{excess - len(trims)} extra copies are users' own: never trimmed")
     else:
         status = OK
     return CustodyPlan(
@@ -250,6 +265,23 @@ def _plan(view: FleetView, pin: PinView, now_ms: int, config: CustodyConfig, poo
         other_holders=tuple(sorted(other)), pending=pending, baton=baton, repairs=repairs, trims=trims,
         research=research, notes=tuple(notes),
     )
+
+
+def honoured(intent: IntentView, baton: str | None, now_ms: int, lease_ms_max: int) -> bool:
+    """Whether a repair intent may count and be fetched: written by the pin's baton, with a lease
+    that still runs and runs no further than ``lease_ms_max`` from now."""
+    return intent.baton_peer == baton and now_ms < intent.lease_until_ms <= now_ms + lease_ms_max
+
+
+def refusal_reason(intent: IntentView, baton: str | None, now_ms: int, lease_ms_max: int) -> str | None:
+    """Why ``honoured`` says no to a live intent (None: honoured, or simply lapsed)."""
+    if intent.lease_until_ms <= now_ms:
+        return None
+    if intent.baton_peer != baton:
+        return "its author is not the pin's baton"
+    if intent.lease_until_ms > now_ms + lease_ms_max:
+        return f"its lease runs past the maximum of {lease_ms_max} ms"
+    return None
 
 
 def missing_copies(plan: CustodyPlan) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from tva import limits
+
 from . import checks
 from .classes import (
     CONTENT_SOURCES,
@@ -28,7 +30,7 @@ from .classes import (
 
 PORT_MAX = 65535
 UNDERLAY_ADDRS_MAX = 16
-COPIES_MAX = 64  # a pin asking for more copies than this is a typo, not a plan
+COPIES_MAX = limits.PIN_COPIES_MAX  # one limit for the API, the fleet document and the planner
 
 
 def _ip(value: object, field_name: str, version: int | None = None) -> str:
@@ -107,14 +109,16 @@ class HoldingView:
     complete: bool
     policy: str | None = None
     source: str = SRC_PUBLIC
+    custody: bool = False  # made by a custody repair: the only kind of copy a trim may remove
 
     def __post_init__(self) -> None:
         # Called 100k times when a full state is adapted: the checks stay flat and cheap.
         checks.peer_id(self.peer_id, "HoldingView.peer_id")
         checks.text(self.content_id, "HoldingView.content_id")
         _set(self, "infohash", checks.infohash(self.infohash, "HoldingView.infohash"))
-        checks.integer(self.size_bytes, "HoldingView.size_bytes")
+        checks.integer(self.size_bytes, "HoldingView.size_bytes", maximum=limits.HOLDING_SIZE_BYTES_MAX)
         checks.boolean(self.complete, "HoldingView.complete")
+        checks.boolean(self.custody, "HoldingView.custody")
         if self.policy is not None:
             checks.choice(self.policy, "policy", POLICIES)
         checks.choice(self.source, "content source", CONTENT_SOURCES)
@@ -133,16 +137,14 @@ class PinView:
 
     def __post_init__(self) -> None:
         checks.text(self.content, "PinView.content")
+        # The same rule as the API and the fleet document (tva.limits): a pin they accept is
+        # always a valid PinView, so a read never fails on a stored pin.
+        why = limits.pin_problem(self.content, self.min_copies, self.max_copies)
+        if why is not None:
+            raise checks.fail(f"pin {self.content!r:.60}: {why}",
+                              f"copies are 1..{COPIES_MAX} and max_copies ≥ min_copies (or None for no maximum)")
         if checks.is_infohash(self.content):
             _set(self, "content", self.content.lower())
-        checks.integer(self.min_copies, "PinView.min_copies", minimum=1, maximum=COPIES_MAX)
-        if self.max_copies is not None:
-            checks.integer(self.max_copies, "PinView.max_copies", minimum=1, maximum=COPIES_MAX)
-            if self.max_copies < self.min_copies:
-                raise checks.fail(
-                    f"pin {self.content!r:.60}: max_copies {self.max_copies} < min_copies {self.min_copies}",
-                    "max_copies must be ≥ min_copies (or None for no maximum)",
-                )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,28 +12,45 @@ The bucket count is chosen by whoever sends the summary (carried in the frame), 
 different fleet views still agree on the partition. A hash collision (2^-64 per bucket) or a
 mismatch only in the fleet document's heads falls back to what it needs: heads alone, or, when
 nothing differs yet the digests do, the full vector.
+
+Membership and presence ride the same exchange (``SoftVector``): per member the (incarnation,
+state) and the presence (incarnation, sequence) this node holds, hashed into member buckets. A
+rumour that missed a node — e.g. one that started just after it went round — differs there at
+the next digest, and the node gets exactly the records it lacks (RECORDS), within one sync
+interval instead of waiting for the next refresh. The member hashes are kept incrementally (a sum
+of per-entry hashes per fine bucket), because presence changes far more often than feeds.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+
+from tva.errors import RemoteDataError
 
 from .frames import (  # 256 buckets at most (a summary stays under 2.1 KB), 8-byte hashes
     BUCKET_BITS_MAX,
     BUCKET_HASH_BYTES,
     DELTAS_MAX,
     HEADS_MAX,
+    ITEMS_MAX,
     VV_ENTRIES_MAX,
     Deltas,
     Digest,
+    DocMessage,
+    Item,
+    Records,
+    Scope,
+    SoftEntry,
     Summary,
     Sync,
+    item_size,
 )
-from .outbox import FRAME_OVERHEAD_BYTES, Outbox
+from .outbox import FRAME_OVERHEAD_BYTES, Outbox, error_name
 from .types import DocSync, FeedStore
 
 OWNERS_PER_BUCKET = 8  # the target: a differing bucket costs ~8 vector entries
+REFUSED_OWNERS_MAX = 256
 
 
 def bucket_bits_for(owner_count: int) -> int:
@@ -88,28 +105,117 @@ def scoped_vector(mine: Mapping[bytes, int], theirs: Mapping[bytes, int], bits: 
     return out
 
 
+# --- membership and presence ---------------------------------------------------------------------
+
+_MOD = 1 << 128
+_FINE = 1 << BUCKET_BITS_MAX
+NOTHING: Scope = (0, ())  # a scope with no buckets: "this part matched, compare nothing"
+
+
+def member_bucket(peer: str, bits: int) -> int:
+    """Peer ids share a long prefix (12D3KooW…), so members are bucketed by a hash of the id."""
+    if bits == 0:
+        return 0
+    return hashlib.blake2b(peer.encode(), digest_size=2).digest()[0] >> (BUCKET_BITS_MAX - bits)
+
+
+class SoftVector:
+    """peer -> (incarnation, state rank, presence incarnation, presence sequence), with its digest
+    and bucket hashes maintained in O(1) per change (sums of per-entry hashes, mod 2^128)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, SoftEntry] = {}
+        self._hash: dict[str, tuple[int, int]] = {}  # peer -> (fine bucket, entry hash)
+        self._fine = [0] * _FINE
+        self._total = 0
+
+    def set(self, peer: str, entry: SoftEntry | None) -> None:
+        old = self._hash.pop(peer, None)
+        if old is not None:
+            self._fine[old[0]] = (self._fine[old[0]] - old[1]) % _MOD
+            self._total = (self._total - old[1]) % _MOD
+            del self.entries[peer]
+        if entry is None:
+            return
+        raw = peer.encode()
+        h = hashlib.blake2b(len(raw).to_bytes(1, "big") + raw + b"".join(x.to_bytes(8, "big") for x in entry),
+                            digest_size=16).digest()
+        fine = old[0] if old is not None else member_bucket(peer, BUCKET_BITS_MAX)
+        value = int.from_bytes(h, "big")
+        self._hash[peer] = (fine, value)
+        self.entries[peer] = entry
+        self._fine[fine] = (self._fine[fine] + value) % _MOD
+        self._total = (self._total + value) % _MOD
+
+    def digest(self) -> bytes:
+        return self._total.to_bytes(16, "big")
+
+    def bucket_hashes(self, bits: int) -> tuple[bytes, ...]:
+        width = _FINE >> bits
+        return tuple((sum(self._fine[b * width:(b + 1) * width]) % _MOD).to_bytes(16, "big")[:BUCKET_HASH_BYTES]
+                     for b in range(1 << bits))
+
+    def scoped(self, scope: Scope | None) -> dict[str, SoftEntry]:
+        if scope is None:
+            return dict(self.entries)
+        wanted, shift = set(scope[1]), BUCKET_BITS_MAX - scope[0]
+        return {p: e for p, e in self.entries.items() if self._hash[p][0] >> shift in wanted}
+
+
+# (their vector, its scope) -> the records they lack, from the node that holds them
+SoftAnswer = Callable[[Mapping[str, SoftEntry], Scope | None], list[Item]]
+
+
 class Reconciler:
     """One node's side of anti-entropy: its state digest, summaries, and SYNC/DELTAS handling.
 
     The node owns the timers and the document-sync session pushes; this owns what goes on the
     wire when two nodes compare state. ``invalidate()`` whenever the replicas change."""
 
-    def __init__(self, feeds: FeedStore, doc: DocSync, out: Outbox, frame_bytes_max: int) -> None:
+    def __init__(self, feeds: FeedStore, doc: DocSync, out: Outbox, frame_bytes_max: int, *,
+                 soft: SoftVector | None = None, soft_answer: SoftAnswer = lambda _v, _s: [],
+                 records_bytes_max: int = 8192) -> None:
         self.feeds, self.doc, self.out = feeds, doc, out
         self.frame_bytes_max = frame_bytes_max
+        self.soft = soft if soft is not None else SoftVector()
+        self._soft_answer = soft_answer
+        self.records_bytes_max = records_bytes_max
         self._digest: bytes | None = None
         self._vv: dict[bytes, int] | None = None
         self._buckets: dict[int, tuple[bytes, ...]] = {}
+        # Negative cache: owners whose feeds we refuse (not admitted here, e.g. while the member
+        # lists of two nodes differ) -> (version refused, until when). Our vector claims that
+        # version, so peers stop re-sending a feed we would refuse again every round.
+        self.refused: dict[bytes, tuple[int, int]] = {}
 
     def invalidate(self) -> None:
         self._digest = self._vv = None
         self._buckets.clear()
 
     def vector(self) -> dict[bytes, int]:
-        """The feeds' version vector, read once per state change (building it is O(owners))."""
+        """The feeds' version vector (plus the refused versions), read once per state change."""
         if self._vv is None:
-            self._vv = self.feeds.version_vector()
+            vv = self.feeds.version_vector()
+            for owner, (version, _) in self.refused.items():
+                if version > vv.get(owner, 0):
+                    vv[owner] = version
+            self._vv = vv
         return self._vv
+
+    def refuse(self, owner: bytes, version: int, until_ms: int) -> None:
+        if len(self.refused) >= REFUSED_OWNERS_MAX and owner not in self.refused:
+            del self.refused[next(iter(self.refused))]  # oldest first: a peer cannot grow it
+        old = self.refused.get(owner, (0, 0))[0]
+        self.refused[owner] = (max(old, version), until_ms)
+        self.invalidate()
+
+    def forget_refusals(self, now_ms: int | None = None) -> None:
+        """Drop expired refusals (all of them when ``now_ms`` is None: the member list changed)."""
+        gone = [o for o, (_, until) in self.refused.items() if now_ms is None or until <= now_ms]
+        for owner in gone:
+            del self.refused[owner]
+        if gone:
+            self.invalidate()
 
     def digest(self) -> bytes:
         if self._digest is None:
@@ -128,36 +234,55 @@ class Reconciler:
             hit = self._buckets[bits] = bucket_hashes(self.vector(), bits)
         return hit
 
+    def digest_frame(self) -> Digest:
+        return Digest(self.digest(), self.soft.digest())
+
     def on_digest(self, peer: str, frame: Digest) -> None:
-        if frame.digest == self.digest():
+        feeds_match, soft_match = frame.digest == self.digest(), frame.soft == self.soft.digest()
+        if feeds_match and soft_match:
             return
         self.out.count("digest_mismatches")
-        bits = bucket_bits_for(len(self.vector()))
-        self.out.send(peer, Summary(self.digest(), bits, self._hashes(bits), tuple(self.doc.heads())))
+        bits = bucket_bits_for(len(self.vector())) if not feeds_match else 0
+        soft_bits = bucket_bits_for(len(self.soft.entries)) if not soft_match else 0
+        self.out.send(peer, Summary(self.digest(), bits, () if feeds_match else self._hashes(bits),
+                                    tuple(self.doc.heads()), self.soft.digest(), soft_bits,
+                                    () if soft_match else self.soft.bucket_hashes(soft_bits)))
 
     def on_summary(self, peer: str, frame: Summary) -> None:
-        if frame.digest == self.digest():
+        feeds_differ, soft_differ = frame.digest != self.digest(), frame.soft != self.soft.digest()
+        if not feeds_differ and not soft_differ:
             return  # caught up in the meantime
-        differ = differing_buckets(self._hashes(frame.bucket_bits), frame.bucket_hashes)
-        if not differ and sorted(frame.heads) == sorted(self.doc.heads()):
-            # every bucket hash agrees yet the digests do not: a bucket-hash collision (2^-64)
-            self.out.count("summary_collisions", notable=True)
-            self.send_sync(peer, reply=True)
-            return
-        self.out.count("summary_buckets_differing", len(differ))
-        self.send_sync(peer, reply=True, scope=(frame.bucket_bits, differ))
+        scope: Scope | None = NOTHING
+        if feeds_differ and frame.bucket_hashes:
+            differ = differing_buckets(self._hashes(frame.bucket_bits), frame.bucket_hashes)
+            if not differ and sorted(frame.heads) == sorted(self.doc.heads()):
+                # every bucket hash agrees yet the digests do not: a bucket-hash collision (2^-64)
+                self.out.count("summary_collisions", notable=True)
+                scope = None
+            else:
+                self.out.count("summary_buckets_differing", len(differ))
+                scope = (frame.bucket_bits, differ)
+        soft_scope: Scope | None = None
+        soft = soft_differ and bool(frame.soft_hashes)  # empty: it matched when the summary was made
+        if soft:
+            differ = differing_buckets(self.soft.bucket_hashes(frame.soft_bits), frame.soft_hashes)
+            self.out.count("summary_member_buckets_differing", len(differ))
+            soft_scope = (frame.soft_bits, differ) if differ else None  # None: a collision, compare all
+        self.send_sync(peer, reply=True, scope=scope, soft=soft, soft_scope=soft_scope)
 
-    def send_sync(self, peer: str, *, reply: bool, scope: tuple[int, tuple[int, ...]] | None = None) -> None:
+    def send_sync(self, peer: str, *, reply: bool, scope: Scope | None = None, soft: bool = False,
+                  soft_scope: Scope | None = None) -> None:
         vv, heads = self.vector(), tuple(self.doc.heads())
         if scope is not None:
             vv = restrict(vv, *scope)
-        if len(vv) > VV_ENTRIES_MAX or len(heads) > HEADS_MAX:
+        members = self.soft.scoped(soft_scope) if soft else None
+        if len(vv) > VV_ENTRIES_MAX or len(heads) > HEADS_MAX or len(members or ()) > VV_ENTRIES_MAX:
             # peers would refuse the frame; say so instead of failing silently on their side
             self.out.count("sync_over_wire_limits", notable=True)
-            self.out.log("warning", f"{len(vv)} feed owners / {len(heads)} heads exceed the SYNC frame "
-                                    f"limits ({VV_ENTRIES_MAX} / {HEADS_MAX})")
+            self.out.log("warning", f"{len(vv)} feed owners / {len(heads)} heads / {len(members or ())} members "
+                                    f"exceed the SYNC frame limits ({VV_ENTRIES_MAX} / {HEADS_MAX})")
             return
-        self.out.send(peer, Sync(vv, heads, reply, scope))
+        self.out.send(peer, Sync(vv, heads, reply, scope, members, soft_scope if soft else None))
 
     def on_sync(self, peer: str, frame: Sync) -> bool:
         """Send the deltas the peer lacks (within its scope) and our vector if asked; True when the
@@ -180,6 +305,63 @@ class Reconciler:
             spent += cost
         if batch:
             self.out.send(peer, Deltas(tuple(batch)))
+        if frame.soft is not None:
+            self._send_records(peer, self._soft_answer(frame.soft, frame.soft_scope))
         if frame.reply:
-            self.send_sync(peer, reply=False, scope=frame.scope)
+            self.send_sync(peer, reply=False, scope=frame.scope, soft=frame.soft is not None,
+                           soft_scope=frame.soft_scope)
         return sorted(frame.heads) != sorted(self.doc.heads())
+
+    def _send_records(self, peer: str, items: list[Item]) -> None:
+        batch: list[Item] = []
+        spent = 0
+        for item in items:
+            cost = item_size(item)
+            if batch and (spent + cost > self.records_bytes_max or len(batch) >= ITEMS_MAX):
+                self.out.send(peer, Records(tuple(batch)))
+                batch, spent = [], 0
+            batch.append(item)
+            spent += cost
+        if batch:
+            self.out.send(peer, Records(tuple(batch)))
+
+    # --- the fleet document's sync sessions --------------------------------------------------------
+
+    def heads_differ(self, peer: str) -> None:
+        msg = self._doc_message_for(peer)
+        if msg is None:
+            # heads differ yet the sync state thinks nothing is owed: a message was lost
+            self.doc.forget_peer(peer)
+            self.out.count("doc_sync_restarts")
+            msg = self._doc_message_for(peer)
+        if msg is not None:
+            self.out.send(peer, DocMessage(msg))
+
+    def on_doc(self, peer: str, data: bytes, refused: Callable[[str, str, str], None]) -> bool:
+        """Take one document sync message and answer it; True when the document changed."""
+        try:
+            changed = self.doc.receive_sync_message(peer, data)
+        except RemoteDataError as e:
+            self.out.count(f"doc_refused_{error_name(e)}", notable=True)
+            refused(peer, "a document sync message", str(e))
+            self.doc.forget_peer(peer)
+            return False
+        reply = self._doc_message_for(peer)
+        if reply is not None:
+            self.out.send(peer, DocMessage(reply))
+        return changed
+
+    def push_doc(self, peers: Iterable[str]) -> None:
+        for peer in peers:
+            msg = self._doc_message_for(peer)
+            if msg is not None:
+                self.out.send(peer, DocMessage(msg))
+
+    def _doc_message_for(self, peer: str) -> bytes | None:
+        try:
+            return self.doc.sync_message_for(peer)
+        except RemoteDataError as e:  # e.g. TooLarge: the document cannot produce a sendable message
+            self.out.count(f"doc_message_failed_{error_name(e)}", notable=True)
+            self.out.log("warning", f"no document sync message for {peer[:16]}: {e}")
+            self.doc.forget_peer(peer)
+            return None

@@ -69,6 +69,15 @@ class MeshConfig:
     relays_max: int = 64
     # corrections (our record about a peer sent back to it) at most once per this period per peer
     correction_interval_ms: int = 1000
+    # signatures checked per received frame (~140 µs each): an honest frame needs at most one per
+    # record (≤ ~50 in a gossip frame); more cannot buy a peer more of our CPU
+    signature_checks_per_frame_max: int = 128
+    # refusals (forged records, bad frames and deltas) are counted always, but logged at most
+    # once per this period per sender
+    forgery_log_interval_ms: int = 60_000
+    # a feed refused because its owner is not admitted here is not asked for again this long
+    # (or until the member list changes), so peers stop re-sending it every round
+    refused_feed_ttl_ms: int = 600_000
 
     def __post_init__(self) -> None:
         for f in fields(self):

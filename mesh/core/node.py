@@ -3,12 +3,13 @@
 Three mechanisms move state, each covering the others' gaps:
 
 1. **Rumour mongering** (fast). A local feed delta is queued as a broadcast and pushed at once
-   to ``fanout_max`` random live peers; every node that applies it fresh re-queues it and pushes
-   it on at once too, and every ``gossip_interval_ms`` each node sends its queue to ``fanout_max``
-   random live peers — each broadcast at most ``retransmit_limit(n)`` times by each node, least
-   sent first, and only the first time that node sees it (a duplicate is known by its hash and not
-   even decoded). Membership records and presence ride their own queue. A fleet-document change
-   is pushed as a doc sync message to the fanout. ``gossip_stats()`` says where the bytes go.
+   to ``eager_fanout_max`` random live peers; every node that applies it fresh re-queues it and
+   pushes it on at once too, and every ``gossip_interval_ms`` each node sends its queue to
+   ``fanout_max`` random live peers — each broadcast at most ``retransmit_limit(n)`` times by each
+   node, least sent first, and only the first time that node sees it (a duplicate is known by its
+   hash and not even decoded). Membership records and presence ride their own queue. A
+   fleet-document change is pushed as a doc sync message to the fanout. ``gossip_stats()`` says
+   where the bytes go.
 2. **Push-pull anti-entropy** (complete). Every ``sync_interval_ms`` a 16-byte digest (hash of the
    feed version vector and the document heads) goes to ``digest_peers_max`` random live peers.
    Only on a mismatch does the receiver answer, with a SUMMARY (one hash per bucket of feed
@@ -18,7 +19,15 @@ Three mechanisms move state, each covering the others' gaps:
    restart) a document sync. A delta that does not apply for a gap asks its sender for a SYNC.
 3. **SWIM failure detection** (see ``swim``), with presence soft state piggybacked on ping/ack
    (only when the peer has not had our current presence) and broadcast on change and every
-   ``presence_refresh_for(n)``; a presence is valid ``presence_ttl_for(n)`` after it was received.
+   ``presence_refresh_for(n)``; a presence is valid ``presence_ttl_for(n)`` after its owner issued
+   it (see ``presence``). Membership and presence also ride anti-entropy (member buckets in the
+   SUMMARY), so a missed rumour heals within a sync interval.
+
+Trust: liveness statements and presence are signed by the member they are about (``signing``);
+a forged record is refused, counted (``*_forged``) and logged at most once a minute per sender,
+and the rest of that sender's frame is not checked further. At most
+``signature_checks_per_frame_max`` signatures are checked per frame (~140 µs each), so no frame
+can buy unbounded CPU; what was skipped heals through anti-entropy from honest peers.
 
 Frames from a peer that is not a member are refused and counted; a frame that does not decode is
 refused, counted and logged; neither ever raises out of ``handle``. The core is deterministic in
@@ -28,21 +37,18 @@ refused, counted and logged; neither ever raises out of ``handle``. The core is 
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import replace
 
-from tva.errors import GapError, InvalidInput, RemoteDataError, StaleData
+from tva.errors import GapError, InvalidInput, RemoteDataError, RevokedPeer, StaleData
 
-from .antientropy import Reconciler
+from .antientropy import Reconciler, SoftVector
 from .config import MeshConfig
 from .frames import (
-    ENDPOINT_CHARS_MAX,
-    ENDPOINTS_MAX,
-    HOST_CLASS_CHARS_MAX,
+    FRAME_VERSION_MAX,
+    FRAME_VERSION_MIN,
     INCARNATION_MAX,
     ITEMS_MAX,
     PEER_CHARS_MAX,
-    U64_MAX,
     Ack,
     DeltaItem,
     Deltas,
@@ -56,12 +62,36 @@ from .frames import (
     Ping,
     PingReq,
     PresenceRecord,
+    Records,
+    Scope,
+    SoftEntry,
     Summary,
     Sync,
+    UnknownFrame,
+    UnknownItem,
     decode_frame,
 )
-from .outbox import FRAME_OVERHEAD_BYTES, BroadcastQueue, Outbox, error_name, gossip_stats, wire_item_size
+from .outbox import (
+    FRAME_OVERHEAD_BYTES,
+    BroadcastQueue,
+    Outbox,
+    RecentKeys,
+    error_name,
+    gossip_stats,
+    wire_item_size,
+)
+from .presence import (
+    SOFT_STATE_HINT,
+    PresenceBook,
+    as_presence,
+    check_remembered,
+    from_presence,
+    restarted,
+    soft_state_ok,
+)
+from .signing import Signer, Verifier, peer_verifier, presence_ok
 from .swim import ALIVE, ASLEEP, LEFT, Swim
+from .trust import SignatureGate, Unchecked
 from .types import (
     AnnounceSleep,
     DocSync,
@@ -74,6 +104,7 @@ from .types import (
     LocalChanged,
     MembersChanged,
     PeerUnreachable,
+    PeerWireVersion,
     Presence,
     RestorePresence,
     Rng,
@@ -83,43 +114,42 @@ from .types import (
     Wake,
 )
 
-# delta hashes remembered as applied: a few times the rumour queue, so any delta still being
-# rumoured is recognised (16-byte keys: ~0.3 MB at most)
-SEEN_DELTAS_MAX = 4096
-PSEQ_EPOCH_MAX = 2**37  # (incarnation << 24) stays far below the wire limit of 2**62 for a presence sequence
-
 
 class MeshNode:
     def __init__(self, self_id: str, config: MeshConfig, feeds: FeedStore, doc: DocSync, rng: Rng,
-                 *, incarnation: int = 0) -> None:
+                 *, signer: Signer, verify: Verifier = peer_verifier, incarnation: int = 0) -> None:
         if not isinstance(self_id, str) or not 0 < len(self_id) <= PEER_CHARS_MAX:
             raise InvalidInput(f"self_id must be a peer id of 1..{PEER_CHARS_MAX} characters")
-        if type(incarnation) is not int or not 0 <= incarnation <= INCARNATION_MAX:
-            raise InvalidInput(f"incarnation must be an int in 0..{INCARNATION_MAX}")
+        if getattr(signer, "peer_id", None) != self_id:
+            raise InvalidInput("the signer's peer id is not self_id", hint="pass this node's own NodeKey")
+        if type(incarnation) is not int or not 0 <= incarnation < INCARNATION_MAX:
+            raise InvalidInput(f"incarnation must be an int in 0..{INCARNATION_MAX - 1}")
         self.self_id, self.cfg, self.feeds, self.doc, self.rng = self_id, config, feeds, doc, rng
         self.out = Outbox(config.frame_bytes_max)
+        self.gate = SignatureGate(verify, config, self.out)
         # membership and presence records (in gossip frames and on pings); feed deltas (gossip
         # frames only, a big one alone): an item bigger than the largest frame it can go in is
         # dropped when queued, counted (anti-entropy carries deltas; records are small)
         self.queue = BroadcastQueue(config.broadcast_queue_max, config.gossip_bytes_max)
         self.dqueue = BroadcastQueue(config.broadcast_queue_max, config.frame_bytes_max - FRAME_OVERHEAD_BYTES)
-        self.swim = Swim(self_id, config, rng, self.out, self.queue, extras=self._extras,
-                         on_gone=self._gone, incarnation=incarnation)
+        self.swim = Swim(self_id, config, rng, self.out, self.queue, signer=signer, verify=self.gate.verify,
+                         extras=self._extras, on_gone=self._gone, incarnation=incarnation,
+                         on_forged=lambda rec: self._forged("member_records", rec.peer),
+                         on_incarnation=self._incarnation_changed, on_record=self._soft_changed)
         self._now = 0
         self._next_gossip_ms: int | None = None
         self._next_sync_ms: int | None = None
         self._next_presence_ms: int | None = None
-        self.sync = Reconciler(feeds, doc, self.out, config.frame_bytes_max)
-        self._own: PresenceRecord | None = None
-        self._presence: dict[str, Presence] = {}
+        self.soft = SoftVector()
+        self.sync = Reconciler(feeds, doc, self.out, config.frame_bytes_max, soft=self.soft,
+                               soft_answer=self._soft_answer, records_bytes_max=config.gossip_bytes_max)
+        self.book = PresenceBook(signer)
         self._presence_sent: dict[str, tuple[int, int]] = {}  # peer -> (our pseq sent directly, when)
-        # peer -> the highest presence sequence ever taken; outlives the member's death, so a record
-        # heard again after we dropped it is not rumoured again, and a restart shows as a new epoch
-        self._pseq_seen: dict[str, int] = {}
         self._gap_sync_ms: dict[str, int] = {}
-        self._seen_deltas: dict[bytes, None] = {}  # hashes of deltas applied or found stale, oldest first
+        self._seen_deltas = RecentKeys()  # hashes of deltas applied or found stale here
         self._fresh_delta = False  # the frame being handled brought a delta new to us
         self._feeds_changed = self._doc_changed = False
+        self._soft_changed(self_id)
 
     # --- queries --------------------------------------------------------------------------------
 
@@ -140,14 +170,14 @@ class MeshNode:
 
     def presence(self) -> dict[str, Presence]:
         """Unexpired soft state per member (this node included), except members dead or left."""
-        live = self.swim.members
-        out = {p: v for p, v in self._presence.items()
-               if v.expires_ms > self._now and p in live and live[p].state not in (Liveness.DEAD, LEFT)}
-        if self._own is not None:
-            o = self._own
-            out[self.self_id] = Presence(o.peer, o.pseq, o.disk_free_bytes, o.uptime_score, o.endpoints,
-                                         o.host_class, o.asleep,
-                                         self._now + self.cfg.presence_ttl_for(self.swim.n))
+        out = {}
+        for peer, m in self.swim.members.items():
+            if m.state not in (Liveness.DEAD, LEFT):
+                p = self.book.view(peer, self._now)
+                if p is not None:
+                    out[peer] = p
+        if self.book.own is not None:
+            out[self.self_id] = as_presence(self.book.own, self._now + self.cfg.presence_ttl_for(self.swim.n))
         return out
 
     def next_deadline_ms(self) -> int | None:
@@ -171,6 +201,7 @@ class MeshNode:
             self.out.count("clock_went_backwards", notable=True)
         self._now = now = max(now_ms, self._now)
         self._feeds_changed = self._doc_changed = False
+        self.gate.begin("")
         if isinstance(event, FrameReceived):
             self._on_frame(event.peer, event.data, now)
         elif isinstance(event, Tick):
@@ -182,8 +213,10 @@ class MeshNode:
             if bad:
                 raise InvalidInput(f"{len(bad)} member ids are not peer ids of 1..{PEER_CHARS_MAX} characters")
             self.swim.set_members(event.members, dict(event.classes), now)
-            members = self.swim.members
-            self._pseq_seen = {p: q for p, q in self._pseq_seen.items() if p in members}
+            for peer in [p for p in self.book.held if p not in self.swim.members]:
+                self.book.drop(peer)
+            self.gate.forget(self.swim.members)
+            self.sync.forget_refusals()  # an owner refused so far may be admitted now
             self.sync.invalidate()  # membership changes usually come with feeds dropped or admitted
             self._seen_deltas.clear()  # a dropped owner's deltas are refused now, not duplicates
         elif isinstance(event, SetSoftState):
@@ -195,6 +228,11 @@ class MeshNode:
         elif isinstance(event, PeerUnreachable):
             self.out.count("peer_unreachable")
             self.swim.peer_unreachable(event.peer, now)
+        elif isinstance(event, PeerWireVersion):
+            if type(event.version) is not int or not FRAME_VERSION_MIN <= event.version <= FRAME_VERSION_MAX:
+                raise InvalidInput(f"wire version {event.version!r} is not one this build speaks "
+                                   f"({FRAME_VERSION_MIN}..{FRAME_VERSION_MAX})")
+            self.out.versions[event.peer] = event.version
         if self._feeds_changed or self._doc_changed:
             self.sync.invalidate()
             self.out.emit(StateChanged(self._feeds_changed, self._doc_changed))
@@ -205,8 +243,8 @@ class MeshNode:
         if self._next_gossip_ms is None:
             self._next_gossip_ms = now + self.rng.randrange(cfg.gossip_interval_ms)
             self._next_sync_ms = now + self.rng.randrange(cfg.sync_interval_ms)
-            # Say who we are now, as memberlist's join does: after a restart (a higher incarnation)
-            # every peer learns it and sends us its presence directly (``_newer``); a peer already
+            # Say who we are now, as memberlist's join does: after a restart every peer learns it (and
+            # from our presence, that we restarted: it sends us its own, ``_newer``); a peer already
             # holding this incarnation does not pass it on, so a fleet starting together stays quiet.
             self.queue.put(("m", self.self_id), self.swim.own_record())
         if now >= self._next_gossip_ms:
@@ -217,18 +255,19 @@ class MeshNode:
         self.swim.tick(now)
         if self._next_sync_ms is not None and now >= self._next_sync_ms:
             self._next_sync_ms = now + cfg.sync_interval_ms
-            digest = Digest(self.sync.digest())
+            self.sync.forget_refusals(now)
+            digest = self.sync.digest_frame()
             for peer in self.swim.alive.sample(self.rng, cfg.digest_peers_max):
                 self.out.send(peer, digest)
-        if self._next_presence_ms is not None and now >= self._next_presence_ms and self._own:
-            self._issue_presence(self._own.disk_free_bytes, self._own.uptime_score, self._own.endpoints,
-                                 self._own.host_class, self._own.asleep, now)
+        if self._next_presence_ms is not None and now >= self._next_presence_ms and self.book.own:
+            o = self.book.own
+            self._issue_presence(o.disk_free_bytes, o.uptime_score, o.endpoints, o.host_class, o.asleep, now)
 
     def _on_local(self, event: LocalChanged, now: int) -> None:
         self.sync.invalidate()  # any LocalChanged, even an empty one, means "the replicas changed"
         if event.delta is not None:
             key = hashlib.blake2b(event.delta, digest_size=16).digest()
-            self._remember_delta(key)
+            self._seen_deltas.add(key)
             self.dqueue.put(key, DeltaItem(event.delta))
             self._flush_gossip(self.cfg.eager_fanout_max)  # eager push: not at the next gossip round
         if event.doc_changed:
@@ -239,8 +278,8 @@ class MeshNode:
         if self.swim.self_state is LEFT or self.swim.self_state is state:
             return
         peers = self.swim.announce(state, now)
-        if self._own is not None and state is not LEFT:
-            o = self._own
+        if self.book.own is not None and state is not LEFT:
+            o = self.book.own
             self._issue_presence(o.disk_free_bytes, o.uptime_score, o.endpoints, o.host_class,
                                  state is ASLEEP, now)
         if state is ALIVE:
@@ -261,14 +300,18 @@ class MeshNode:
             return
         if peer not in self.swim.members:
             self.out.count("frames_refused_nonmember", notable=True)
-            self.out.log("warning", f"refused a frame from non-member {str(peer)[:16]}")
+            self._refused(str(peer), "a frame", "not a member")
             return
         try:
             frame = decode_frame(data, self.cfg.frame_bytes_max)
         except RemoteDataError as e:
             self.out.count(f"frames_refused_{error_name(e)}", notable=True)
-            self.out.log("warning", f"refused a frame from {peer[:16]}: {e}")
+            self._refused(peer, "a frame", str(e))
             return
+        if isinstance(frame, UnknownFrame):  # a newer minor version's addition: not an error
+            self.out.count("frames_unknown_kind")
+            return
+        self.gate.begin(peer)
         self.swim.begin_frame()
         self._fresh_delta = False
         self._dispatch(peer, frame, now)
@@ -286,19 +329,21 @@ class MeshNode:
             if isinstance(frame, Ping):
                 self.swim.on_ping(peer, frame)
             else:
-                self.swim.on_ack(peer, frame)
+                self.swim.on_ack(peer, frame, now)
         elif isinstance(frame, PingReq):
             self._take_items(peer, frame.items, now)
             self.swim.on_ping_req(peer, frame, now)
         elif isinstance(frame, Gossip):
             self._take_items(peer, frame.items, now)
+        elif isinstance(frame, Records):
+            self._take_items(peer, frame.items, now, rebroadcast=False)
         elif isinstance(frame, Digest):
             self.sync.on_digest(peer, frame)
         elif isinstance(frame, Summary):
             self.sync.on_summary(peer, frame)
         elif isinstance(frame, Sync):
             if self.sync.on_sync(peer, frame):
-                self._heads_differ(peer)
+                self.sync.heads_differ(peer)
         elif isinstance(frame, Deltas):
             for d in frame.deltas:
                 self._apply_delta(peer, d, now, rebroadcast=False)
@@ -307,14 +352,25 @@ class MeshNode:
         elif isinstance(frame, Nack):
             self.swim.on_nack(peer, frame)
 
-    def _take_items(self, peer: str, items: tuple[Item, ...], now: int) -> None:
+    def _take_items(self, peer: str, items: tuple[Item, ...], now: int, *, rebroadcast: bool = True) -> None:
         for item in items:
-            if isinstance(item, MemberRecord):
-                self.swim.apply(item, now)
-            elif isinstance(item, PresenceRecord):
-                self._take_presence(item, now, rebroadcast=True)
-            else:
-                self._apply_delta(peer, item.data, now, rebroadcast=True)
+            try:
+                if isinstance(item, MemberRecord):
+                    self.swim.apply(item, now, rebroadcast=rebroadcast)
+                elif isinstance(item, PresenceRecord):
+                    self._take_presence(item, now, rebroadcast=rebroadcast)
+                elif isinstance(item, UnknownItem):  # a newer minor version's: skip it, keep the rest
+                    self.out.count("items_unknown_kind")
+                else:
+                    self._apply_delta(peer, item.data, now, rebroadcast=rebroadcast)
+            except Unchecked:
+                self.out.count("records_unchecked")
+
+    def _forged(self, what: str, subject: str) -> None:
+        self.gate.forged(what, subject, self._now, self.swim.members)
+
+    def _refused(self, sender: str, what: str, detail: str) -> None:
+        self.gate.refused(sender, what, detail, self._now, self.swim.members)
 
     # --- feeds and document -----------------------------------------------------------------------
 
@@ -328,7 +384,7 @@ class MeshNode:
         try:
             self.feeds.apply_delta(data)
         except StaleData:
-            self._remember_delta(key)
+            self._seen_deltas.add(key)
             self.out.count("deltas_duplicate")
             return
         except GapError:
@@ -340,60 +396,36 @@ class MeshNode:
             return
         except RemoteDataError as e:
             self.out.count(f"deltas_refused_{error_name(e)}", notable=True)
-            self.out.log("warning", f"refused a delta from {peer[:16]}: {e}")
+            self._refused(peer, "a delta", str(e))
+            if isinstance(e, RevokedPeer):
+                self._refuse_owner(data, now)
             return
-        self._remember_delta(key)
+        self._seen_deltas.add(key)
         self.out.count("deltas_applied")
         self._feeds_changed = True
         if rebroadcast:
             self.dqueue.put(key, DeltaItem(data))
             self._fresh_delta = True
 
-    def _remember_delta(self, key: bytes) -> None:
-        seen = self._seen_deltas
-        seen[key] = None
-        if len(seen) > SEEN_DELTAS_MAX:
-            del seen[next(iter(seen))]  # oldest first: a delta that old is stale by any other path too
-
-    def _heads_differ(self, peer: str) -> None:
-        msg = self._doc_message_for(peer)
-        if msg is None:
-            # heads differ yet the sync state thinks nothing is owed: a message was lost
-            self.doc.forget_peer(peer)
-            self.out.count("doc_sync_restarts")
-            msg = self._doc_message_for(peer)
-        if msg is not None:
-            self.out.send(peer, DocMessage(msg))
+    def _refuse_owner(self, data: bytes, now: int) -> None:
+        """We refuse this delta's owner as such (not admitted here): remember it for a while, so
+        peers holding that feed stop re-sending it every sync round (``Reconciler.refused``)."""
+        head = getattr(self.feeds, "delta_head", None)
+        if head is None:
+            return
+        try:
+            owner, version = head(data)
+        except RemoteDataError:
+            return
+        self.sync.refuse(owner, version, now + self.cfg.refused_feed_ttl_ms)
 
     def _on_doc(self, peer: str, data: bytes) -> None:
-        try:
-            changed = self.doc.receive_sync_message(peer, data)
-        except RemoteDataError as e:
-            self.out.count(f"doc_refused_{error_name(e)}", notable=True)
-            self.out.log("warning", f"refused a document sync message from {peer[:16]}: {e}")
-            self.doc.forget_peer(peer)
-            return
-        reply = self._doc_message_for(peer)
-        if reply is not None:
-            self.out.send(peer, DocMessage(reply))
-        if changed:
+        if self.sync.on_doc(peer, data, self._refused):
             self._doc_changed = True
             self._push_doc(exclude=peer)
 
     def _push_doc(self, exclude: str) -> None:
-        for peer in self.swim.alive.sample(self.rng, self.cfg.fanout_max, exclude=(exclude,)):
-            msg = self._doc_message_for(peer)
-            if msg is not None:
-                self.out.send(peer, DocMessage(msg))
-
-    def _doc_message_for(self, peer: str) -> bytes | None:
-        try:
-            return self.doc.sync_message_for(peer)
-        except RemoteDataError as e:  # e.g. TooLarge: the document cannot produce a sendable message
-            self.out.count(f"doc_message_failed_{error_name(e)}", notable=True)
-            self.out.log("warning", f"no document sync message for {peer[:16]}: {e}")
-            self.doc.forget_peer(peer)
-            return None
+        self.sync.push_doc(self.swim.alive.sample(self.rng, self.cfg.fanout_max, exclude=(exclude,)))
 
     # --- gossip and presence ------------------------------------------------------------------------
 
@@ -414,14 +446,16 @@ class MeshNode:
                 break
             self.out.send(peer, Gossip(tuple(items)))
 
-    def _extras(self, peer: str) -> tuple[PresenceRecord | None, tuple[Item, ...]]:
-        """Presence (when the peer lacks our current one) and piggyback for a ping/ack/ping-req."""
+    def _extras(self, peer: str, with_presence: bool) -> tuple[PresenceRecord | None, tuple[Item, ...]]:
+        """Presence (when the frame has a slot for it and the peer lacks our current one) and
+        piggyback for a ping/ack/ping-req."""
         presence = None
         sent = self._presence_sent.get(peer)
-        if self._own is not None and (sent is None or sent[0] != self._own.pseq
-                                      or self._now - sent[1] >= self.cfg.presence_resend_ms):
-            presence = self._own
-            self._presence_sent[peer] = (self._own.pseq, self._now)
+        own = self.book.own
+        if with_presence and own is not None and (sent is None or sent[0] != own.pseq
+                                                  or self._now - sent[1] >= self.cfg.presence_resend_ms):
+            presence = self._own_presence()
+            self._presence_sent[peer] = (own.pseq, self._now)
         items: list[Item] = []
         m = self.swim.members.get(peer)
         if m is not None and m.state is not ALIVE:
@@ -431,88 +465,127 @@ class MeshNode:
 
     def _set_soft_state(self, e: SetSoftState, now: int) -> None:
         # checked here, not on the wire: a bad value would otherwise make every peer refuse our frames
-        if not _soft_state_ok(e.disk_free_bytes, e.uptime_score, e.endpoints, e.host_class):
+        if not soft_state_ok(e.disk_free_bytes, e.uptime_score, e.endpoints, e.host_class):
             raise InvalidInput("SetSoftState out of range", hint=SOFT_STATE_HINT)
-        asleep = self._own.asleep if self._own is not None else False
+        asleep = self.book.own.asleep if self.book.own is not None else False
         self._issue_presence(e.disk_free_bytes, float(e.uptime_score), tuple(e.endpoints), e.host_class,
                              asleep, now)
 
     def _restore_presence(self, records: tuple[Presence, ...], now: int) -> None:
-        if not isinstance(records, tuple | list):
-            raise InvalidInput("RestorePresence.records must be a tuple of Presence")
-        for r in records:  # all checked before any is taken
-            if (not isinstance(r, Presence) or not isinstance(r.peer, str) or not 0 < len(r.peer) <= PEER_CHARS_MAX
-                    or type(r.pseq) is not int or not 0 <= r.pseq <= INCARNATION_MAX or type(r.asleep) is not bool
-                    or not _soft_state_ok(r.disk_free_bytes, r.uptime_score, r.endpoints, r.host_class)):
-                raise InvalidInput("RestorePresence: a record is out of range",
-                                   hint="peer ids of 1..64 chars, pseq 0..2^62, " + SOFT_STATE_HINT)
+        check_remembered(records)  # all checked before any is taken: InvalidInput
+        ttl = self.cfg.presence_ttl_for(self.swim.n)
         for r in records:
-            rec = PresenceRecord(r.peer, r.pseq, r.disk_free_bytes, float(r.uptime_score), tuple(r.endpoints),
-                                 r.host_class, r.asleep)
-            self._take_presence(rec, now, rebroadcast=False)
+            try:
+                rec = from_presence(r, ttl)
+            except RemoteDataError:
+                self.out.count("presence_restore_refused", notable=True)
+                continue
+            # A remembered record is re-checked like any other: the state dir is ours, but a
+            # presence is only ever taken signed by its owner.
+            self._take_presence(rec, now, rebroadcast=False, restored=True)
 
     def _issue_presence(self, disk: int, score: float, endpoints: tuple[str, ...], host_class: str,
                         asleep: bool, now: int) -> None:
-        # A restarted node must not start below the presence sequence its peers still hold, or
-        # they would ignore it: the first sequence comes from the incarnation, which the shell
-        # raises on every restart (the agent seeds it from the wall clock).
-        pseq = self._own.pseq + 1 if self._own is not None else (min(self.swim.incarnation, PSEQ_EPOCH_MAX) << 24) + 1
-        self._own = PresenceRecord(self.self_id, pseq, disk, score, endpoints, host_class, asleep)
-        self.queue.put(("p", self.self_id), self._own)
-        self._next_presence_ms = now + self.cfg.presence_refresh_for(self.swim.n)
+        # Ordered by (incarnation, sequence): a restart at any incarnation starts at sequence 1 and
+        # is accepted once peers have told it where it stood (see ``presence``).
+        self.book.issue(self.swim.incarnation, disk, score, endpoints, host_class, asleep)
+        self.queue.put(("p", self.self_id), self._own_presence())
+        # up to a tenth early, at random: a fleet that started together must not refresh together
+        refresh = self.cfg.presence_refresh_for(self.swim.n)
+        self._next_presence_ms = now + refresh - self.rng.randrange(refresh // 10 + 1)
+        self._soft_changed(self.self_id)
 
-    def _take_presence(self, p: PresenceRecord, now: int, *, rebroadcast: bool) -> None:
+    def _own_presence(self) -> PresenceRecord | None:
+        """Our presence as it goes on the wire: valid for a whole TTL from now."""
+        own = self.book.own
+        return None if own is None else replace(own, remaining_ms=self.cfg.presence_ttl_for(self.swim.n))
+
+    def _incarnation_changed(self) -> None:
+        """We refuted or announced: our presence names the incarnation, so it is issued again."""
+        if self.book.own is not None and self.book.own.incarnation != self.swim.incarnation:
+            o = self.book.own
+            self._issue_presence(o.disk_free_bytes, o.uptime_score, o.endpoints, o.host_class, o.asleep, self._now)
+        self._soft_changed(self.self_id)
+
+    def _take_presence(self, p: PresenceRecord, now: int, *, rebroadcast: bool, restored: bool = False) -> None:
         if p.peer == self.self_id:
+            own = self.book.own
+            if own is not None and p.order >= own.order and p.sig != own.sig and not restored:
+                # our own presence from before a restart stands at or above what we say now: refute
+                if not presence_ok(self.gate.verify, p):
+                    self._forged("presence", p.peer)
+                    return
+                self.swim.refute_above(p.incarnation)
             return
         if p.peer not in self.swim.members:
             self.out.count("presence_about_nonmember")
             return
-        held = self._presence.get(p.peer)
-        if held is not None and held.pseq >= p.pseq:
+        if not self.book.newer(p):
+            held = self.book.held[p.peer].record
+            if p.peer == self.gate.sender and held.sig != p.sig:
+                # its owner is behind (or beside) what it said before — a restart at an equal or
+                # lower incarnation: tell it, so it refutes above it; end_frame rate-limits this
+                self.swim.correct(self.book.with_remaining(p.peer, now))
             return
-        self._presence[p.peer] = Presence(p.peer, p.pseq, p.disk_free_bytes, p.uptime_score, p.endpoints,
-                                          p.host_class, p.asleep,
-                                          now + self.cfg.presence_ttl_for(self.swim.n))
-        seen = self._pseq_seen.get(p.peer)
-        if seen is not None and p.pseq <= seen:
-            return  # held before (then dropped when the member died): already rumoured once
-        self._pseq_seen[p.peer] = p.pseq
+        if not presence_ok(self.gate.verify, p):
+            self._forged("presence", p.peer)
+            return
+        held = self.book.held.get(p.peer)
+        self.book.put(p, now, self.cfg.presence_ttl_for(self.swim.n))
+        self._soft_changed(p.peer)
         if rebroadcast:
-            # a presence from a later epoch than we knew (a fleet starting together is at epoch 0)
-            # means its sender restarted since it last heard ours
-            if (seen if seen is not None else 0) >> 24 < p.pseq >> 24:
+            self.queue.put(("p", p.peer), self.book.with_remaining(p.peer, now))
+            if restarted(p, held.record if held is not None else None):
                 self._newer(p.peer)
-            self.queue.put(("p", p.peer), p)
 
     def _newer(self, peer: str) -> None:
-        """A member restarted (its presence sequence began a new epoch): it may have lost what it
-        held, so send it our presence now — one small frame to it, not a fleet-wide rumour —
-        instead of waiting for probing to pair us (N probe periods in a fleet of N). Not on a
-        mere refutation (a higher incarnation, same epoch): a refuting member lost nothing, and
-        every member answering every refutation cost each node one frame per refutation in the
-        fleet — at 1000 nodes on a lossy WAN, 47 frames a second each."""
-        if self._own is None:
+        """A member restarted (its presence says so, see ``presence.restarted``): it may have lost what it
+        held, so send it our presence now — one small frame to it, not a fleet-wide rumour — instead
+        of waiting for probing to pair us (N probe periods in a fleet of N). Not on a mere
+        refutation: a refuting member lost nothing, and every member answering every refutation
+        cost each node one frame per refutation in the fleet — 47 a second at 1000 nodes on a
+        lossy WAN (issue 19)."""
+        own = self._own_presence()
+        if own is None:
             self._presence_sent.pop(peer, None)
             return
-        self.out.send(peer, Gossip((replace(self._own),)))  # a direct reply, apart from the rumour
-        self._presence_sent[peer] = (self._own.pseq, self._now)
+        self.out.send(peer, Gossip((own,)))  # _own_presence() is a copy, apart from the rumour
+        self._presence_sent[peer] = (own.pseq, self._now)
 
     def _gone(self, peer: str) -> None:
-        """A member died, left or was removed: drop its soft state and document sync session."""
-        self._presence.pop(peer, None)
+        """A member died, left or was removed: drop its document sync session. Its presence stays
+        held (``presence()`` hides it) so anti-entropy compares the same thing on every node."""
         self._presence_sent.pop(peer, None)
         self._gap_sync_ms.pop(peer, None)
         self.doc.forget_peer(peer)
 
+    # --- membership and presence in anti-entropy ----------------------------------------------------
 
-SOFT_STATE_HINT = (f"disk_free_bytes 0..2^64-1, uptime_score 0..1, at most {ENDPOINTS_MAX} endpoints of "
-                   f"1..{ENDPOINT_CHARS_MAX} chars, host_class up to {HOST_CLASS_CHARS_MAX} chars")
+    def _soft_changed(self, peer: str) -> None:
+        """Keep the anti-entropy vector entry of ``peer`` equal to what we hold about it."""
+        if peer == self.self_id:
+            entry: SoftEntry = (self.swim.incarnation, self.swim.self_state.rank, *self.book.order_of(peer))
+        else:
+            m = self.swim.members.get(peer)
+            if m is None:
+                self.soft.set(peer, None)
+                return
+            entry = (m.incarnation, m.state.rank, *self.book.order_of(peer))
+        self.soft.set(peer, entry)
+
+    def _soft_answer(self, theirs: dict[str, SoftEntry], scope: Scope | None) -> list[Item]:
+        """The member and presence records the holder of ``theirs`` lacks, within ``scope``."""
+        out: list[Item] = []
+        for peer, (inc, rank, pinc, pseq) in self.soft.scoped(scope).items():
+            t = theirs.get(peer, (0, 0, 0, 0))
+            if (inc, rank) > (t[0], t[1]):
+                out.append(self.swim.own_record() if peer == self.self_id else self.swim.members[peer].record())
+            if (pinc, pseq) > (t[2], t[3]):
+                p = self._own_presence() if peer == self.self_id else self.book.with_remaining(peer, self._now)
+                if p is not None:
+                    out.append(p)
+        if out:
+            self.out.count("records_sent_by_sync", len(out))
+        return out
 
 
-def _soft_state_ok(disk: object, score: object, endpoints: object, host_class: object) -> bool:
-    # checked here, not on the wire: a bad value would otherwise make every peer refuse our frames
-    return (type(disk) is int and 0 <= disk <= U64_MAX
-            and type(score) in (int, float) and math.isfinite(score) and 0 <= score <= 1  # type: ignore[arg-type]
-            and isinstance(endpoints, tuple | list) and len(endpoints) <= ENDPOINTS_MAX
-            and all(isinstance(x, str) and 0 < len(x) <= ENDPOINT_CHARS_MAX for x in endpoints)
-            and isinstance(host_class, str) and len(host_class) <= HOST_CLASS_CHARS_MAX)

@@ -20,9 +20,11 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from .frames import (
+    FRAME_VERSION,
     ITEMS_MAX,
     Ack,
     DeltaItem,
+    Deltas,
     DocMessage,
     Frame,
     Gossip,
@@ -31,6 +33,7 @@ from .frames import (
     Ping,
     PingReq,
     PresenceRecord,
+    Records,
     encode_frame,
     item_size,
 )
@@ -38,6 +41,8 @@ from .types import Counter, Effect, Log, Send
 
 # bytes a frame needs around its items: version byte, array headers, kind, seq, presence slot
 FRAME_OVERHEAD_BYTES = 64
+# frames above this (and every delta or document frame) go on the bulk lane (``Send.bulk``)
+PRIORITY_FRAME_BYTES_MAX = 16 * 1024
 # what travels inside frames, by kind: the per-kind counters say where the bytes go
 ITEM_KINDS = ("membership", "presence", "delta", "doc")
 _KIND_OF_ITEM = {MemberRecord: "membership", PresenceRecord: "presence", DeltaItem: "delta"}
@@ -62,6 +67,7 @@ class Outbox:
         self.frame_bytes_max = frame_bytes_max
         self.effects: list[Effect] = []
         self.stats: _Tally[str] = _Tally()
+        self.versions: dict[str, int] = {}  # peer -> frame version its connection's hello agreed on
 
     def reset(self) -> list[Effect]:
         out, self.effects = self.effects, []
@@ -79,7 +85,7 @@ class Outbox:
         self.effects.append(Log(level, message))
 
     def send(self, peer: str, frame: Frame) -> bool:
-        data = encode_frame(frame)
+        data = encode_frame(frame, self.versions.get(peer, FRAME_VERSION))
         if len(data) > self.frame_bytes_max:
             self.count("frames_oversize_dropped", notable=True)
             self.log("warning", f"not sending a {type(frame).__name__} of {len(data)} bytes to "
@@ -91,14 +97,14 @@ class Outbox:
         kind = type(frame).__name__.lower()
         stats[f"sent_{kind}"] += 1
         stats[f"bytes_sent_{kind}"] += len(data)
-        if type(frame) in (Gossip, Ping, Ack, PingReq):
+        if type(frame) in (Gossip, Ping, Ack, PingReq, Records):  # rumours, piggybacks, anti-entropy
             if type(frame) in (Ping, Ack) and frame.presence is not None:  # type: ignore[union-attr]
                 self._count_item("presence", wire_item_size(frame.presence))  # type: ignore[union-attr]
             for item in frame.items:  # type: ignore[union-attr]
-                self._count_item(_KIND_OF_ITEM[type(item)], wire_item_size(item))
+                self._count_item(_KIND_OF_ITEM.get(type(item), "unknown"), wire_item_size(item))
         elif type(frame) is DocMessage:
             self._count_item("doc", len(data))
-        self.effects.append(Send(peer, data))
+        self.effects.append(Send(peer, data, isinstance(frame, Deltas | DocMessage) or len(data) > PRIORITY_FRAME_BYTES_MAX))
         return True
 
     def _count_item(self, kind: str, size: int) -> None:
@@ -225,3 +231,25 @@ def gossip_stats(out: Outbox, queues: dict[str, BroadcastQueue], retransmit_limi
                           "transmits_at_exit": dict(sorted(q.transmits_at_exit.items()))}
                    for name, q in queues.items()},
     }
+
+
+class RecentKeys:
+    """The last ``keys_max`` keys seen, as a set (oldest forgotten first). The node keeps the
+    hashes of deltas it applied or found stale: under rumour mongering each delta arrives
+    ~retransmit_limit times, and a repeat is then known without decoding it again. 4096 keys
+    (16 bytes each, ~0.3 MB) is a few times the rumour queue, so any delta still rumoured is known."""
+
+    def __init__(self, keys_max: int = 4096) -> None:
+        self._keys: dict[bytes, None] = {}
+        self._keys_max = keys_max
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def add(self, key: bytes) -> None:
+        self._keys[key] = None
+        if len(self._keys) > self._keys_max:
+            del self._keys[next(iter(self._keys))]  # that old, it is stale by any other path too
+
+    def clear(self) -> None:
+        self._keys.clear()

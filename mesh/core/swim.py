@@ -13,6 +13,13 @@ itself raises its incarnation: when it hears any non-alive claim about itself at
 incarnation it *refutes* with incarnation + 1, and sends the refutation straight back to whoever
 told it (which is what lets two halves of a healed partition find each other again).
 
+Liveness about X is X's to end (``signing``): alive, asleep and left are X's own signed
+statements; a suspicion or a death must carry X's statement at the same incarnation. So a record
+can only raise X's incarnation to one X itself signed — the bound per round is X's own +1 — and a
+forged record is refused (``on_forged``), never applied or relayed. A restarted X that starts at
+an equal or lower incarnation hears its own older-life statement back (a correction) and refutes
+above it.
+
 Extras over plain SWIM, each for a failure the design notes name:
 - a member that announced sleep is not probed; after its class's patience it is suspected;
 - a graceful leave is a LEFT record (outranks dead), sent directly to every live member;
@@ -32,11 +39,12 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .config import MeshConfig
 from .frames import INCARNATION_MAX, Ack, Gossip, Item, MemberRecord, Nack, Ping, PingReq, PresenceRecord
 from .outbox import BroadcastQueue, Outbox
+from .signing import OWN_STATES, Signer, Verifier, member_proof_ok, own_member_record
 from .types import Liveness, LivenessChanged, Rng
 
 ALIVE, ASLEEP, SUSPECT, DEAD, LEFT = (Liveness.ALIVE, Liveness.ASLEEP, Liveness.SUSPECT, Liveness.DEAD,
@@ -88,10 +96,17 @@ class Member:
     since_ms: int = 0
     suspectors: list[str] = field(default_factory=list)  # capped at indirect_probes_k + 1
     suspect_start_ms: int = 0
+    # the member's own signed statement at this incarnation (none yet at incarnation 0)
+    own: Liveness | None = None
+    sig: bytes = b""
 
     def record(self) -> MemberRecord:
         origin = self.suspectors[0] if self.state is SUSPECT and self.suspectors else ""
-        return MemberRecord(self.state, self.peer, self.incarnation, origin)
+        return MemberRecord(self.state, self.peer, self.incarnation, origin, self.own, self.sig)
+
+    def claim(self, state: Liveness, origin: str) -> MemberRecord:
+        """Our suspicion (or verdict) about it, carrying its own statement as proof."""
+        return MemberRecord(state, self.peer, self.incarnation, origin, self.own, self.sig)
 
 
 @dataclass
@@ -118,20 +133,45 @@ class _Relay:
     nacked: bool = False
 
 
+class RoundTrip:
+    """RFC 6298's smoothed round-trip time and its variation, from acks to our direct pings."""
+
+    def __init__(self) -> None:
+        self.srtt_ms: float | None = None
+        self.rttvar_ms = 0.0
+
+    def sample(self, rtt_ms: int) -> None:
+        if self.srtt_ms is None:
+            self.srtt_ms, self.rttvar_ms = float(rtt_ms), rtt_ms / 2
+            return
+        self.rttvar_ms = 0.75 * self.rttvar_ms + 0.25 * abs(self.srtt_ms - rtt_ms)
+        self.srtt_ms = 0.875 * self.srtt_ms + 0.125 * rtt_ms
+
+    def rto_ms(self) -> int:
+        """A time-out that a late answer rarely beats (0 before the first sample)."""
+        return 0 if self.srtt_ms is None else int(self.srtt_ms + 4 * self.rttvar_ms)
+
+
 def _second_retry_ms(p: _Probe) -> int:
     return p.started_ms + (p.timeout_ms + p.interval_ms) // 2
 
 
-Extras = Callable[[str], tuple[PresenceRecord | None, tuple[Item, ...]]]
+Extras = Callable[[str, bool], tuple[PresenceRecord | None, tuple[Item, ...]]]  # (peer, with presence)
 
 
 class Swim:
     def __init__(self, self_id: str, config: MeshConfig, rng: Rng, out: Outbox, queue: BroadcastQueue,
-                 *, extras: Extras, on_gone: Callable[[str], None], incarnation: int = 0,
-                 on_newer: Callable[[str], None] = lambda _peer: None) -> None:
+                 *, signer: Signer, verify: Verifier, extras: Extras, on_gone: Callable[[str], None],
+                 incarnation: int = 0, on_newer: Callable[[str], None] = lambda _peer: None,
+                 on_forged: Callable[[MemberRecord], None] = lambda _rec: None,
+                 on_incarnation: Callable[[], None] = lambda: None,
+                 on_record: Callable[[str], None] = lambda _peer: None) -> None:
         self.self_id, self.cfg, self.rng, self.out, self.queue = self_id, config, rng, out, queue
+        self._signer, self._verify = signer, verify
         self._extras, self._on_gone, self._on_newer = extras, on_gone, on_newer
+        self._on_forged, self._on_incarnation, self._on_record = on_forged, on_incarnation, on_record
         self.incarnation = incarnation
+        self._own: MemberRecord | None = None  # signed once per (incarnation, state)
         self.self_state = ALIVE
         self.members: dict[str, Member] = {}
         self.alive = IndexedSet()
@@ -141,11 +181,12 @@ class Swim:
         self._probe: _Probe | None = None
         self._relays: dict[int, _Relay] = {}  # the seq of our ping for someone else's ping-req
         self.health = 0  # Lifeguard local health score
+        self.rtt = RoundTrip()  # of our direct probes: stretches probe time-outs on a slow network
         self._seq = 0
         self._deadlines: list[tuple[int, int, str, str, int]] = []
         self._tie = 0
         self._corrected_ms: dict[str, int] = {}
-        self._corrections: list[MemberRecord] = []
+        self._corrections: list[Item] = []
         self._refuted = False
         self.next_probe_ms: int | None = None
         self.next_reconnect_ms: int | None = None
@@ -172,7 +213,10 @@ class Swim:
         return min(times) if times else None
 
     def own_record(self) -> MemberRecord:
-        return MemberRecord(self.self_state, self.self_id, self.incarnation)
+        own = self._own
+        if own is None or own.incarnation != self.incarnation or own.state is not self.self_state:
+            own = self._own = own_member_record(self._signer, self.self_state, self.incarnation)
+        return own
 
     # --- membership ------------------------------------------------------------------------------
 
@@ -184,10 +228,12 @@ class Swim:
             self.dead.discard(peer)
             self._corrected_ms.pop(peer, None)
             self._on_gone(peer)
+            self._on_record(peer)
         for peer in sorted(wanted - self.members.keys()):
             self.members[peer] = Member(peer, classes.get(peer, ""), since_ms=now)
             self.alive.add(peer)
             self.out.emit(LivenessChanged(peer, ALIVE, 0))
+            self._on_record(peer)
         for peer, m in self.members.items():
             m.host_class = classes.get(peer, "")
 
@@ -195,8 +241,9 @@ class Swim:
         self._tie += 1
         heapq.heappush(self._deadlines, (when, self._tie, kind, peer, inc))
 
-    def apply(self, rec: MemberRecord, now: int) -> bool:
-        """Merge one record; True when it changed what we hold (then it is re-broadcast)."""
+    def apply(self, rec: MemberRecord, now: int, *, rebroadcast: bool = True) -> bool:
+        """Merge one record; True when it changed what we hold (then it is re-broadcast, unless
+        ``rebroadcast`` is off: anti-entropy answers are for their receiver only)."""
         if rec.peer == self.self_id:
             return self._about_self(rec)
         m = self.members.get(rec.peer)
@@ -208,7 +255,13 @@ class Swim:
             self._corrections.append(m.record())  # the sender is behind: tell it what we hold
             return False
         if new == cur:
-            return self._confirm(m, rec, now)
+            return self._confirm(m, rec, now, rebroadcast)
+        if rec.incarnation > m.incarnation or rec.state in OWN_STATES:
+            # a new statement of the member's own (or a claim resting on one): it must be signed
+            if not member_proof_ok(self._verify, rec):
+                self._on_forged(rec)
+                return False
+            m.own, m.sig = rec.own, rec.sig
         old = m.state
         if rec.incarnation > m.incarnation:
             self._on_newer(m.peer)  # a refutation or a restart: it may have lost what we told it
@@ -230,12 +283,15 @@ class Swim:
                                 m.incarnation)
         if rec.state in (DEAD, LEFT) and old not in (DEAD, LEFT):
             self._on_gone(m.peer)
-        self.queue.put(("m", m.peer), m.record() if rec.state is not SUSPECT else rec)
+        self._on_record(m.peer)
+        if rebroadcast:
+            # relayed with the proof we verified, never one we merely received
+            self.queue.put(("m", m.peer), m.record() if rec.state is not SUSPECT else m.claim(SUSPECT, rec.origin))
         if old is not rec.state:
             self.out.emit(LivenessChanged(m.peer, rec.state, rec.incarnation))
         return True
 
-    def _confirm(self, m: Member, rec: MemberRecord, now: int) -> bool:
+    def _confirm(self, m: Member, rec: MemberRecord, now: int, rebroadcast: bool = True) -> bool:
         # another member independently suspects the same incarnation: shorten the wait
         if rec.state is not SUSPECT or not rec.origin or rec.origin in m.suspectors:
             return False
@@ -244,7 +300,8 @@ class Swim:
         m.suspectors.append(rec.origin)
         due = m.suspect_start_ms + self.cfg.suspicion_timeout_ms(self.n, len(m.suspectors) - 1)
         self._push_deadline(max(due, now), "suspect", m.peer, m.incarnation)
-        self.queue.put(("m", m.peer, rec.origin), rec)
+        if rebroadcast:
+            self.queue.put(("m", m.peer, rec.origin), m.claim(SUSPECT, rec.origin))
         return True
 
     def _about_self(self, rec: MemberRecord) -> bool:
@@ -259,14 +316,31 @@ class Swim:
             return False
         if rec.state is self.self_state and rec.incarnation == self.incarnation:
             return False
-        # any other claim at (or above) our incarnation: refute with a higher one
-        self.incarnation = rec.incarnation + 1
-        self.queue.put(("m", self.self_id), self.own_record())
-        self._corrections.append(self.own_record())  # a reply to the claimant, apart from the rumour
-        self._refuted = True
+        mine = self.own_record()
+        carries_ours = rec.incarnation == mine.incarnation and rec.own is mine.state and rec.sig == mine.sig
+        if not carries_ours and not member_proof_ok(self._verify, rec):
+            # only we can have signed a statement at this incarnation: this one is forged
+            self._on_forged(rec)
+            return False
+        self.refute_above(rec.incarnation)
         self._adjust_health(+1)  # being suspected while alive hints that we answer slowly
-        self.out.count("refutations", notable=True)
         return True
+
+    def refute_above(self, incarnation: int) -> None:
+        """Something of ours at ``incarnation`` (a claim, or a statement from before a restart)
+        stands above what we say now: say it again at ``incarnation + 1``."""
+        self.incarnation = min(max(self.incarnation, incarnation) + 1, INCARNATION_MAX)
+        mine = self.own_record()
+        self.queue.put(("m", self.self_id), mine)
+        self._corrections.append(replace(mine))  # a reply to the claimant, apart from the rumour
+        self._refuted = True
+        self.out.count("refutations", notable=True)
+        self._on_incarnation()
+
+    def correct(self, item: Item | None) -> None:
+        """Send ``item`` back to the sender of the current frame (rate-limited in end_frame)."""
+        if item is not None:
+            self._corrections.append(item)
 
     # --- per frame -------------------------------------------------------------------------------
 
@@ -289,12 +363,14 @@ class Swim:
         self._corrections = []
 
     def on_ping(self, peer: str, ping: Ping) -> None:
-        presence, items = self._extras(peer)
+        presence, items = self._extras(peer, True)
         self.out.send(peer, Ack(ping.seq, presence, items))
 
-    def on_ack(self, peer: str, ack: Ack) -> None:
+    def on_ack(self, peer: str, ack: Ack, now: int) -> None:
         p = self._probe
         if p is not None and ack.seq == p.seq:
+            if not p.acked and not p.indirect_sent:  # the first ping's own answer: a round trip
+                self.rtt.sample(now - p.started_ms)
             p.acked = True
             return
         relay = self._relays.pop(ack.seq, None)
@@ -315,7 +391,7 @@ class Swim:
             return
         seq = self._next_seq()
         self._relays[seq] = _Relay(peer, req.seq, now + self.cfg.probe_timeout_ms, now + self.cfg.probe_interval_ms)
-        presence, items = self._extras(req.target)
+        presence, items = self._extras(req.target, True)
         self.out.send(req.target, Ping(seq, presence, items))
 
     def peer_unreachable(self, peer: str, now: int) -> None:
@@ -339,7 +415,7 @@ class Swim:
             if len(self.dead):
                 peer = self.dead.sample(self.rng, 1)[0]
                 self.out.count("reconnect_pings")
-                presence, items = self._extras(peer)
+                presence, items = self._extras(peer, True)
                 self.out.send(peer, Ping(self._next_seq(), presence, items))
         if self._relays:
             for seq, r in list(self._relays.items()):
@@ -358,13 +434,13 @@ class Swim:
             if due > now:
                 self._push_deadline(due, kind, peer, inc)
             else:
-                self.apply(MemberRecord(DEAD, peer, inc, self.self_id), now)
+                self.apply(m.claim(DEAD, self.self_id), now)
         elif kind == "sleep" and m.state is ASLEEP:
             due = m.since_ms + self.cfg.sleep_patience_for(m.host_class)
             if due > now:
                 self._push_deadline(due, kind, peer, inc)
             else:
-                self.apply(MemberRecord(SUSPECT, peer, inc, self.self_id), now)
+                self.apply(m.claim(SUSPECT, self.self_id), now)
 
     def _probe_tick(self, now: int) -> None:
         p = self._probe
@@ -385,8 +461,16 @@ class Swim:
                     self._adjust_health(p.nacks_expected - p.nacks if p.nacks_expected else 1)
                     self._probe_failed(p, now)
                 self._probe = None
+        # Lifeguard's local health stretches both by (health + 1); the round trip we measure
+        # stretches them where the network is slow (a WAN): the time-out is at least one
+        # retransmission time-out, and the period leaves the indirect probes (four one-way legs)
+        # two more. On a LAN neither moves; on a 60 ms WAN with jitter the fixed 500/1000 ms made
+        # a late ack a false suspicion, and each one a fleet-wide suspicion, refutation and presence.
         scale = self.health + 1
-        interval = self.cfg.probe_interval_ms * scale
+        rto = self.rtt.rto_ms()
+        timeout = max(self.cfg.probe_timeout_ms, rto)
+        interval = min(max(self.cfg.probe_interval_ms, timeout + 2 * rto),
+                       self.cfg.probe_interval_ms * self.cfg.awareness_max) * scale
         if self.next_probe_ms is None:
             self.next_probe_ms = now + self.rng.randrange(interval)  # desynchronise the fleet
         if now >= self.next_probe_ms and self._probe is None:
@@ -395,17 +479,16 @@ class Swim:
             target = self._next_target()
             if target is not None:
                 self._probe = _Probe(target, self._next_seq(), now, self.members[target].incarnation,
-                                     self.cfg.probe_timeout_ms * scale, interval)
+                                     timeout * scale, interval)
                 self.out.count("probes")
-                presence, items = self._extras(target)
+                presence, items = self._extras(target, True)
                 self.out.send(target, Ping(self._probe.seq, presence, items))
 
     def _retry_direct(self, p: _Probe) -> None:
         """memberlist's fallback probe, twice: direct pings beside the indirect ones, at the time-out
         and halfway to the period's end. On a lossy link a lost ping or ack is the usual cause of
         silence, and each false suspicion costs a fleet-wide suspicion and refutation — whose rate
-        grows with the fleet. At 10 % loss the two tries cut false suspicions ~25x. (Not after
-        PeerUnreachable: the transport already failed to reach it.)"""
+        grows with the fleet. (Not after PeerUnreachable: the transport already failed to reach it.)"""
         p.retries += 1
         self.out.count("probes_retried")
         self.out.send(p.target, Ping(p.seq))
@@ -415,7 +498,8 @@ class Swim:
         helpers = self.alive.sample(self.rng, self.cfg.indirect_probes_k, exclude=(p.target,))
         p.nacks_expected = len(helpers)
         for h in helpers:
-            _, items = self._extras(h)  # taken per frame: each copy of a rumour counts as a transmit
+            # taken per frame (each copy of a rumour counts as a transmit); no presence slot here
+            _, items = self._extras(h, False)
             self.out.send(h, PingReq(p.seq, p.target, items))
 
     def _adjust_health(self, delta: int) -> None:
@@ -427,7 +511,7 @@ class Swim:
         if m is None or m.state not in (ALIVE, SUSPECT) or m.incarnation != p.incarnation:
             return
         self.out.count("probes_failed")
-        self.apply(MemberRecord(SUSPECT, p.target, m.incarnation, self.self_id), now)
+        self.apply(m.claim(SUSPECT, self.self_id), now)
         # Lifeguard's buddy system, at once: tell the suspect itself, so a live one refutes within a
         # round trip and its refutation replaces the suspicion in queues before it is sent much
         self.out.send(p.target, Gossip((self.members[p.target].record(),)))
@@ -460,6 +544,7 @@ class Swim:
         self.incarnation = min(self.incarnation + 1, INCARNATION_MAX)  # stays encodable
         self._probe = None
         self.queue.put(("m", self.self_id), self.own_record())
+        self._on_incarnation()
         if state is ALIVE:
             self.next_probe_ms = now
         return [p for p, m in self.members.items() if m.state in (ALIVE, SUSPECT)]

@@ -44,6 +44,10 @@ class FeedStore(Protocol):
     # raises tva.errors.RemoteDataError subclasses (StaleData, GapError, ...), changing nothing
     def apply_delta(self, data: bytes) -> object: ...
 
+    # optional: (owner, head version) of an encoded delta, for the refused-feed cache; raises
+    # RemoteDataError. A store without it simply gets no negative cache.
+    # def delta_head(self, data: bytes) -> tuple[bytes, int]: ...
+
 
 class DocSync(Protocol):
     """The fleet document's sync protocol (implemented by ``crdt.fleetdoc.FleetDoc``)."""
@@ -133,6 +137,15 @@ class PeerUnreachable:
 
 
 @dataclass(frozen=True)
+class PeerWireVersion:
+    """The transport's hello agreed on this frame version with ``peer`` (see ``mesh.transport``);
+    until then frames to it are written at ``frames.FRAME_VERSION_MIN``."""
+
+    peer: str
+    version: int
+
+
+@dataclass(frozen=True)
 class RestorePresence:
     """Members' soft state remembered from before a restart (e.g. ``presence()`` kept by the shell).
 
@@ -146,7 +159,7 @@ class RestorePresence:
 
 
 Event = (Tick | FrameReceived | LocalChanged | MembersChanged | SetSoftState | AnnounceSleep | Wake | Leave
-         | PeerUnreachable | RestorePresence)
+         | PeerUnreachable | RestorePresence | PeerWireVersion)
 
 
 # --- effects ----------------------------------------------------------------------------------
@@ -156,6 +169,9 @@ Event = (Tick | FrameReceived | LocalChanged | MembersChanged | SetSoftState | A
 class Send:
     peer: str
     data: bytes
+    # bulk: deltas, document messages, anything big. Shells carry it on a lane of its own, so
+    # pings and acks never wait behind megabytes (a late ack is a false suspicion).
+    bulk: bool = False
 
 
 @dataclass(frozen=True)
@@ -188,7 +204,10 @@ Effect = Send | LivenessChanged | StateChanged | Log | Counter
 
 @dataclass(frozen=True)
 class Presence:
-    """A member's soft state as last heard, valid until ``expires_ms`` (this node's clock)."""
+    """A member's soft state as last heard, valid until ``expires_ms`` (this node's clock).
+
+    ``incarnation``/``pseq`` order it; ``sig`` is its owner's signature over ``body`` (the record
+    as it travelled), which is what lets a remembered presence be handed back after a restart."""
 
     peer: str
     pseq: int
@@ -198,3 +217,6 @@ class Presence:
     host_class: str
     asleep: bool
     expires_ms: int
+    incarnation: int = 0
+    sig: bytes = b""
+    body: bytes = b""

@@ -41,10 +41,13 @@ def wait_until(check: Callable[[], Any], timeout_s: float, what: str, interval_s
 
 class AgentProc:
     def __init__(self, root: Path, name: str, host_class: str = "server", *, prefix: tuple[str, ...] = (),
-                 listen: str = "/ip4/127.0.0.1/tcp/0", env: dict[str, str] | None = None) -> None:
+                 listen: str | None = "/ip4/127.0.0.1/tcp/0", api: str | None = "127.0.0.1:0",
+                 env: dict[str, str] | None = None) -> None:
         # prefix: e.g. ("ip", "netns", "exec", NS) to run this agent and its CLI inside a namespace.
+        # listen/api None: the agent's defaults (no flag given).
         self.prefix = prefix
         self.listen = listen
+        self.api = api
         self.name = name
         self.state_dir = root / name
         self.host_class = host_class
@@ -69,9 +72,9 @@ class AgentProc:
 
     def _spawn(self, *args: str) -> None:
         out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [*self.prefix, BIN, "--state-dir", str(self.state_dir), *args, "--listen", self.listen,
-             "--api", "127.0.0.1:0"], env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        flags = [*(["--listen", self.listen] if self.listen else []), *(["--api", self.api] if self.api else [])]
+        self.proc = subprocess.Popen([*self.prefix, BIN, "--state-dir", str(self.state_dir), *args, *flags],
+                                     env=self.env, stdout=out, stderr=subprocess.STDOUT)
 
     def start(self) -> None:
         self._spawn("run")

@@ -1,7 +1,9 @@
-"""The HTTP API in-process (real state, real service, real FastAPI app over ASGI).
+"""The HTTP API in-process: the real route table and service over ASGI, behind the real door.
 
-Auth (token off loopback), 4xx with a JSON error on bad input, and every endpoint answering.
-The live-server schema check (schemathesis against a running daemon) is in test_api_schema.py.
+Door (issue 12 item 7): a token on every request but /health, loopback included; a Host that is
+not the bound address, a browser Origin of another site, a non-JSON body and an oversized body are
+refused. Routes: 4xx with a JSON error on bad input, every endpoint answering. The live-server
+schema check (schemathesis against a running daemon) is in test_api_schema.py.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.api import build_app
+from agent.api import ApiContext, build_app
+from agent.door import BODY_BYTES_MAX
+from agent.http import door_app
 from agent.service import Service
 from agent.state import NodeState
 from agent.store import StateStore
@@ -19,6 +23,7 @@ from crdt import records
 
 TOKEN = "t" * 32
 IH = "ab" * 20
+BASE = "http://127.0.0.1:4811"  # the server address the door sees (ASGI "server")
 
 
 @pytest.fixture
@@ -29,20 +34,23 @@ def service(tmp_path):
                    bootstrap=lambda: ["/ip4/127.0.0.1/tcp/4810/p2p/" + state.peer_id])
 
 
-def client(service, host="127.0.0.1", token=None) -> httpx.AsyncClient:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.AsyncClient(transport=httpx.ASGITransport(build_app(service, TOKEN), client=(host, 5555)),
-                             base_url="http://agent", headers=headers)
+def client(service, *, token: str | None = TOKEN, base: str = BASE, host: str = "127.0.0.1",
+           headers: dict | None = None) -> httpx.AsyncClient:
+    app = door_app(build_app(ApiContext(service=service, daemon=True)), TOKEN)
+    sent = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app, client=(host, 5555)), base_url=base,
+                             headers={**sent, **(headers or {})})
 
 
 async def test_every_read_endpoint_answers_json(service):
     async with client(service) as c:
         for path in ("/health", "/status", "/hosts", "/holdings", "/custody", "/duties", "/reaper",
-                     f"/peers_for/{IH}", "/custodians_of/film"):
+                     f"/peers_for/{IH}", "/custodians_of/film", "/wg"):
             r = await c.get(path)
             assert r.status_code == 200, (path, r.text)
             r.json()
-        assert (await c.get("/status")).json()["fleet_name"] == "home"
+        status = (await c.get("/status")).json()
+        assert status["fleet_name"] == "home" and status["revoked"] is False and status["version"]
         assert (await c.get("/openapi.json")).json()["info"]["title"] == "tva-agent"
 
 
@@ -97,16 +105,121 @@ async def test_bad_input_gets_4xx_with_a_json_error(service, method, path, body,
         assert r.json()["error"]
 
 
-async def test_off_loopback_needs_the_token(service):
-    async with client(service, host="10.77.0.9") as c:
+async def test_daemon_only_routes_answer_503_offline(service):
+    app = build_app(ApiContext(service=service, daemon=False))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://x") as c:
+        for method, path, body in (("POST", "/wg/down", {}), ("GET", "/torrents", None),
+                                   ("POST", "/reaper/apply", {}), ("GET", "/jobs", None)):
+            r = await c.request(method, path, json=body)
+            assert r.status_code == 503 and "tva-agent run" in r.json()["hint"], (path, r.text)
+
+
+# --- the door -------------------------------------------------------------------------------------
+
+
+async def test_a_token_is_needed_on_loopback_too(service):
+    async with client(service, token=None) as c:
         assert (await c.get("/health")).status_code == 200  # liveness probes stay open
-        r = await c.get(f"/peers_for/{IH}")
-        assert r.status_code == 401 and "token" in r.json()["error"]
+        r = await c.get("/status")
+        assert r.status_code == 401 and "token" in r.json()["error"] and r.json()["hint"]
         assert (await c.post("/pins", json={"content": "a", "copies": 1})).status_code == 401
-    async with client(service, host="10.77.0.9", token="x" * 32) as c:
+        assert (await c.get("/openapi.json")).status_code == 401
+    async with client(service, token="x" * 32) as c:
         assert (await c.get("/status")).status_code == 401
-    async with client(service, host="10.77.0.9", token=TOKEN) as c:
+    async with client(service, host="10.77.0.9") as c:  # the overlay: the same door
         assert (await c.get(f"/peers_for/{IH}")).status_code == 200
+    assert [h["content"] for h in service.holdings()] == []
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:4811", "127.0.0.1:9999", "10.0.0.1:4811",
+                                  "", "localhost.evil.example:4811"])
+async def test_a_host_header_that_is_not_the_agent_is_refused(service, host):
+    # DNS rebinding: a page on evil.example whose name now points at 127.0.0.1.
+    async with client(service, headers={"Host": host}) as c:
+        for method, path in (("GET", "/status"), ("GET", "/health"), ("POST", "/invites")):
+            r = await c.request(method, path, json={} if method == "POST" else None)
+            assert r.status_code == 403 and "Host" in r.json()["error"], (host, path, r.text)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:4811", "localhost:4811", "LOCALHOST:4811", "[::1]:4811"])
+async def test_every_loopback_spelling_of_the_bound_address_is_accepted(service, host):
+    async with client(service, headers={"Host": host}) as c:
+        assert (await c.get("/status")).status_code == 200
+
+
+async def test_a_cross_origin_form_post_is_refused_and_changes_nothing(service):
+    form = {"content": "film", "infohash": IH, "size_bytes": "1"}
+    # What a page on another site can send without a CORS preflight: a form, with its Origin.
+    async with client(service, token=None, headers={"Origin": "http://evil.example"}) as c:
+        r = await c.post("/wg/down", data=form)
+        assert r.status_code == 403 and "origin" in r.json()["error"]
+        assert (await c.post("/holdings", data=form)).status_code == 403
+    # Even with the token (a page cannot have it, but a script could be careless), a browser context
+    # of another origin or site is refused.
+    async with client(service, headers={"Origin": "null"}) as c:
+        assert (await c.post("/holdings", json=form)).status_code == 403
+    async with client(service, headers={"Sec-Fetch-Site": "cross-site"}) as c:
+        assert (await c.post("/holdings", json=form)).status_code == 403
+    async with client(service, headers={"Origin": "http://127.0.0.1:4811"}) as c:  # the agent's own
+        assert (await c.get("/status")).status_code == 200
+    assert service.holdings() == []
+
+
+@pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                                  None])
+async def test_bodies_must_be_json(service, kind):
+    body = b'{"content": "film", "infohash": "' + IH.encode() + b'", "size_bytes": 1}'
+    headers = {"Content-Type": kind} if kind else {}
+    async with client(service) as c:
+        r = await c.post("/holdings", content=body, headers=headers)
+        assert r.status_code == 415 and "application/json" in r.json()["error"], r.text
+        ok = await c.post("/holdings", content=body, headers={"Content-Type": "application/json; charset=utf-8"})
+        assert ok.status_code == 201, ok.text
+
+
+async def test_an_oversized_body_gets_413_however_it_arrives(service):
+    big = b'{"content": "' + b"a" * BODY_BYTES_MAX + b'"}'
+    async with client(service) as c:
+        r = await c.post("/holdings", content=big, headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and "limit" in r.json()["error"]
+
+        async def chunks():  # no Content-Length: counted as it arrives
+            for i in range(0, len(big), 4096):
+                yield big[i:i + 4096]
+
+        r = await c.post("/holdings", content=chunks(), headers={"Content-Type": "application/json"})
+        assert r.status_code == 413
+        # A route that takes large bodies says so: a 100 KB .torrent upload is not refused by size.
+        r = await c.post("/torrents", json={"torrent_b64": "A" * 100_000})
+        assert r.status_code != 413
+
+
+_header_values = st.text(alphabet=st.characters(codec="latin-1", exclude_characters="\r\n\x00"), max_size=60)
+
+
+@settings(max_examples=60)
+@given(auth=st.one_of(st.none(), _header_values, st.just("Bearer " + "t" * 31), st.just("bearer " + TOKEN)),
+       host=st.one_of(st.just("127.0.0.1:4811"), _header_values),
+       origin=st.one_of(st.none(), _header_values), kind=st.one_of(st.none(), _header_values),
+       path=st.sampled_from(["/status", "/holdings", "/pins", "/invites", "/wg/down"]),
+       method=st.sampled_from(["GET", "POST", "DELETE"]))
+async def test_without_the_exact_token_no_request_reaches_a_handler(tmp_path_factory, auth, host, origin, kind,
+                                                                    path, method):
+    state = NodeState.found(StateStore(tmp_path_factory.mktemp("d")), fleet_name="d",
+                            card=records.HostCard(name="d", host_class="nas"), now_ms=1)
+    svc = Service(state, clock_ms=lambda: 1)
+    headers = {"Host": host}
+    for name, value in (("Authorization", auth), ("Origin", origin), ("Content-Type", kind)):
+        if value is not None:
+            headers[name] = value
+    async with client(svc, token=None) as c:
+        try:
+            r = await c.request(method, path, content=b'{"content":"x","copies":1}', headers=headers)
+        except (httpx.InvalidURL, httpx.LocalProtocolError, UnicodeEncodeError):
+            return
+    assert r.status_code in (400, 401, 403, 413, 415), (r.status_code, r.text)
+    assert r.json()["error"]
+    assert svc.holdings() == [] and state.doc.pins() == {}
 
 
 @settings(max_examples=40)

@@ -23,10 +23,15 @@ def live_agent(tmp_path_factory):
 @pytest.fixture(scope="module")
 def api_schema(live_agent):
     info = json.loads((live_agent.state_dir / "daemon.json").read_text())
-    return schemathesis.openapi.from_url(f"http://{info['api']}/openapi.json")
+    return schemathesis.openapi.from_url(f"http://{info['api']}/openapi.json", headers=_auth(live_agent))
 
 
-def test_live_api_matches_its_openapi_description(api_schema):
+def _auth(agent) -> dict:
+    # Every request but /health needs the token, loopback included (agent.door).
+    return {"Authorization": "Bearer " + json.loads((agent.state_dir / "daemon.json").read_text())["token"]}
+
+
+def test_live_api_matches_its_openapi_description(api_schema, live_agent):
     # schemathesis' pytest plugin does not run under pytest 9, so each operation's strategy is
     # driven by hypothesis here. Every check schemathesis has runs: no 5xx, documented status
     # codes and content types, responses matching their schemas, invalid input rejected (4xx).
@@ -37,6 +42,6 @@ def test_live_api_matches_its_openapi_description(api_schema):
         @given(case=operation.as_strategy())
         @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case):
-            case.call_and_validate()
+            case.call_and_validate(headers=_auth(live_agent))
 
         check()

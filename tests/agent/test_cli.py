@@ -16,7 +16,7 @@ KEY = NodeKey(bytes(range(32)))
 
 
 def _token(ttl_ms: int = 3_600_000, now_ms: int = 1_700_000_000_000) -> str:
-    return issue_invite(key=KEY, fleet_id="f" * 32, fleet_name="home", psk=b"k" * 32,
+    return issue_invite(key=KEY, fleet_id="f" * 32, fleet_name="home",
                         bootstrap=["/ip4/127.0.0.1/tcp/9/p2p/" + KEY.peer_id], role="member",
                         ttl_ms=ttl_ms, nonce=b"n" * 16, now_ms=now_ms)
 

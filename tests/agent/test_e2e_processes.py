@@ -2,8 +2,8 @@
 
 One scenario (processes are expensive to start), checked step by step: a holding spreads to
 every peers-for answer, a pin shows the same plan everywhere, a killed agent is declared dead
-and custody reacts, a restart keeps identity and state, a revocation removes a host everywhere,
-and a used invite is refused.
+and custody reacts, a restart keeps identity and state, a revocation removes a host everywhere
+(and the revoked host, told so, stops taking part without crashing), and a used invite is refused.
 """
 
 from __future__ import annotations
@@ -111,6 +111,22 @@ def test_founder_and_four_agents(fleet):
         wait_until(lambda p=p: ids["alpha"] not in plan_of(p)["holders"], 20, f"{p.name} to drop alpha from custody")
         wait_until(lambda p=p: {h["peer_id"]: h["state"] for h in p.cli("hosts", "--json")}[ids["alpha"]] == "revoked",
                    20, f"{p.name} to show alpha revoked")
+
+    # Alpha learns it was revoked (the founder tells it, signed): it stops taking part, says so,
+    # keeps its data and keeps answering; it never crashes, and `run` on its state dir refuses.
+    status = wait_until(lambda: (s := alpha.cli("status", "--json"))["revoked"] and s, 30,
+                        "alpha to learn it was revoked")
+    assert status["revocation"]["by"] == ids["founder"] and status["revocation"]["by_name"] == "founder"
+    assert status["components"]["mesh"]["state"] == "off" and status["components"]["api"]["state"] == "ok"
+    assert any(h["content"] == "film-1" for h in alpha.cli("holdings", "list", "--json"))
+    res = alpha.run_cli("holdings", "add", "x", "--infohash", "1" * 40, "--size", "1")
+    assert res.returncode == 2 and "revoked" in res.stderr, res
+    assert alpha.stop() == 0
+    assert alpha.log.read_text().count("was revoked from fleet") == 1
+    assert "Traceback" not in alpha.log.read_text() and "internal error" not in alpha.log.read_text()
+    res = alpha.run_cli("run", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0")
+    assert res.returncode == 4 and "revoked" in res.stderr and "hint:" in res.stderr, res
+    assert alpha.cli("status", "--json")["revoked"] is True  # the state dir still loads, offline
 
     # A used invite is refused, with a clear message and a non-zero exit, and changes nothing.
     res = AgentProc(founder.state_dir.parent, "delta").run_cli(

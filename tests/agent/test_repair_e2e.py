@@ -77,8 +77,9 @@ def start_fleet(founder: AgentProc, *joiners: AgentProc) -> dict[str, str]:
 
 def seed(p: AgentProc, name: str, size_bytes: int) -> tuple[str, str, str]:
     digest = write_payload(p.state_dir / "media" / name, size_bytes)
-    added = p.cli("torrent", "add", str(p.state_dir / "media" / name), "--json")
-    assert added["kind"] == "seed" and len(added["infohash"]) == 40, added
+    job = p.cli("torrent", "add", str(p.state_dir / "media" / name), "--json")  # the finished job
+    added = job["result"]
+    assert job["state"] == "done" and added["kind"] == "seed" and len(added["infohash"]) == 40, job
     return added["content"], added["infohash"], digest
 
 
@@ -165,3 +166,39 @@ def test_torrent_and_reaper_commands_and_bad_input(procs):
     assert applied["applied"] == [] and applied["verdicts"][0]["infohash"] == infohash
     assert "healthy" in alpha.cli("reaper")
     assert "seeding" in alpha.cli("torrent", "list") and infohash in alpha.cli("torrent", "list")
+
+
+def test_three_copies_then_max_two_drops_one_custody_copy_and_keeps_the_users_own(procs):
+    alpha, beta, gamma = procs("alpha"), procs("beta"), procs("gamma")
+    ids = start_fleet(alpha, beta, gamma)
+    content, infohash, digest = seed(alpha, "film.bin", 4 * MIB)  # the user's own file, on alpha
+    wait_until(lambda: all((holding_of(p, ids["alpha"], content) or {}).get("state") == "complete"
+                           for p in (beta, gamma)), 15, "everyone to learn alpha's holding")
+
+    alpha.cli("pin", content, "--copies", "3")
+    for p in (alpha, beta, gamma):
+        wait_until(lambda p=p: plan_of(p, content)["status"] == "ok" and plan_of(p, content)["copies"] == 3, 90,
+                   f"{p.name}'s custody to reach three copies")
+    for p in (beta, gamma):
+        assert sha256_of(p.state_dir / "media" / "film.bin") == digest
+        h = holding_of(alpha, ids[p.name], content)
+        assert h["state"] == "complete" and h["custody"] is True  # made by custody, and says so
+    assert holding_of(beta, ids["alpha"], content)["custody"] is False
+
+    alpha.cli("pin", content, "--copies", "2", "--max", "2")
+    for p in (alpha, beta, gamma):
+        wait_until(lambda p=p: plan_of(p, content)["status"] == "ok" and plan_of(p, content)["copies"] == 2, 60,
+                   f"{p.name}'s custody to trim back to two copies")
+    holders = set(plan_of(alpha, content)["holders"])
+    assert ids["alpha"] in holders  # the user's own copy is never the one dropped
+    (trimmed,) = {"beta", "gamma"} - {n for n in ("beta", "gamma") if ids[n] in holders}
+    kept = "gamma" if trimmed == "beta" else "beta"
+    gone, stays = (beta, gamma) if trimmed == "beta" else (gamma, beta)
+    wait_until(lambda: sha256_of(gone.state_dir / "media" / "film.bin") is None, 30, "the files to be deleted")
+    for p in (alpha, beta, gamma):  # the holding is gone fleet-wide, the others stay
+        wait_until(lambda p=p: holding_of(p, ids[trimmed], content) is None, 30, f"{p.name} to see the trim")
+        assert holding_of(p, ids[kept], content)["state"] == "complete"
+    assert infohash not in {r["infohash"] for r in gone.cli("torrent", "list", "--json")}
+    assert sha256_of(stays.state_dir / "media" / "film.bin") == digest
+    assert sha256_of(alpha.state_dir / "media" / "film.bin") == digest
+    assert gone.cli("status", "--json")["custody"]["trims_done"] == 1

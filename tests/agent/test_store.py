@@ -126,10 +126,10 @@ def test_leftover_temp_files_are_removed_on_open(tmp_path):
 
 def test_fleet_document_survives_a_save_and_load_through_the_store(tmp_path):
     key = NodeKey(b"\x07" * 32)
-    doc = FleetDoc.genesis("fleet-1", "Home", key.peer_id, key.public, 1)
-    doc.pin("movie:x", 2, None, key.peer_id, 2)
+    doc = FleetDoc.genesis("Home", key, "host", 1, b"\x01" * 16)
+    doc.pin("movie:x", 2, None, 2)
     StateStore(tmp_path).write("fleetdoc", doc.save())
-    again = FleetDoc.load(StateStore(tmp_path).read("fleetdoc"), key.public)
+    again = FleetDoc.load(StateStore(tmp_path).read("fleetdoc"), key)
     assert again.pins() == doc.pins() and again.heads() == doc.heads()
 
 

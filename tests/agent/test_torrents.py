@@ -260,29 +260,6 @@ async def test_a_repair_target_refuses_a_copy_its_disk_cannot_hold(tmp_path):
         assert not m.room_for(10 * 1024**2)
 
 
-async def test_trims_drop_only_copies_custody_made(tmp_path):
-    from agent.policy.actions import DropCopy
-
-    m, engine, state = memory_manager(tmp_path)
-    made = torrent_of(tmp_path, "made.bin", os.urandom(30000))
-    mine = torrent_of(tmp_path, "mine.bin", os.urandom(30000))
-    async with running(m):
-        ih_made = await engine.add_torrent(made)
-        m._remember(Entry(ih_made, "made", "public", "local", "repair", made, None, 30000))
-        state.own.put(records.holding_key("made"), records.encode_holding(
-            records.Holding("made", ih_made, 30000, "complete", "public", "local", 30000)))
-        user = await m.add(torrent_b64=base64.b64encode(mine).decode())
-        ih_user = user["infohash"]
-        state.own.commit(now_ms())
-
-        assert await m._trim(DropCopy("made", ih_made)) is True
-        assert ih_made not in m.entries and state.own.get(records.holding_key("made")) is None
-        assert ih_made not in {x.infohash for x in await engine.samples()}
-
-        assert await m._trim(DropCopy(user["content"], ih_user)) is False  # the user's own: kept
-        assert ih_user in m.entries and ih_user in {x.infohash for x in await engine.samples()}
-
-
 @given(st.binary(max_size=400), st.sampled_from([None, "public", "f2f_only", "search_only"]))
 def test_add_hypothesis_garbage_is_a_clear_error(tmp_path_factory, blob, policy):
     m, engine, _state = memory_manager(tmp_path_factory.mktemp("g"))

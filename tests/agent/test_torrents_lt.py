@@ -50,7 +50,7 @@ def add_fleet_holder(state: NodeState, service: Service, content: str, infohash:
     """A second member whose own signed feed says it holds the item at 127.0.0.1:port."""
     key = NodeKey(os.urandom(32))
     now = now_ms()
-    state.doc.admit(key.peer_id, "holder", "member", None, state.peer_id, now)
+    state.doc.admit(key.peer_id, "holder", "member", None, now)
     state.refresh_membership()
     own = OwnFeed(key, state.feeds)
     own.put(records.CARD_KEY, records.encode_card(records.HostCard(
@@ -150,7 +150,10 @@ async def test_dht_peers_for_public_items_only(tmp_path):
     tuning = TorrentTuning(sample_interval_ms=100, auto_reaper=False, swarm=PRIVATE_DHT, dht_timeout_ms=500,
                            dht_refresh_ms=300)
     manager = TorrentManager(cfg, state, service, clock_ms=now_ms, tuning=tuning, engine_factory=factory(PRIVATE_DHT))
-    service._external_peers = manager.external_peers  # as the daemon wires it
+
+    def peers_for(ih: str) -> dict:  # as the route (agent.api_core) and the peer query do it
+        return service.peers_for(ih, external=manager.external_peers(ih))
+
     payload = os.urandom(256 * KIB)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(running(manager))
@@ -168,7 +171,7 @@ async def test_dht_peers_for_public_items_only(tmp_path):
         wanted = {("127.0.0.1", s.listen_port()) for s in seeders}
 
         def dht_peers() -> set:
-            return {(p["addr"], p["port"]) for p in service.peers_for(ih)["peers"] if p["source"] == "dht"}
+            return {(p["addr"], p["port"]) for p in peers_for(ih)["peers"] if p["source"] == "dht"}
 
         with trio.move_on_after(30):
             while not wanted <= dht_peers():
@@ -176,13 +179,13 @@ async def test_dht_peers_for_public_items_only(tmp_path):
                     await s.reannounce(ih)
                 await trio.sleep(0.5)
         assert wanted <= dht_peers(), dht_peers()
-        assert service.peers_for(ih)["policy"] == "public"
+        assert peers_for(ih)["policy"] == "public"
 
         # The same infohash, now held as f2f_only: no dht peers, and no further DHT lookups.
         service.add_holding("open-item", ih, len(payload), "f2f_only", "local")
         lookups = manager.dht_lookups
         for _ in range(5):
-            answer = service.peers_for(ih)
+            answer = peers_for(ih)
             assert answer["policy"] == "f2f_only" and not [p for p in answer["peers"] if p["source"] == "dht"]
             await trio.sleep(0.4)
         assert manager.dht_lookups == lookups

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,6 +15,7 @@ from crdt.records import (
     CARD_KEY,
     CLAIM_IPV4_KEY,
     POLICIES,
+    SIZE_BYTES_MAX,
     SOURCES,
     STATES,
     AddressClaim,
@@ -45,11 +47,11 @@ printable = st.from_regex(r"[\x20-\x7e]{1,64}", fullmatch=True)
 
 @st.composite
 def holdings_st(draw):
-    size = draw(st.integers(0, 1 << 62))
+    size = draw(st.integers(0, SIZE_BYTES_MAX))
     source = draw(st.sampled_from(SOURCES))
     policy = draw(st.sampled_from([p for p in POLICIES if not (source == "private-tracker" and p == "public")]))
     return Holding(draw(content_ids), draw(st.from_regex(r"[0-9a-f]{40}", fullmatch=True)), size,
-                   draw(st.sampled_from(STATES)), policy, source, draw(st.integers(0, size)))
+                   draw(st.sampled_from(STATES)), policy, source, draw(st.integers(0, size)), draw(st.booleans()))
 
 
 @st.composite
@@ -130,7 +132,7 @@ def test_remote_values_are_checked_with_the_same_rules():
     for raw in cases:
         with pytest.raises(DecodeError):
             decode_holding("c1", raw)
-    with pytest.raises(UnsupportedVersion):
+    with pytest.raises(UnsupportedVersion):  # a new major: refused, never half-read
         decode_holding("c1", pack([2, ih, 10, 0, 0, 0, 0]))
     with pytest.raises(DecodeError):
         decode_holding("bad id", pack([1, ih, 10, 0, 0, 0, 0]))
@@ -204,3 +206,27 @@ def test_several_intents_per_content_are_keyed_by_target():
     assert not any(i.content_id == "tmdb:3" for i in got.values())
     with pytest.raises(InvalidInput):
         intent_key("tmdb:2", "not-a-peer")
+
+
+def test_the_custody_mark_is_a_trailing_field_written_only_when_set():
+    user = Holding("film", "ab" * 20, 10, "complete", "public", "local", 10)
+    made = Holding("film", "ab" * 20, 10, "complete", "public", "local", 10, custody=True)
+    # A user's holding keeps the seven-field form (older readers still read it); the mark adds one.
+    assert len(msgpack.unpackb(encode_holding(user))) == 7 and len(msgpack.unpackb(encode_holding(made))) == 8
+    assert decode_holding("film", encode_holding(made)).custody is True
+    fields = msgpack.unpackb(encode_holding(user))
+    assert decode_holding("film", msgpack.packb([*fields, False])).custody is False  # a newer minor's padding
+    with pytest.raises(DecodeError):
+        decode_holding("film", msgpack.packb([*fields, 1]))
+
+
+def test_a_newer_minor_versions_records_are_read_and_their_new_fields_ignored():
+    # a build one minor version ahead appends fields (same major): this build reads the rest
+    ih = b"\xab" * 20
+    plain = decode_holding("c1", pack([1, ih, 10, 0, 0, 0, 10]))
+    assert decode_holding("c1", pack([1, ih, 10, 0, 0, 0, 10, True, "codec", [1, 2]])).custody is True
+    assert decode_holding("c1", pack([1, ih, 10, 0, 0, 0, 10, True, "codec"])).size_bytes == plain.size_bytes
+    card = decode_card(pack([1, "nas", "server", [], b"", "", "", [], 0, 0, [], ["gpu"]]))
+    assert card.name == "nas" and card.host_class == "server"
+    assert decode_intent("c1", pack([1, b"\x01" * 32, 5, "reason"])).lease_until_ms == 5
+    assert decode_claim(pack([1, "10.44.0.7", 1])).ipv4 == "10.44.0.7"

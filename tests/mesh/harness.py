@@ -10,6 +10,10 @@ seeded rng (loss, duplication and delay spread reorder frames); nodes are ticked
 local deltas are incremental (so out-of-order delivery raises GapError) and snapshot deltas from
 ``deltas_since``; a grow-only set document whose per-peer sync state is optimistic (a lost message
 leaves it believing the peer is up to date, as automerge's does).
+
+Nodes are named ``node0000``… rather than by peer id, so each name gets a real Ed25519 key
+(``named_key``) and the nodes check signatures with ``verify_named`` — real signatures, just a
+different name-to-key mapping than production's ``signing.peer_verifier``.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import hashlib
 import heapq
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import msgpack
 
+from crdt.identity import NodeKey
+from crdt.identity import verify as ed25519_verify
 from mesh.core import (
     FrameReceived,
     LivenessChanged,
@@ -32,10 +38,44 @@ from mesh.core import (
     Send,
     Tick,
 )
+from mesh.core.frames import MemberRecord, PresenceRecord
+from mesh.core.signing import OWN_STATES, CachingVerifier, issue_presence, own_member_record
 from mesh.core.types import Event, Liveness
 from tva.errors import DecodeError, GapError, StaleData
 
 PAYLOAD_BYTES_MAX = 4096
+
+
+@dataclass(frozen=True)
+class NamedKey:
+    """A real Ed25519 key that signs as ``peer_id`` = a test name."""
+
+    peer_id: str
+    key: NodeKey
+
+    def sign(self, message: bytes) -> bytes:
+        return self.key.sign(message)
+
+
+_KEYS: dict[str, NamedKey] = {}
+
+
+def named_key(name: str) -> NamedKey:
+    k = _KEYS.get(name)
+    if k is None:
+        k = _KEYS[name] = NamedKey(name, NodeKey(hashlib.blake2b(name.encode(), digest_size=32).digest()))
+    return k
+
+
+def _verify_named(peer: str, sig: bytes, message: bytes) -> bool:
+    return ed25519_verify(named_key(peer).key.public, sig, message)
+
+
+verify_named = CachingVerifier(_verify_named)
+
+
+def make_node(name: str, config: MeshConfig, feeds, doc, rng, **kw) -> MeshNode:
+    return MeshNode(name, config, feeds, doc, rng, signer=named_key(name), verify=verify_named, **kw)
 
 
 def _strict_unpack(data: bytes) -> object:
@@ -145,7 +185,7 @@ class Harness:
         self.rng = random.Random(self.seed)
         self.feeds = {p: MemFeeds(p.encode()) for p in self.ids}
         self.docs = {p: MemDoc() for p in self.ids}
-        self.nodes = {p: MeshNode(p, self.config, self.feeds[p], self.docs[p], random.Random(self.seed * 7919 + i))
+        self.nodes = {p: make_node(p, self.config, self.feeds[p], self.docs[p], random.Random(self.seed * 7919 + i))
                       for i, p in enumerate(self.ids)}
         self.now = 0
         self._heap: list[tuple[int, int, str, Event]] = []
@@ -250,3 +290,17 @@ class Harness:
     def ever(self, peer: str, state: Liveness, observers: list[str] | None = None) -> bool:
         return any(p == peer and s is state and (observers is None or o in observers)
                    for _, o, p, s, _ in self.liveness_log)
+
+
+def signed_member(state: Liveness, peer: str, incarnation: int, origin: str = "") -> MemberRecord:
+    """A record as an honest node would send it: the peer's own signed statement, or a suspicion
+    or verdict carrying the peer's (alive) statement at that incarnation as proof."""
+    own = own_member_record(named_key(peer), state if state in OWN_STATES else Liveness.ALIVE, incarnation)
+    return MemberRecord(state, peer, incarnation, origin, own.own, own.sig)
+
+
+def signed_presence(peer: str, incarnation: int, pseq: int, disk: int = 10**9, score: float = 0.5,
+                    endpoints: tuple[str, ...] = (), host_class: str = "", asleep: bool = False,
+                    remaining_ms: int = 10**6) -> PresenceRecord:
+    p = issue_presence(named_key(peer), incarnation, pseq, disk, score, endpoints, host_class, asleep)
+    return replace(p, remaining_ms=remaining_ms)

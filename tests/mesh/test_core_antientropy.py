@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesh.core import FrameReceived, MembersChanged, MeshConfig, MeshNode, Send, decode_frame, encode_frame
+from mesh.core import FrameReceived, Liveness, MembersChanged, MeshConfig, Send, decode_frame, encode_frame
 from mesh.core.antientropy import (
     BUCKET_BITS_MAX,
     bucket_bits_for,
@@ -18,7 +18,7 @@ from mesh.core.antientropy import (
     scoped_vector,
 )
 from mesh.core.frames import Deltas, Digest, DocMessage, Summary, Sync
-from tests.mesh.harness import Harness, MemDoc, MemFeeds, Net
+from tests.mesh.harness import Harness, MemDoc, MemFeeds, Net, make_node
 
 OWNERS = 300
 
@@ -31,7 +31,7 @@ def _pair(owners: int = OWNERS, seed: int = 3):
         feeds, doc = MemFeeds(name.encode()), MemDoc()
         for i, k in enumerate(keys):
             feeds.heads[k] = (1 + i % 5, b"payload-%d" % i)
-        node = MeshNode(name, MeshConfig(), feeds, doc, random.Random(1))
+        node = make_node(name, MeshConfig(), feeds, doc, random.Random(1))
         node.handle(MembersChanged(frozenset({"a", "b"})), 0)
         nodes[name] = (node, feeds, doc)
     return nodes, keys
@@ -110,9 +110,9 @@ def test_equal_bucket_hashes_with_different_digests_fall_back_to_the_full_vector
 def test_a_matching_digest_or_summary_digest_is_answered_with_nothing():
     nodes, _ = _pair(owners=40)
     a = nodes["a"][0]
-    same = a.sync.digest()
-    assert not [e for e in a.handle(FrameReceived("b", encode_frame(Digest(same))), 5) if isinstance(e, Send)]
-    caught_up = Summary(same, 0, (b"\0" * 8,), ())
+    same = a.sync.digest_frame()
+    assert not [e for e in a.handle(FrameReceived("b", encode_frame(same)), 5) if isinstance(e, Send)]
+    caught_up = Summary(same.digest, 0, (b"\0" * 8,), (), same.soft, 0, ())
     assert not [e for e in a.handle(FrameReceived("b", encode_frame(caught_up)), 6) if isinstance(e, Send)]
 
 
@@ -165,3 +165,107 @@ def test_a_scoped_vector_asks_nothing_outside_its_scope(mine, theirs, bits, data
             assert eff[owner] >= version  # nothing outside the scope looks missing
         else:
             assert eff.get(owner, 0) == theirs.get(owner, 0)  # inside: exactly their claim
+
+
+# --- membership and presence ride anti-entropy too (issue 14, item 5) ----------------------------
+
+
+def _drop_rumours_to(h: Harness, victim: str, about: str):
+    """Every rumour path to ``victim`` (gossip, and what rides on pings and acks) loses the records
+    about ``about``; anti-entropy frames (RECORDS) are left alone. Returns the list of drops."""
+    from mesh.core.frames import Ack, Gossip, MemberRecord, Ping, PingReq, PresenceRecord
+
+    dropped = []
+    deliver = h._deliver
+
+    def filtered(src, send):
+        if send.peer == victim:
+            f = decode_frame(send.data, 10**7)
+            carried = [*getattr(f, "items", ()), *([f.presence] if getattr(f, "presence", None) else [])]
+            if isinstance(f, Gossip | Ping | Ack | PingReq) and any(
+                    isinstance(i, MemberRecord | PresenceRecord) and i.peer == about for i in carried):
+                dropped.append((h.now, type(f).__name__))
+                return
+        deliver(src, send)
+    h._deliver = filtered
+    return dropped
+
+
+def test_a_missed_presence_rumour_heals_within_one_sync_interval():
+    from mesh.core import SetSoftState
+
+    h = Harness(20, seed=21)
+    for i, p in enumerate(h.ids):
+        h.handle(p, SetSoftState(10**9 + i, 0.5, (), "desktop"))
+    assert h.run_until_true(lambda: all(len(h.nodes[p].presence()) == 20 for p in h.ids), 30_000) is not None
+    source, victim = h.ids[4], h.ids[11]
+    dropped = _drop_rumours_to(h, victim, source)
+    h.handle(source, SetSoftState(5 * 10**12, 0.9, (), "server"))  # a change every peer must learn
+    t0 = h.now
+    others = [p for p in h.ids if p not in (source, victim)]
+    spread = h.run_until_true(lambda: all(h.nodes[p].presence()[source].disk_free_bytes == 5 * 10**12
+                                          for p in others), t0 + 10_000, 5)
+    healed = h.run_until_true(lambda: h.nodes[victim].presence()[source].disk_free_bytes == 5 * 10**12,
+                              t0 + 30_000, 5)
+    assert spread is not None and healed is not None and dropped, "the rumour was not dropped"
+    print(f"rumour everywhere else after {spread - t0} ms, healed at the victim after {healed - t0} ms; "
+          f"{len(dropped)} carrying frames dropped")
+    # the victim compares digests with 2 random peers a second (and they with it): one interval,
+    # plus the summary/sync/records round trips
+    assert healed - spread <= h.config.sync_interval_ms + 4 * h.net.delay_ms_max
+    assert h.nodes[victim].stats.get("records_unchecked", 0) == 0
+    assert h.nodes[victim].stats.get("records_sent_by_sync", 0) + sum(
+        h.nodes[p].stats.get("records_sent_by_sync", 0) for p in others) > 0
+
+
+def test_a_missed_leave_heals_by_anti_entropy_and_is_never_taken_for_a_death():
+    h = Harness(12, seed=8)
+    h.run_until(5_000)
+    leaver, victim = h.ids[3], h.ids[9]
+    _drop_rumours_to(h, victim, leaver)
+    from mesh.core import Leave
+
+    h.handle(leaver, Leave())
+    t0 = h.now
+    h.run_until(t0 + 1_000)
+    h.stop(leaver)  # gone: from now on only the others can tell the victim
+    done = h.run_until_true(lambda: h.view(victim, leaver) is Liveness.LEFT, t0 + 10_000, 5)
+    assert done is not None and done - t0 <= 1_000 + h.config.sync_interval_ms + 100
+    assert not h.ever(leaver, Liveness.DEAD) and not h.ever(leaver, Liveness.SUSPECT, [victim])
+
+
+def test_a_feed_refused_here_is_not_resent_every_round_until_the_member_list_changes():
+    # b does not admit owner X (its member list lags, or X was revoked); a holds X's feed. Without
+    # a negative cache a would send b X's whole feed at every digest exchange, and b refuse it.
+    from crdt.feedset import FeedSet, OwnFeed
+    from crdt.identity import NodeKey
+    from mesh.core import LocalChanged
+
+    h = Harness(2, seed=2)
+    a, b = h.ids
+    key_a, key_b, key_x = (NodeKey(bytes([i]) * 32) for i in (1, 2, 3))
+    fa, fb = FeedSet(), FeedSet(allowed={key_a.public, key_b.public})
+    for name, feeds, key in ((a, fa, key_a), (b, fb, key_b)):
+        own = OwnFeed(key, feeds)
+        own.put("card", b"me")
+        own.commit(1)
+        h.feeds[name] = feeds
+        h.nodes[name] = make_node(name, h.config, feeds, h.docs[name], random.Random(len(name)))
+        h.handle(name, MembersChanged(frozenset(h.ids)))
+    x = OwnFeed(key_x, FeedSet())
+    x.put("card", b"x" * 3000)
+    fa.apply_delta(x.commit(1))
+    h.handle(a, LocalChanged())
+    h.run_until(30_000)
+    refused = h.nodes[b].stats.get("deltas_refused_revoked_peer", 0)
+    assert 1 <= refused <= 2, refused  # once (twice if both sides' first exchanges crossed)
+    assert fb.feed(key_a.public) is not None and fb.feed(key_x.public) is None
+    sent_before = h.nodes[a].stats.get("bytes_sent_deltas", 0)
+    h.run_until(60_000)
+    assert h.nodes[a].stats.get("bytes_sent_deltas", 0) == sent_before  # nothing re-sent
+    assert h.nodes[a].sync.digest() == h.nodes[b].sync.digest()  # and the digests agree meanwhile
+    # X is admitted at b: the refusal is forgotten with the member list, and the feed arrives
+    fb.set_allowed({key_a.public, key_b.public, key_x.public})
+    h.handle(b, MembersChanged(frozenset(h.ids)))
+    t0 = h.now
+    assert h.run_until_true(lambda: fb.feed(key_x.public) is not None, t0 + 3 * h.config.sync_interval_ms) is not None

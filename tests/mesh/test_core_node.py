@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mesh.core import (
+    FRAME_VERSION,
     AnnounceSleep,
     Counter,
     FrameReceived,
@@ -22,7 +23,6 @@ from mesh.core import (
     LocalChanged,
     MembersChanged,
     MeshConfig,
-    MeshNode,
     PeerUnreachable,
     Send,
     SetSoftState,
@@ -44,11 +44,10 @@ from mesh.core.frames import (
     MemberRecord,
     Ping,
     PingReq,
-    PresenceRecord,
     Summary,
     Sync,
 )
-from tests.mesh.harness import Harness, MemDoc, MemFeeds, Net
+from tests.mesh.harness import Harness, MemDoc, MemFeeds, Net, make_node, signed_member, signed_presence
 from tva.errors import InvalidInput, TooLarge
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,12 +80,23 @@ def test_idle_traffic_at_30_nodes_is_under_1kb_per_second_and_uses_only_digests(
     h.run_until(20_000)  # let the start-up rumours settle
     assert h.converged()
     before = {p: dict(h.nodes[p].stats) for p in h.ids}
+    syncs: list[Sync] = []
+    deliver = h._deliver
+
+    def watch(src, send):
+        if decode_frame(send.data, 10**7).__class__ is Sync:
+            syncs.append(decode_frame(send.data, 10**7))
+        deliver(src, send)
+    h._deliver = watch
     h.run_until(20_000 + 300_000)  # covers three presence refreshes
     rates = [(h.nodes[p].stats["bytes_sent"] - before[p].get("bytes_sent", 0)) / 300 for p in h.ids]
-    syncs = sum(h.nodes[p].stats.get("sent_sync", 0) - before[p].get("sent_sync", 0) for p in h.ids)
-    print(f"idle bytes/s per node: max {max(rates):.0f}, mean {statistics.mean(rates):.0f}")
+    print(f"idle bytes/s per node: max {max(rates):.0f}, mean {statistics.mean(rates):.0f}; {len(syncs)} syncs")
     assert max(rates) <= 1024
-    assert syncs == 0  # in sync: routine exchanges are 16-byte digests, never full version vectors
+    # in sync: routine exchanges are digests; a presence refresh still in flight makes a member
+    # bucket differ now and then, which costs that bucket's entries — never a feed vector entry
+    # and never the whole membership vector
+    assert all(f.vv == {} and f.soft is not None and f.soft_scope is not None for f in syncs)
+    assert sum(len(f.soft) for f in syncs) < 3 * len(syncs) * 30 / 4
     assert all(len(h.nodes[p].presence()) == 30 for p in h.ids)  # and presence stayed fresh
 
 
@@ -206,7 +216,7 @@ def test_lost_doc_message_is_repaired_by_restarting_the_doc_sync():
 
 def _node(members=("me", "p1", "p2", "p3"), config=None):
     feeds, doc = MemFeeds(b"me"), MemDoc()
-    node = MeshNode("me", config or MeshConfig(), feeds, doc, random.Random(1))
+    node = make_node("me", config or MeshConfig(), feeds, doc, random.Random(1))
     node.handle(MembersChanged(frozenset(members)), 0)
     return node, feeds, doc
 
@@ -217,7 +227,7 @@ def test_non_member_and_malformed_frames_are_refused_counted_and_harmless():
     cases = [
         ("stranger", encode_frame(Ping(1)), "frames_refused_nonmember"),
         ("p1", b"\x07garbage", "frames_refused_unsupported_version"),
-        ("p1", b"\x01\xc1", "frames_refused_decode_error"),
+        ("p1", bytes([FRAME_VERSION]) + b"\xc1", "frames_refused_decode_error"),
         ("p1", b"\x01" * (MeshConfig().frame_bytes_max + 1), "frames_refused_too_large"),
         ("p1", encode_frame(Gossip((DeltaItem(b"not a delta"),))), "deltas_refused_decode_error"),
     ]
@@ -233,11 +243,11 @@ def test_non_member_and_malformed_frames_are_refused_counted_and_harmless():
 
 def test_presence_arrives_by_ping_and_expires_after_its_ttl():
     node, _, _ = _node()
-    rec = PresenceRecord("p1", 3, 10**9, 0.5, ("/ip4/10.44.0.9/tcp/1",), "seedbox", False)
+    rec = signed_presence("p1", 0, 3, 10**9, 0.5, ("/ip4/10.44.0.9/tcp/1",), "seedbox", remaining_ms=10**9)
     node.handle(FrameReceived("p1", encode_frame(Ping(1, rec))), 1000)
     got = node.presence()["p1"]
     assert (got.disk_free_bytes, got.host_class, got.expires_ms) == (10**9, "seedbox", 1000 + node.cfg.presence_ttl_ms)
-    older = PresenceRecord("p1", 2, 1, 0.1, (), "x", False)
+    older = signed_presence("p1", 0, 2, 1, 0.1, (), "x")
     node.handle(FrameReceived("p1", encode_frame(Ping(2, older))), 2000)
     assert node.presence()["p1"].pseq == 3  # an older record does not replace a newer one
     node.handle(Tick(), 1000 + node.cfg.presence_ttl_ms)
@@ -247,11 +257,14 @@ def test_presence_arrives_by_ping_and_expires_after_its_ttl():
 def test_digest_mismatch_answers_with_a_summary_and_match_answers_nothing():
     node, feeds, _ = _node()
     node.handle(LocalChanged(delta=feeds.commit(b"x")), 5)
-    own = [e for e in node.handle(FrameReceived("p1", encode_frame(Digest(b"\0" * 16))), 10) if isinstance(e, Send)]
+    soft = node.soft.digest()
+    own = [e for e in node.handle(FrameReceived("p1", encode_frame(Digest(b"\0" * 16, soft))), 10)
+           if isinstance(e, Send)]
     frames = [decode_frame(e.data, 10**6) for e in own]
     digest = node.sync.digest()
-    assert frames == [Summary(digest, 0, bucket_hashes({b"me": 1}, 0), ())]
-    again = node.handle(FrameReceived("p2", encode_frame(Digest(digest))), 11)
+    # only the feeds differ: their bucket hashes travel, the member part says "matched" (no hashes)
+    assert frames == [Summary(digest, 0, bucket_hashes({b"me": 1}, 0), (), soft, 0, ())]
+    again = node.handle(FrameReceived("p2", encode_frame(Digest(digest, soft))), 11)
     assert not any(isinstance(e, Send) for e in again)
 
 
@@ -300,15 +313,21 @@ def test_fresh_gossip_is_forwarded_but_duplicates_are_not():
 
 
 def test_claims_about_self_are_refuted_up_to_the_incarnation_limit():
+    # a statement of our own from an earlier life (signed by us) near the limit: refuted above it
     node, _, _ = _node()
-    near = Gossip((MemberRecord(SUSPECT, "me", INCARNATION_MAX - 1),))
+    near = Gossip((signed_member(SUSPECT, "me", INCARNATION_MAX - 1),))
     effects = node.handle(FrameReceived("p1", encode_frame(near)), 10)
     assert node.incarnation() == INCARNATION_MAX
     back = [decode_frame(e.data, 10**6) for e in effects if isinstance(e, Send) and e.peer == "p1"]
-    assert any(MemberRecord(ALIVE, "me", INCARNATION_MAX) in f.items for f in back if isinstance(f, Gossip))
-    at_max = Gossip((MemberRecord(DEAD, "me", INCARNATION_MAX),))
+    assert any(_said(f, ALIVE, "me", INCARNATION_MAX) for f in back if isinstance(f, Gossip))
+    at_max = Gossip((signed_member(DEAD, "me", INCARNATION_MAX),))
     effects = node.handle(FrameReceived("p2", encode_frame(at_max)), 20)
     assert Counter("records_refused_incarnation", 1) in effects and node.incarnation() == INCARNATION_MAX
+
+
+def _said(frame, state, peer, incarnation) -> bool:
+    return any(isinstance(i, MemberRecord) and (i.state, i.peer, i.incarnation) == (state, peer, incarnation)
+               for i in frame.items)
 
 
 def _sent_frames(effects):
@@ -338,18 +357,18 @@ def test_leave_and_sleep_are_told_directly_to_every_live_member():
     for event, state in ((Leave(), LEFT), (AnnounceSleep(), ASLEEP)):
         node, _, _ = _node(members=members)
         sent = _sent_frames(node.handle(event, 5))
-        told = {peer for peer, f in sent if isinstance(f, Gossip) and MemberRecord(state, "me", 1) in f.items}
+        told = {peer for peer, f in sent if isinstance(f, Gossip) and _said(f, state, "me", 1)}
         assert told == set(members) - {"me"}
 
 
 def test_a_peer_with_a_stale_record_is_corrected():
     node, _, _ = _node()
-    node.handle(FrameReceived("p2", encode_frame(Gossip((MemberRecord(DEAD, "p1", 3, "p2"),)))), 10)
+    node.handle(FrameReceived("p2", encode_frame(Gossip((signed_member(DEAD, "p1", 3, "p2"),)))), 10)
     assert node.liveness()["p1"] is DEAD
-    sent = _sent_frames(node.handle(FrameReceived("p3", encode_frame(Gossip((MemberRecord(ALIVE, "p1", 1),)))), 20))
-    assert ("p3", Gossip((MemberRecord(DEAD, "p1", 3),))) in sent
+    sent = _sent_frames(node.handle(FrameReceived("p3", encode_frame(Gossip((signed_member(ALIVE, "p1", 1),)))), 20))
+    assert ("p3", Gossip((signed_member(DEAD, "p1", 3),))) in sent
     # rate-limited: the same staleness within correction_interval_ms gets no second answer
-    again = node.handle(FrameReceived("p3", encode_frame(Gossip((MemberRecord(ALIVE, "p1", 2),)))), 30)
+    again = node.handle(FrameReceived("p3", encode_frame(Gossip((signed_member(ALIVE, "p1", 2),)))), 30)
     assert not _sent_frames(again)
 
 
@@ -405,7 +424,7 @@ def test_local_misuse_is_refused_with_a_hint_and_changes_nothing():
     with pytest.raises(InvalidInput):
         node.handle(MembersChanged(frozenset({"me", "x" * 65})), 6)
     with pytest.raises(InvalidInput):
-        MeshNode("", MeshConfig(), MemFeeds(b"me"), MemDoc(), random.Random(1))
+        make_node("", MeshConfig(), MemFeeds(b"me"), MemDoc(), random.Random(1))
 
 
 class _TooBigDoc(MemDoc):
@@ -414,7 +433,7 @@ class _TooBigDoc(MemDoc):
 
 
 def test_a_document_that_cannot_produce_a_message_is_counted_not_fatal():
-    node = MeshNode("me", MeshConfig(), MemFeeds(b"me"), _TooBigDoc(), random.Random(1))
+    node = make_node("me", MeshConfig(), MemFeeds(b"me"), _TooBigDoc(), random.Random(1))
     node.handle(MembersChanged(frozenset({"me", "p1", "p2"})), 0)
     effects = node.handle(LocalChanged(doc_changed=True), 5)
     effects += node.handle(FrameReceived("p1", encode_frame(Sync({}, (b"h" * 32,), True))), 6)
@@ -450,7 +469,7 @@ def test_a_quick_restart_keeps_soft_state_flowing_both_ways():
     h.run_until(h.now + 300)  # far below any suspicion time-out: nobody declares it dead
     old = h.nodes[victim]
     # Restart: a fresh core with a higher incarnation, as the runtime does (wall-clock seeded).
-    h.nodes[victim] = MeshNode(victim, h.config, h.feeds[victim], h.docs[victim], random.Random(99),
+    h.nodes[victim] = make_node(victim, h.config, h.feeds[victim], h.docs[victim], random.Random(99),
                                incarnation=old.incarnation() + 1)
     h.down.discard(victim)
     h.handle(victim, MembersChanged(frozenset(h.ids), {}))
@@ -469,14 +488,15 @@ def test_a_quick_restart_keeps_soft_state_flowing_both_ways():
 # --- presence remembered across a restart ---------------------------------------------------------
 
 def _remembered(peer, pseq=1, disk=2 * 10**12):
-    from mesh.core import Presence
-    return Presence(peer, pseq, disk, 0.97, SOFT.endpoints, SOFT.host_class, False, 0)
+    """A presence as the agent remembers it (signed by its owner, at incarnation 0)."""
+    from mesh.core.presence import as_presence
+    return as_presence(signed_presence(peer, 0, pseq, disk, 0.97, SOFT.endpoints, SOFT.host_class), 0)
 
 
 def test_restored_presence_counts_as_received_now_and_ignores_non_members_and_older_records():
     from mesh.core import RestorePresence
     node, _, _ = _node()
-    node.handle(FrameReceived("p2", encode_frame(Ping(1, PresenceRecord("p2", 9, 5, 0.5, (), "nas", False)))), 50)
+    node.handle(FrameReceived("p2", encode_frame(Ping(1, signed_presence("p2", 0, 9, 5, 0.5, (), "nas")))), 50)
     node.handle(RestorePresence((_remembered("p1"), _remembered("stranger"), _remembered("p2", pseq=3))), 100)
     got = node.presence()
     assert got["p1"].disk_free_bytes == 2 * 10**12 and got["p1"].expires_ms == 100 + node.cfg.presence_ttl_ms
@@ -490,7 +510,7 @@ def test_restore_presence_refuses_out_of_range_records_and_changes_nothing(rows)
     from mesh.core import Presence, RestorePresence
     node, _, _ = _node()
     records = tuple(Presence(peer, pseq, disk, score, (), "desktop", asleep, 0) for peer, pseq, disk, score, asleep in rows)
-    valid = all(0 < len(peer) <= 64 and 0 <= pseq <= 2**62 and 0 <= disk < 2**64 and 0 <= score <= 1
+    valid = all(0 < len(peer) <= 64 and 0 <= pseq < 2**64 and 0 <= disk < 2**64 and 0 <= score <= 1
                 for peer, pseq, disk, score, _ in rows)
     try:
         node.handle(RestorePresence(records), 10)
@@ -533,7 +553,7 @@ def test_a_restarted_node_gets_every_peers_presence_within_seconds_not_probe_rou
     victim = h.ids[7]
     h.stop(victim)
     h.run_until(h.now + 300)
-    h.nodes[victim] = MeshNode(victim, h.config, h.feeds[victim], h.docs[victim], random.Random(98),
+    h.nodes[victim] = make_node(victim, h.config, h.feeds[victim], h.docs[victim], random.Random(98),
                                incarnation=h.nodes[victim].incarnation() + 1)
     h.down.discard(victim)
     h.handle(victim, MembersChanged(frozenset(h.ids), {}))

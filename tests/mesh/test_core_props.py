@@ -16,7 +16,6 @@ from mesh.core import (
     LocalChanged,
     MembersChanged,
     MeshConfig,
-    MeshNode,
     PeerUnreachable,
     Send,
     SetSoftState,
@@ -24,7 +23,7 @@ from mesh.core import (
     Wake,
 )
 from mesh.core.frames import decode_frame, encode_frame
-from tests.mesh.harness import Harness, MemDoc, MemFeeds, Net
+from tests.mesh.harness import Harness, MemDoc, MemFeeds, Net, make_node
 from tests.mesh.test_core_frames import frame_strategy
 
 ALIVE, SUSPECT, DEAD, LEFT = Liveness.ALIVE, Liveness.SUSPECT, Liveness.DEAD, Liveness.LEFT
@@ -95,7 +94,7 @@ def test_a_node_that_leaves_gracefully_ends_left_everywhere(seed, n, loss):
 
 
 def _fresh_node():
-    node = MeshNode("me", MeshConfig(), MemFeeds(b"me"), MemDoc(), random.Random(0))
+    node = make_node("me", MeshConfig(), MemFeeds(b"me"), MemDoc(), random.Random(0))
     node.handle(MembersChanged(frozenset({"me", "p1", "p2", "p3"})), 0)
     return node
 

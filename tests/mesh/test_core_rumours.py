@@ -10,26 +10,39 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mesh.core import LocalChanged, MembersChanged, MeshConfig, MeshNode, Send, SetSoftState, Tick
-from mesh.core.frames import Ack, DocMessage, Gossip, Ping, PingReq, decode_frame, encode_frame, item_wire
+from mesh.core import LocalChanged, MembersChanged, MeshConfig, Send, SetSoftState, Tick
+from mesh.core.frames import (
+    Ack,
+    DocMessage,
+    Gossip,
+    Ping,
+    PingReq,
+    Records,
+    decode_frame,
+    encode_frame,
+    item_wire,
+)
 from mesh.core.outbox import ITEM_KINDS, wire_item_size
-from tests.mesh.harness import Harness, MemDoc, MemFeeds, Net
+from tests.mesh.harness import Harness, MemDoc, MemFeeds, Net, make_node
 
 
-def _watch_rumours(h: Harness) -> Counter:
-    """Count, per (node, item), the frames that carried the item *as a rumour* — an item object
-    handed out by one of the node's broadcast queues — at the node's real send path."""
-    sent: Counter = Counter()
+def _watch_rumours(h: Harness) -> tuple[Counter, Counter]:
+    """Per (node, item): how often the node's broadcast queues handed the item out, and how
+    often a frame the node sent carried such a handout (each handout pays for one frame; the same
+    record sent again as a direct reply — a correction, an answer to a restart — is not a rumour)."""
+    handed: Counter = Counter()
+    carried: Counter = Counter()
     for peer, node in h.nodes.items():
-        taken: dict[int, object] = {}  # id -> the item, kept alive so an id is never reused
+        unsent: dict[int, list] = {}  # id -> [the item, handouts not yet carried by a frame]
 
-        def wrap_take(queue, taken=taken):
+        def wrap_take(queue, unsent=unsent, peer=peer):
             real = queue.take
 
             def take(*args, **kwargs):
                 items = real(*args, **kwargs)
                 for item in items:
-                    taken[id(item)] = item
+                    handed[(peer, repr(item_wire(item)))] += 1
+                    unsent.setdefault(id(item), [item, 0])[1] += 1
                 return items
             queue.take = take
 
@@ -37,13 +50,15 @@ def _watch_rumours(h: Harness) -> Counter:
         wrap_take(node.dqueue)
         real_send = node.out.send
 
-        def send(to, frame, real_send=real_send, taken=taken, peer=peer):
+        def send(to, frame, real_send=real_send, unsent=unsent, peer=peer):
             for item in getattr(frame, "items", ()):
-                if id(item) in taken:
-                    sent[(peer, repr(item_wire(item)))] += 1
+                pending = unsent.get(id(item))
+                if pending is not None and pending[1] > 0:
+                    pending[1] -= 1
+                    carried[(peer, repr(item_wire(item)))] += 1
             return real_send(to, frame)
         node.out.send = send
-    return sent
+    return handed, carried
 
 
 @settings(max_examples=30, deadline=None)
@@ -55,7 +70,7 @@ def _watch_rumours(h: Harness) -> Counter:
 )
 def test_no_rumour_is_sent_by_one_node_more_than_its_retransmit_limit(seed, n, loss, dup, delay_ms_max, work):
     h = Harness(n, seed=seed, net=Net(loss=loss, dup=dup, delay_ms_max=delay_ms_max))
-    sent = _watch_rumours(h)
+    handed, sent = _watch_rumours(h)
     for i, (who, t, kind) in enumerate(sorted(work, key=lambda w: w[1])):
         h.run_until(t)
         node = h.ids[who % n]
@@ -70,6 +85,8 @@ def test_no_rumour_is_sent_by_one_node_more_than_its_retransmit_limit(seed, n, l
     assert sent, "no rumour was ever sent"
     worst = max(sent.values())
     assert worst <= limit, f"a rumour was sent {worst} times by one node (limit {limit})"
+    # a rumour is handed out at most limit times over the node's life, not per stay in its queue
+    assert max(handed.values()) <= limit
 
 
 def test_item_kind_counters_add_up_to_the_items_on_the_wire():
@@ -82,7 +99,7 @@ def test_item_kind_counters_add_up_to_the_items_on_the_wire():
             ok = real_send(to, frame)
             if ok and isinstance(frame, Ping | Ack) and frame.presence is not None:
                 wire["presence"] += wire_item_size(frame.presence)
-            if ok and isinstance(frame, Gossip | Ping | Ack | PingReq):
+            if ok and isinstance(frame, Gossip | Ping | Ack | PingReq | Records):
                 for item in frame.items:
                     wire[type(item).__name__] += wire_item_size(item)
             if ok and isinstance(frame, DocMessage):
@@ -116,7 +133,7 @@ def test_item_kind_counters_add_up_to_the_items_on_the_wire():
 
 def test_a_rumour_too_big_for_any_frame_is_dropped_and_counted_not_kept_forever():
     cfg = MeshConfig(frame_bytes_max=4096, gossip_bytes_max=1024, piggyback_bytes_max=512)
-    node = MeshNode("me", cfg, MemFeeds(b"me"), MemDoc(), random.Random(1))
+    node = make_node("me", cfg, MemFeeds(b"me"), MemDoc(), random.Random(1))
     node.handle(MembersChanged(frozenset({"me", "p1", "p2"}), {}), 0)
     node.handle(Tick(), 0)
     sent = node.handle(LocalChanged(delta=b"d" * 5000), 10) + node.handle(LocalChanged(delta=b"s" * 100), 20)
@@ -128,3 +145,31 @@ def test_a_rumour_too_big_for_any_frame_is_dropped_and_counted_not_kept_forever(
     assert b"s" * 100 in deltas and not any(len(d) == 5000 for d in deltas)
     q = node.gossip_stats()["queues"]["deltas"]
     assert q["dropped_for_size"] == 1 and q["depth"] == 0 and q["put"] == 2
+
+
+def test_indirect_probes_take_a_piggyback_per_helper_each_counted_as_a_transmit():
+    # one take shared by k ping-reqs was k transmissions counted as one
+    node, _, _ = _probe_node()
+    t, pinged = 0, False
+    while not pinged:  # tick until the first probe goes out (nobody will answer it)
+        t += 50
+        pinged = any(isinstance(decode_frame(e.data, 10**6), Ping) for e in node.handle(Tick(), t)
+                     if isinstance(e, Send))
+    record = node.swim.members["p4"].record()
+    node.queue.put(("m", "p4"), record)
+    before = node.queue.counts["transmits"]
+    frames = [decode_frame(e.data, 10**6) for e in node.handle(Tick(), t + node.cfg.probe_timeout_ms)
+              if isinstance(e, Send)]
+    reqs = [f for f in frames if isinstance(f, PingReq)]
+    assert len(reqs) == node.cfg.indirect_probes_k and any(record in f.items for f in reqs)
+    carried = sum(1 for f in frames for i in getattr(f, "items", ()) if i == record)
+    assert carried == node.queue.counts["transmits"] - before
+
+
+def _probe_node():
+    # a node whose probes are never answered, with enough members for k helpers
+    feeds, doc = MemFeeds(b"me"), MemDoc()
+    node = make_node("me", MeshConfig(), feeds, doc, random.Random(3))
+    node.handle(MembersChanged(frozenset({"me", "p1", "p2", "p3", "p4"})), 0)
+    node.handle(Tick(), 0)
+    return node, feeds, doc

@@ -26,23 +26,25 @@ NOW = 1_700_000_000_000
 
 
 def make(key=FOUNDER, role="member", ttl_ms=3_600_000, nonce=b"n" * 16, now=NOW) -> str:
-    return issue_invite(key=key, fleet_id="f" * 32, fleet_name="home", psk=b"k" * 32,
+    return issue_invite(key=key, fleet_id="f" * 32, fleet_name="home",
                         bootstrap=["/ip4/127.0.0.1/tcp/4001/p2p/" + key.peer_id], role=role,
                         ttl_ms=ttl_ms, nonce=nonce, now_ms=now)
 
 
-def admit(token, *, now=NOW, members=None, revoked=frozenset(), redeemed=frozenset(), joiner=JOINER):
+def admit(token, *, now=NOW, roles=None, revoked=frozenset(), redeemed=frozenset(), joiner=JOINER):
     check_admission(parse_invite(token), now_ms=now, fleet_id="f" * 32,
-                    members=members if members is not None else frozenset({FOUNDER.peer_id}),
+                    roles=roles if roles is not None else {FOUNDER.peer_id: "owner"},
                     revoked=revoked, redeemed=redeemed, joiner=joiner)
 
 
 def test_round_trip_keeps_every_field():
     inv = parse_invite(make())
-    assert (inv.fleet_id, inv.fleet_name, inv.psk, inv.role) == ("f" * 32, "home", b"k" * 32, "member")
+    assert (inv.fleet_id, inv.fleet_name, inv.role) == ("f" * 32, "home", "member")
     assert inv.expires_at_ms == NOW + 3_600_000
     assert inv.inviter_peer_id == FOUNDER.peer_id
-    assert "psk" not in inv.to_json_dict()
+    # neither the fleet key (no longer in any invite) nor the join secret is ever shown
+    assert "psk" not in inv.to_json_dict() and "nonce" not in inv.to_json_dict()
+    assert not hasattr(inv, "psk")
     admit(make())  # a fresh, valid invite passes every admission check
 
 
@@ -66,6 +68,13 @@ def test_tampered_invite_is_refused():
 def test_invite_signed_by_a_non_member_is_refused():
     with pytest.raises(InviteError, match=r"no longer\) a member"):
         admit(make(key=STRANGER))
+
+
+def test_invite_signed_by_a_plain_member_is_refused():
+    with pytest.raises(InviteError, match="not an admin"):
+        admit(make(key=STRANGER), roles={FOUNDER.peer_id: "owner", STRANGER.peer_id: "member"})
+    admit(make(key=STRANGER), roles={FOUNDER.peer_id: "owner", STRANGER.peer_id: "admin"})
+    admit(make(role="admin"))  # an admin invite admits an admin
 
 
 def test_invite_from_a_revoked_member_is_refused():
@@ -97,9 +106,9 @@ def test_issuing_validates_its_inputs():
     with pytest.raises(InvalidInput):
         make(ttl_ms=0)
     with pytest.raises(InvalidInput):
-        make(role="admin")
+        make(role="emperor")
     with pytest.raises(InvalidInput):
-        issue_invite(key=FOUNDER, fleet_id="f", fleet_name="home", psk=b"k" * 32, bootstrap=[],
+        issue_invite(key=FOUNDER, fleet_id="f", fleet_name="home", bootstrap=[],
                      role="member", ttl_ms=1000, nonce=b"n" * 16, now_ms=NOW)
 
 
@@ -128,3 +137,12 @@ def test_any_single_bit_flip_is_detected(position, bit):
     flipped = TOKEN_PREFIX + base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
     with pytest.raises(InviteError):
         parse_invite(flipped)
+
+
+def test_an_invite_of_the_old_format_carrying_the_fleet_key_is_refused_with_a_hint():
+    body = [1, "f" * 32, "home", b"k" * 32, ["/ip4/127.0.0.1/tcp/1/p2p/" + FOUNDER.peer_id], "member",
+            NOW + 1000, b"n" * 16, FOUNDER.public]
+    old = TOKEN_PREFIX + base64.urlsafe_b64encode(msgpack.packb([body, b"s" * 64])).rstrip(b"=").decode()
+    with pytest.raises(InviteError, match="older format") as info:
+        parse_invite(old)
+    assert "new invite" in info.value.hint

@@ -52,13 +52,13 @@ class Peer:
 
 def _fleet() -> list[Peer]:
     keys = [NodeKey(bytes([i + 1]) * 32) for i in range(N)]
-    founder_doc = FleetDoc.genesis("meshtest", "meshtest", keys[0].peer_id, keys[0].public[:16], NOW)
+    founder_doc = FleetDoc.genesis("meshtest", keys[0], "n0", NOW, b"\x05" * 16)
     for i, k in enumerate(keys[1:], 1):
-        founder_doc.admit(k.peer_id, f"n{i}", "member", None, keys[0].peer_id, NOW + i)
+        founder_doc.admit(k.peer_id, f"n{i}", "member", None, NOW + i)
     saved = founder_doc.save()
     peers = []
     for i, k in enumerate(keys):
-        doc = founder_doc if i == 0 else FleetDoc.load(saved, k.public[:16], expected_fleet_id="meshtest")
+        doc = founder_doc if i == 0 else FleetDoc.load(saved, k, expected_fleet_id=founder_doc.fleet_id)
         peers.append(Peer(k, FeedSet(), doc))
     return peers
 
@@ -72,7 +72,7 @@ async def _run_peer(p: Peer, bootstrap: list[str], *, task_status=trio.TASK_STAT
     with trio.CancelScope() as scope:
         p.scope = scope
         p.transport = Libp2pTransport(p.key.seed, PSK, limits=LIMITS)
-        node = MeshNode(p.key.peer_id, CONFIG, p.feeds, p.doc, random.Random(p.key.peer_id))
+        node = MeshNode(p.key.peer_id, CONFIG, p.feeds, p.doc, random.Random(p.key.peer_id), signer=p.key)
         p.driver = MeshDriver(node, p.transport, on_state=learn,
                               on_liveness=lambda peer, state: p.liveness.__setitem__(peer, state))
         async with trio.open_nursery() as nursery:
@@ -116,7 +116,7 @@ async def test_ten_nodes_converge_detect_a_dead_node_and_a_restart_catches_up():
             h = records.Holding(f"item-{i}", f"{i:040x}", 100, "complete", "public", "local", 100)
             peers[i].own.put(records.holding_key(h.content_id), records.encode_holding(h))
             peers[i].driver.submit(t.LocalChanged(delta=peers[i].own.commit(NOW + 10)))
-        peers[2].doc.pin("item-5", 2, None, peers[2].key.peer_id, NOW + 11)
+        peers[2].doc.pin("item-5", 2, None, NOW + 11)
         peers[2].driver.submit(t.LocalChanged(doc_changed=True))
         want = {(peers[i].key.peer_id, f"item-{i}") for i in (3, 5, 7)}
         await _wait(lambda: all(want <= p.holdings() and "item-5" in p.doc.pins() for p in peers), 30,
@@ -136,7 +136,7 @@ async def test_ten_nodes_converge_detect_a_dead_node_and_a_restart_catches_up():
         peers[4].own.put(records.holding_key("late"), records.encode_holding(h))
         peers[4].driver.submit(t.LocalChanged(delta=peers[4].own.commit(NOW + 20)))
         reborn = Peer(victim.key, FeedSet.from_bytes(saved_feeds),
-                      FleetDoc.load(saved_doc, victim.key.public[:16], expected_fleet_id="meshtest"))
+                      FleetDoc.load(saved_doc, victim.key, expected_fleet_id=victim.doc.fleet_id))
         peers[9] = reborn
         await nursery.start(_run_peer, reborn, bootstrap)
         await _wait(lambda: (peers[4].key.peer_id, "late") in reborn.holdings(), 30, "the restarted node to catch up")

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from mesh.memory_transport import MemoryNetwork
-from mesh.transport import Transport, TransportLimits
+from mesh.transport import MiB, Transport, TransportLimits, WireVersions
 from tva.errors import InvalidInput, PeerUnavailable, RequestRefused, TooLarge
 
 KINDS = ["memory", "libp2p"]
@@ -28,19 +28,20 @@ def seed() -> bytes:
 @asynccontextmanager
 async def open_nodes(
     kind: str, n: int, *, limits: TransportLimits = FAST, psk: bytes | None = None,
-    introduce: bool = True,
+    introduce: bool = True, versions: list[WireVersions] | None = None,
 ) -> AsyncIterator[list[Transport]]:
     """``n`` running transports of one kind; each knows every other's addresses."""
     psk = psk or os.urandom(32)
+    vs = versions or [WireVersions()] * n
     if kind == "memory":
         from crdt.identity import NodeKey
 
         net = MemoryNetwork(limits)
-        nodes: list[Transport] = [net.transport(NodeKey(seed()).peer_id) for _ in range(n)]
+        nodes: list[Transport] = [net.transport(NodeKey(seed()).peer_id, versions=v) for v in vs]
     else:
         from mesh.libp2p_transport import Libp2pTransport
 
-        nodes = [Libp2pTransport(seed(), psk, limits=limits) for _ in range(n)]
+        nodes = [Libp2pTransport(seed(), psk, limits=limits, versions=v) for v in vs]
     async with trio.open_nursery() as nursery:
         for node in nodes:
             await nursery.start(node.run)
@@ -212,3 +213,80 @@ def test_limits_refuse_nonsense():
         TransportLimits(frame_bytes_max=0)
     with pytest.raises(InvalidInput):
         TransportLimits(backoff_initial_ms=10, backoff_max_ms=5)
+
+
+# --- versions, lanes and byte bounds ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_hello_agrees_on_the_highest_common_frame_version(kind):
+    async with open_nodes(kind, 2, versions=[WireVersions(2, 3), WireVersions(2, 2)]) as (newer, older):
+        heard: dict[str, list] = {"newer": [], "older": []}
+        newer.set_version_handler(lambda peer, v: heard["newer"].append((peer, v)))
+        older.set_version_handler(lambda peer, v: heard["older"].append((peer, v)))
+        assert await newer.send(older.local_peer, b"in version 2")
+        assert await receive(older) == (newer.local_peer, b"in version 2")
+        assert await older.send(newer.local_peer, b"back")
+        assert await receive(newer) == (older.local_peer, b"back")
+        assert heard == {"newer": [(older.local_peer, 2)], "older": [(newer.local_peer, 2)]}
+        assert newer.wire_version(older.local_peer) == older.wire_version(newer.local_peer) == 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_no_common_frame_version_is_refused_clearly_and_once(kind, caplog):
+    async with open_nodes(kind, 2, versions=[WireVersions(3, 4), WireVersions(2, 2)]) as (ahead, behind):
+        for _ in range(3):
+            assert not await ahead.send(behind.local_peer, b"cannot be read there")
+            await trio.sleep(1.1)  # past the dial back-off: each try is a new connection and hello
+        with trio.move_on_after(0.5):
+            got = await behind.incoming().receive()
+            pytest.fail(f"a frame crossed a version mismatch: {got}")
+        assert ahead.stats()["version_refused"] >= 2 and behind.stats()["version_refused"] >= 1
+        assert ahead.wire_version(behind.local_peer) is None
+    lines = [r.getMessage() for r in caplog.records if "no common frame version" in r.getMessage()]
+    assert any("upgrade this build" in m for m in lines) and any("upgrade the peer" in m for m in lines)
+    assert len(lines) == 2  # one line per side and peer, however often it retries
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_priority_frames_are_taken_before_queued_bulk_frames(kind):
+    async with open_nodes(kind, 2) as (a, b):
+        for i in range(3):
+            assert await a.send(b.local_peer, b"bulk %d" % i + b"." * 200_000, bulk=True)
+        with trio.fail_after(5):
+            while b.stats()["bulk_frames_in"] < 3:
+                await trio.sleep(0.01)
+        assert await a.send(b.local_peer, b"ping")
+        with trio.fail_after(5):
+            while b.stats()["frames_in"] < 4:
+                await trio.sleep(0.01)
+        got = [(await receive(b))[1][:6] for _ in range(4)]
+        assert got == [b"ping", b"bulk 0", b"bulk 1", b"bulk 2"]  # each lane in order, priority first
+        assert a.stats()["bulk_frames_out"] == 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_inbound_frames_are_bounded_in_bytes_and_bulk_cannot_crowd_out_pings(kind):
+    limits = TransportLimits(frame_bytes_max=1 * MiB, incoming_bulk_bytes_max=2 * MiB,
+                             incoming_priority_bytes_max=64 * 1024, dial_timeout_ms=2_000)
+    async with open_nodes(kind, 2, limits=limits) as (a, b):
+        big = b"x" * (900 * 1024)
+        for _ in range(6):  # nobody reads b's queue meanwhile
+            assert await a.send(b.local_peer, big, bulk=True)
+        with trio.fail_after(10):
+            while b.stats()["bulk_frames_in"] + b.stats()["incoming_drops"] < 6:
+                await trio.sleep(0.01)
+        assert b.stats()["bulk_frames_in"] == 2 and b.stats()["incoming_drops"] == 4
+        assert b.incoming().queued_bytes() <= 2 * MiB
+        # a big frame sent on the priority lane is queued as bulk (here: dropped, bulk is full)
+        assert await a.send(b.local_peer, big)
+        with trio.fail_after(10):
+            while b.stats()["priority_frames_demoted"] < 1:
+                await trio.sleep(0.01)
+        assert b.stats()["incoming_drops"] == 5
+        for i in range(10):  # the priority lane still has room
+            assert await a.send(b.local_peer, b"ack %d" % i)
+        with trio.fail_after(5):
+            while b.stats()["frames_in"] < 12:
+                await trio.sleep(0.01)
+        assert (await receive(b))[1] == b"ack 0"

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crdt.identity import NodeKey
+from mesh.framing import encode_frame
 from mesh.libp2p_addrs import parse_peer_addr, psk_hex, split_peer_addr
 from mesh.libp2p_transport import FRAMES_PROTOCOL, INBOUND_FRAME_STREAMS_PER_PEER_MAX, Libp2pTransport
-from mesh.transport import TransportLimits
+from mesh.transport import HELLO_BYTES_MAX, TransportLimits, WireVersions, encode_hello
 from tests.mesh.test_transport_contract import FAST, open_nodes, receive
 from tva.errors import ConfigError, DecodeError, InvalidInput, PeerUnavailable
 
@@ -207,10 +208,14 @@ async def test_garbage_on_a_frame_stream_never_crashes_the_reader():
                 await attacker.connect(peer_info(a.listen_addrs()[0]))
                 a_id = peer_info(a.listen_addrs()[0]).peer_id
 
+                hello = encode_frame(encode_hello(WireVersions()), HELLO_BYTES_MAX)
+
                 async def spray(garbage: bytes) -> None:
+                    # half the time after a proper hello, so the frame reader is fuzzed too, not
+                    # only the hello check in front of it
                     stream = await attacker.new_stream(a_id, [FRAMES_PROTOCOL])
                     try:
-                        await stream.write(garbage)
+                        await stream.write(hello + garbage if garbage[0] % 2 else garbage)
                     finally:
                         await stream.close()
 
@@ -316,7 +321,7 @@ async def test_a_peer_cannot_hold_many_frame_streams_open():
                 for i in range(10):
                     try:  # a refused stream may fail to open, or accept the write and then die
                         s = await attacker.new_stream(info.peer_id, [FRAMES_PROTOCOL])
-                        await s.write(b"\x01" + bytes([i]))
+                        await s.write(encode_frame(encode_hello(WireVersions()), HELLO_BYTES_MAX) + b"\x01" + bytes([i]))
                         held.append(s)
                     except Exception:
                         pass

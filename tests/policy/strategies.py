@@ -49,7 +49,8 @@ _policy = st.one_of(st.none(), st.sampled_from(POLICIES))
 _source = st.sampled_from(CONTENT_SOURCES)
 _pin_keys = st.lists(st.sampled_from(CONTENTS + INFOHASHES[:3]), max_size=8, unique=True)
 _prefs = st.dictionaries(st.sampled_from(DUTIES), st.sampled_from(DUTY_PREFS), max_size=2)
-_lease_delta = st.integers(-60_000, 60_000)
+# Mostly ordinary leases; sometimes one far past the lease maximum (a writer overstepping).
+_lease_delta = st.one_of(st.integers(-60_000, 60_000), st.integers(10**9, 10**12))
 
 
 @st.composite
@@ -92,6 +93,7 @@ def holding_st(draw, peer_ids: list[str]) -> HoldingView:
         complete=draw(_v6),
         policy=draw(_policy),
         source=draw(_source),
+        custody=draw(_v6),
     )
 
 

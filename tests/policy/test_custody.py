@@ -26,6 +26,7 @@ from agent.policy import (
     plan_all,
     plan_pin,
 )
+from agent.policy.actions import refused_intents
 from agent.policy.classes import ALIVE, LIVE, PORTABLE, STORAGE
 from tests.policy.strategies import GB, INFOHASHES, NOW_MS, PEERS, holding_st, host_st, state_st
 from tva.errors import InvalidInput
@@ -105,9 +106,9 @@ def test_lost_asks_the_research_duty_and_respects_the_items_policy():
                                                             duties, view, NOW_MS)
 
 
-def test_trims_never_go_below_min_never_touch_the_baton_and_wait_for_healing():
+def test_trims_remove_only_custody_copies_never_below_min_and_wait_for_healing():
     hosts = [_host(i) for i in range(6)]
-    holds = [_hold(i) for i in range(6)]
+    holds = [_hold(i, custody=True) for i in range(6)]
     plan, _ = _plan(hosts, holds, PinView("film", 2, 3))
     assert plan.status == "over" and len(plan.trims) == 3 and plan.baton not in plan.trims
     assert list(plan.trims) == list(reversed(plan.holders))[:3]
@@ -117,10 +118,30 @@ def test_trims_never_go_below_min_never_touch_the_baton_and_wait_for_healing():
     assert plan.status == "over" and plan.trims == () and plan.notes
 
 
-def test_leases_are_honoured_until_they_end():
+def test_a_users_own_copy_is_never_chosen_for_a_trim():
+    hosts = [_host(i) for i in range(6)]
+    order = _plan(hosts, [_hold(i) for i in range(6)], PinView("film", 1, 5))[0].holders
+    # Only the two hosts earliest in rendezvous order hold custody copies: those are trimmed,
+    # the baton (first) last of all, although users' copies sit at the end of the order.
+    made = set(order[:2])
+    holds = [_hold(i, custody=PEERS[i] in made) for i in range(6)]
+    plan, _ = _plan(hosts, holds, PinView("film", 1, 4))
+    assert plan.trims == (order[1], order[0]) and plan.baton == order[0]
+    plan, _ = _plan(hosts, holds, PinView("film", 1, 5))
+    assert plan.trims == (order[1],)
+    # More excess than custody copies: the users' copies stay and the plan says so.
+    plan, _ = _plan(hosts, holds, PinView("film", 1, 1))
+    assert plan.status == "over" and set(plan.trims) == made and "users' own" in plan.notes[0]
+    plan, _ = _plan(hosts, [_hold(i) for i in range(6)], PinView("film", 1, 1))
+    assert plan.trims == () and plan.notes == ("5 extra copies are users' own: never trimmed",)
+
+
+def test_only_the_batons_intents_count_and_only_until_their_lease_ends():
     hosts = [_host(i) for i in range(5)]
     pin = PinView("film", 3)
-    intent = IntentView("film", PEERS[3], PEERS[1], NOW_MS + 1)  # someone else's baton, lease running
+    baton = _plan(hosts, [_hold(0)], pin)[0].baton
+    assert baton == PEERS[0]
+    intent = IntentView("film", baton, PEERS[1], NOW_MS + 1)
     plan, _ = _plan(hosts, [_hold(0)], pin, [intent])
     assert plan.pending == (PEERS[1],) and len(plan.repairs) == 1 and plan.repairs[0].target != PEERS[1]
     plan, _ = _plan(hosts, [_hold(0)], pin, [intent], now=NOW_MS + 1)  # lease over
@@ -129,10 +150,23 @@ def test_leases_are_honoured_until_they_end():
     for hosts2, holds2, revoked in (
         ([*hosts[:1], _host(1, liveness="dead"), *hosts[2:]], [_hold(0)], ()),
         (hosts, [_hold(0), _hold(1)], ()),
-        (hosts, [_hold(0)], (PEERS[3],)),
+        (hosts, [_hold(0)], (PEERS[0],)),
     ):
         plan, _ = _plan(hosts2, holds2, pin, [intent], revoked=revoked)
         assert plan.pending == ()
+    # Another member's intent (not the baton) and a lease past the maximum are ignored: the
+    # target is not pending, it is told to fetch nothing, and it sees them as refused.
+    for bad in (IntentView("film", PEERS[3], PEERS[1], NOW_MS + 1000),
+                IntentView("film", baton, PEERS[1], NOW_MS + CFG.lease_ms_max + 1)):
+        plan, view = _plan(hosts, [_hold(0)], pin, [bad])
+        assert plan.pending == () and len(plan.repairs) == 2
+        assert not any(isinstance(a, FetchCopy) for a in actions_for(PEERS[1], [plan], (), view, NOW_MS))
+        (refused,) = refused_intents(PEERS[1], [plan], view, NOW_MS, lease_ms_max=CFG.lease_ms_max)
+        assert refused.author == bad.baton_peer and ("baton" in refused.reason or "maximum" in refused.reason)
+    # An honoured intent is not a refusal, nor is one for someone else.
+    plan, view = _plan(hosts, [_hold(0)], pin, [intent])
+    assert refused_intents(PEERS[1], [plan], view, NOW_MS) == ()
+    assert refused_intents(PEERS[2], [plan], view, NOW_MS) == ()
 
 
 def test_recording_the_batons_repairs_as_intents_stops_further_repairs():
@@ -152,7 +186,7 @@ def test_recording_the_batons_repairs_as_intents_stops_further_repairs():
 
 def test_the_trimmed_host_is_told_to_drop_its_copy():
     hosts = [_host(i) for i in range(4)]
-    plan, view = _plan(hosts, [_hold(i) for i in range(4)], PinView("film", 1, 3))
+    plan, view = _plan(hosts, [_hold(i, custody=True) for i in range(4)], PinView("film", 1, 3))
     (victim,) = plan.trims
     assert actions_for(victim, [plan], assign_duties(view), view, NOW_MS) == (DropCopy("film", IH),)
     revoked_view = FleetView.build(hosts, revoked=[victim])
@@ -173,9 +207,10 @@ def test_a_partition_over_replicates_then_the_healed_view_trims_back_to_max():
         assert plan.status == "under" and plan.copies == 1 and len(plan.repairs) == 1  # each side reaches N alone
         assert PEERS.index(plan.repairs[0].target) in side
         new_copies.append(PEERS.index(plan.repairs[0].target))
-    healed, _ = _plan([_host(i) for i in range(6)], holds + [_hold(i) for i in new_copies], pin)
+    healed, _ = _plan([_host(i) for i in range(6)], holds + [_hold(i, custody=True) for i in new_copies], pin)
     assert healed.status == "over" and healed.copies == 4 and len(healed.trims) == 2
-    assert healed.copies - len(healed.trims) == 2 and healed.baton not in healed.trims
+    # The two copies the sides made are the ones trimmed; the users' copies stay.
+    assert healed.copies - len(healed.trims) == 2 and set(healed.trims) == {PEERS[i] for i in new_copies}
 
 
 def test_pins_match_holdings_by_content_id_or_infohash():
@@ -227,11 +262,18 @@ def _check_plan_rules(view: FleetView, plan, now_ms: int) -> None:
     else:
         assert plan.repairs == ()
     assert not plan.trims or plan.copies - len(plan.trims) >= plan.min_copies
-    assert plan.baton not in plan.trims and set(plan.trims) <= set(plan.holders)
+    assert set(plan.trims) <= {p for p in plan.holders if holds[p].custody}  # never a user's own copy
     for p in plan.trims:
         assert view.hosts[p].liveness == ALIVE
     if plan.trims:
-        assert plan.max_copies is not None and plan.copies - len(plan.trims) == plan.max_copies
+        assert plan.max_copies is not None and plan.copies - len(plan.trims) >= plan.max_copies
+        made = sum(1 for p in plan.holders if holds[p].custody)
+        assert len(plan.trims) == min(made, plan.copies - plan.max_copies)
+        if plan.baton in plan.trims:  # the baton goes only when no other custody copy is left
+            assert len(plan.trims) == made
+    # Pending copies come only from the baton's own intents.
+    for target in plan.pending:
+        assert any(i.target_peer == target and i.baton_peer == plan.baton for i in view.intents_for(plan.content))
 
 
 @given(state_st())

@@ -172,7 +172,7 @@ def test_plans_per_lease_bucket_equal_plan_all_at_every_time(state, deltas):
 def _doc(members=()):
     from crdt.fleetdoc import FleetDoc
     founder = NodeKey(b"\x07" * 32)
-    doc = FleetDoc.genesis("sim-test", "sim", founder.peer_id, founder.public[:16], 1)
+    doc = FleetDoc.genesis("sim", founder, "host-0", 1, b"\x07" * 16)
     for i, peer in enumerate(members):
-        doc.admit(peer, f"h{i}", "member", None, founder.peer_id, 1)
+        doc.admit(peer, f"h{i}", "member", None, 1)
     return doc

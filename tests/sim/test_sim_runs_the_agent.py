@@ -98,18 +98,18 @@ def build_replicas(fleet: dict) -> tuple[FeedSet, FleetDoc, dict, dict]:
             intent = records.RepairIntent(item, keys[target % len(keys)].peer_id, NOW_MS + lease)
             own.put(records.intent_key(item, intent.target_peer_id), records.encode_intent(intent))
         own.commit(1000 + i)
-    founder = keys[0].peer_id
-    doc = FleetDoc.genesis("sim-agent", "sim", founder, keys[0].public[:16], 1)
+    doc = FleetDoc.genesis("sim", keys[0], "host-0", 1, b"\x01" * 16)  # keys[0] owns the fleet
     for i, (key, h) in enumerate(zip(keys, hosts, strict=True)):
         if i and h["member"]:
-            doc.admit(key.peer_id, f"host-{i}", "member", None, founder, 1)
+            doc.admit(key.peer_id, f"host-{i}", "member", None, 1)
         if i and h["revoked"] == 0:
-            doc.revoke(key.peer_id, founder, "test", 2)
+            doc.revoke(key.peer_id, "test", 2)
         if h["override"] is not None:
             cls, services, duty, pref = h["override"]
-            doc.set_override(key.peer_id, host_class=cls, services=sorted(services), duty_prefs={duty: pref})
+            doc.set_override(key.peer_id, host_class=cls, services=sorted(services), duty_prefs={duty: pref},
+                             now_ms=2)
     for item, lo, extra in fleet["pins"]:
-        doc.pin(item, lo, lo + extra, founder, 3)
+        doc.pin(item, lo, lo + extra, 3)
     liveness = {k.peer_id: h["liveness"] for k, h in zip(keys, hosts, strict=True) if h["liveness"] is not None}
     presence = {k.peer_id: Presence(k.peer_id, 1, h["presence"][0], h["presence"][1], (), "server", False, 0)
                 for k, h in zip(keys, hosts, strict=True) if h["presence"] is not None}
