@@ -32,7 +32,13 @@ Extras over plain SWIM, each for a failure the design notes name:
   its target;
 - Lifeguard's local health awareness: ping-req helpers answer NACK when the target did not answer
   them either; a failed probe with missing nacks, or a refutation, says *we* are the slow one, so
-  ``health`` rises and our probe timeout and interval stretch by (health + 1) until probes succeed.
+  ``health`` rises and our probe timeout and interval stretch by (health + 1) until probes succeed;
+- on a lossy link a lost ping or ack is the usual cause of silence: the target is pinged directly
+  twice more beside the indirect probes (memberlist's fallback probe), and the prober tells the
+  target of its suspicion at once, so a live one refutes within a round trip;
+- the time-out is at least the retransmission time-out of our measured round trip (RFC 6298), and
+  the period leaves the indirect probes two more: on a WAN a late ack must not become a false
+  suspicion — each one costs a fleet-wide suspicion, refutation and presence (issue 19).
 """
 
 from __future__ import annotations
