@@ -153,9 +153,9 @@ class RoundTrip:
         self.rttvar_ms = 0.75 * self.rttvar_ms + 0.25 * abs(self.srtt_ms - rtt_ms)
         self.srtt_ms = 0.875 * self.srtt_ms + 0.125 * rtt_ms
 
-    def rto_ms(self) -> int:
-        """A time-out that a late answer rarely beats (0 before the first sample)."""
-        return 0 if self.srtt_ms is None else int(self.srtt_ms + 4 * self.rttvar_ms)
+    def rto_ms(self, initial_ms: int) -> int:
+        """A time-out that a late answer rarely beats (``initial_ms`` before the first sample)."""
+        return initial_ms if self.srtt_ms is None else int(self.srtt_ms + 4 * self.rttvar_ms)
 
 
 def _second_retry_ms(p: _Probe) -> int:
@@ -469,13 +469,14 @@ class Swim:
                 self._probe = None
         # Lifeguard's local health stretches both by (health + 1); the round trip we measure
         # stretches them where the network is slow (a WAN): the time-out is at least one
-        # retransmission time-out, and the period leaves the indirect probes (four one-way legs)
-        # two more. On a LAN neither moves; on a 60 ms WAN with jitter the fixed 500/1000 ms made
-        # a late ack a false suspicion, and each one a fleet-wide suspicion, refutation and presence.
+        # retransmission time-out, and the period leaves the indirect probes (two round trips, a
+        # fallback ping in between) three more. On a LAN neither moves; on a 60 ms WAN with jitter
+        # the fixed 500/1000 ms made a late ack a false suspicion, and each one a fleet-wide
+        # suspicion, refutation and presence. Before the first sample the time-out is the guess.
         scale = self.health + 1
-        rto = self.rtt.rto_ms()
+        rto = self.rtt.rto_ms(self.cfg.probe_timeout_ms)
         timeout = max(self.cfg.probe_timeout_ms, rto)
-        interval = min(max(self.cfg.probe_interval_ms, timeout + 2 * rto),
+        interval = min(max(self.cfg.probe_interval_ms, timeout + 3 * rto),
                        self.cfg.probe_interval_ms * self.cfg.awareness_max) * scale
         if self.next_probe_ms is None:
             self.next_probe_ms = now + self.rng.randrange(interval)  # desynchronise the fleet
