@@ -13,16 +13,21 @@ from hypothesis import strategies as st
 from mesh.core import LocalChanged, MembersChanged, MeshConfig, Send, SetSoftState, Tick
 from mesh.core.frames import (
     Ack,
+    DeltaItem,
     DocMessage,
     Gossip,
+    MemberRecord,
     Ping,
     PingReq,
+    PresenceRecord,
     Records,
     decode_frame,
     encode_frame,
+    item_size,
     item_wire,
 )
 from mesh.core.outbox import ITEM_KINDS, wire_item_size
+from mesh.core.types import Liveness
 from tests.mesh.harness import Harness, MemDoc, MemFeeds, Net, make_node
 
 
@@ -122,7 +127,6 @@ def test_item_kind_counters_add_up_to_the_items_on_the_wire():
     assert total["presence"] == wire["presence"] + wire["PresenceRecord"] > 0
     assert total["doc"] == wire["doc"] > 0
     # a delta's counted size is its encoded size (computed without encoding it)
-    from mesh.core.frames import DeltaItem, item_size
     for n in (0, 1, 255, 256, 65535, 65536, 70000):
         assert wire_item_size(DeltaItem(b"\0" * n)) == item_size(DeltaItem(b"\0" * n))
     # queue accounting: every broadcast that left a queue left at or under the limit
@@ -173,3 +177,24 @@ def _probe_node():
     node.handle(MembersChanged(frozenset({"me", "p1", "p2", "p3", "p4"})), 0)
     node.handle(Tick(), 0)
     return node, feeds, doc
+
+
+# msgpack's size classes change at these lengths and values: both sides of each
+_EDGES = (0, 1, 31, 32, 127, 128, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32)
+_ints = st.one_of(st.sampled_from(_EDGES), st.integers(0, 2**62))
+_texts = st.one_of(st.sampled_from([n for n in _EDGES if n <= 65_536]).map(lambda n: "é" * (n // 2) + "x" * (n % 2)),
+                   st.text(max_size=40))
+_bins = st.one_of(st.sampled_from([n for n in _EDGES if n <= 65_536]).map(lambda n: b"x" * n), st.binary(max_size=80))
+items_st = st.one_of(
+    st.builds(MemberRecord, st.sampled_from(list(Liveness)), _texts, _ints, _texts,
+              st.none() | st.sampled_from(list(Liveness)), _bins),
+    st.builds(PresenceRecord, _texts, _ints, _ints, _ints, st.floats(0, 1), st.lists(_texts, max_size=3).map(tuple),
+              _texts, st.booleans(), _bins, _bins, st.integers(-5, 2**50)),
+    st.builds(DeltaItem, _bins),
+)
+
+
+@settings(max_examples=200)
+@given(items_st)
+def test_an_items_counted_size_is_its_encoded_size(item):
+    assert wire_item_size(item) == item_size(item)
