@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One script, two set-up commands (see README):
 #   ./setup.sh run   — install system + Python packages, then run the agent (embedded default, no config)
-#   ./setup.sh test  — install system + Python + test packages, then run lint and the whole test suite
+#   ./setup.sh test  — install system + Python + test packages (and the optional MLX title refiner, so its
+#                      tests run), then run lint and the whole test suite
 # Works on a fresh Debian 12 as root or as a user with sudo. Idempotent: a second call installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-RUN_APT=(python3 python3-venv python3-dev iproute2 wireguard-go)
+RUN_APT=(python3 python3-venv python3-dev iproute2 wireguard-go ffmpeg)
 TEST_APT=(iputils-ping transmission-daemon procps psmisc)
 VENV=${TVA_VENV:-.venv}
 
@@ -47,7 +48,7 @@ case "${1:-}" in
     test)
         shift
         apt_install "${RUN_APT[@]}" "${TEST_APT[@]}"
-        py_install test,plot
+        py_install test,plot,refiner
         "$VENV/bin/ruff" check .
         # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
         exec "$VENV/bin/python" -m pytest -q "$@"

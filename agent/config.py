@@ -88,6 +88,12 @@ class Config:
     repair_lease_ms_max: int = limits.REPAIR_LEASE_MS_MAX
     log_level: str = "info"
     log_format: str = "text"  # text (one line per record) or json (one object per line, for journald)
+    # [library] the media library (agent.library_service): roots to scan (empty: the media root)
+    media_roots: tuple[str, ...] = ()
+    title_model_dir: Path | None = None  # a local mlx-lm model for degenerate titles; none: refiner off
+    library_scan_interval_ms: int = 15 * 60 * 1000  # 0: scan only at start and on request
+    ffmpeg_concurrency_max: int = 2  # ffprobe/ffmpeg processes at once
+    refiner_timeout_ms: int = 15_000  # one refiner call (loading the model gets its own allowance)
 
     def media_dir(self) -> Path:
         return self.media_root if self.media_root is not None else self.state_dir / "media"
@@ -188,6 +194,10 @@ def validate(cfg: Config) -> Config:
                           f"{REPAIR_LEASE_MS_MAX_MAX} ms", hint="the baton's own leases are 30 min: allow at least 1 h")
     for node in cfg.dht_bootstrap_nodes:
         parse_host_port(node, "dht_bootstrap_nodes")
+    if not 1 <= cfg.ffmpeg_concurrency_max <= 32:  # [library]
+        raise ConfigError("ffmpeg_concurrency_max must be between 1 and 32")
+    if not 100 <= cfg.refiner_timeout_ms <= 600_000:
+        raise ConfigError("refiner_timeout_ms must be between 100 and 600000 ms")
     for name in ("wg_listen_port", "torrent_port"):
         if getattr(cfg, name) > 65535:
             raise ConfigError(f"{name} must be a port number (0–65535)")

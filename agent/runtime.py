@@ -29,9 +29,10 @@ from agent.api import ApiContext, build_app
 from agent.config import Config
 from agent.discovery import remove_daemon_file, write_daemon_file
 from agent.fabric import FabricManager
+from agent.fleet_key import FleetKeyKeeper
 from agent.http import bind_text, serve_api
 from agent.jobs import Jobs
-from agent.joining import JoinListener, fetch_fleet_key
+from agent.joining import JoinListener
 from agent.logs import PeerLog
 from agent.mesh_driver import MeshDriver, monotonic_ms
 from agent.netinfo import dialable
@@ -53,12 +54,6 @@ INCARNATION_EPOCH_S = 1_577_836_800  # 2020-01-01
 # What a revoked host stops (the rest — saving, jobs, the local API — goes on).
 PARTICIPATION = ("mesh", "join", "fleet_key", "torrents", "presence", "fabric", "policy", "housekeeping",
                  "overlay_api")
-FLEET_KEY_POLL_S = 1.0
-FLEET_KEY_FIRST_ASK_S = 2.0  # after a start, give the mesh a moment before suspecting a missed rotation
-FLEET_KEY_LONELY_S = 3.0  # no member answered for this long: maybe we hold an old fleet key
-FLEET_KEY_ASK_INTERVAL_S = 15.0
-FLEET_KEY_ASK_PEERS_MAX = 3
-FLEET_KEY_ASK_TIMEOUT_MS = 5_000
 EXIT_STATE_UNWRITABLE = 5
 NOTICE_ATTEMPTS = 5
 NOTICE_TIMEOUT_MS = 10_000
@@ -128,10 +123,15 @@ class Agent:
         self.join = JoinListener(state, join_transport or make_join(), new_transport=make_join,
                                  commit=lambda: self.service.commit(doc_changed=True),
                                  on_admitted=self._learn_peer_addrs, clock_ms=clock_ms)
-        self._key_switch_due: secrets.FleetKey | None = None
-        self._key_changed = trio.Event()
+        self.fleet_key = FleetKeyKeeper(state, clock_ms=clock_ms, transport=lambda: self.transport, join=self.join,
+                                        liveness=lambda: self._liveness, on_decisions=self._decisions_learnt,
+                                        on_adopted=self.persistence.mark_dirty)
+        from agent.library_service import LibraryService  # [library] scans, lists, publishes
+
+        self.library = LibraryService(cfg, self.service, torrents=self.torrents)
         self.api_context = ApiContext(service=self.service, daemon=True, torrents=self.torrents, fabric=self.fabric,
-                                      jobs=self.jobs, supervisor=self.supervisor, faults=faults)
+                                      jobs=self.jobs, supervisor=self.supervisor, faults=faults,
+                                      library=self.library)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -162,12 +162,14 @@ class Agent:
             with trio.CancelScope(shield=True):
                 self.presence_memory.save()  # small; the state's save below waits on a worker thread
                 await self.persistence.save()
+                await self.library.aclose()
 
     async def _start_participation(self, nursery: trio.Nursery) -> None:
         sup = self.supervisor
         await sup.start(nursery, "join", self.join.run)  # before the card: it names the join addresses
         await sup.start(nursery, "mesh", self._run_mesh)
         await sup.start(nursery, "torrents", self._run_torrents)  # before the card: it names torrent_port
+        await sup.start(nursery, "library", self.library.run)  # [library]
         self._publish_card()
         self._members_changed()
         self._restore_presence()  # the core takes it only about members it already knows
@@ -175,7 +177,7 @@ class Agent:
         await sup.start(nursery, "fabric", self.fabric.run)
         await sup.start(nursery, "policy", self._policy_loop)
         await sup.start(nursery, "housekeeping", self._housekeeping_loop)
-        await sup.start(nursery, "fleet_key", self._fleet_key_loop)
+        await sup.start(nursery, "fleet_key", self.fleet_key.run)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -345,7 +347,7 @@ class Agent:
         if doc_changed:
             self._members_changed()
             self._revocations_changed()
-            self._check_fleet_key()
+            self.fleet_key.check()
         self.driver.submit(t.LocalChanged(delta=delta, doc_changed=doc_changed))
 
     def _on_remote_state(self, feeds: bool, doc: bool) -> None:
@@ -356,7 +358,7 @@ class Agent:
             # refresh_membership may drop feeds: the core caches its digest, so tell it.
             self.driver.submit(t.LocalChanged())
             self._revocations_changed()
-            self._check_fleet_key()
+            self.fleet_key.check()
         if feeds:
             self._learn_peer_addrs()
         self.service.invalidate()
@@ -506,77 +508,10 @@ class Agent:
             return rpc.encode_reply(feed_upkeep.answer_own_feed(self.state, peer, query.body))
         return rpc.encode_reply(self.service.status())
 
-    # --- the fleet key ------------------------------------------------------------------------
-
-    def _check_fleet_key(self) -> None:
-        """A newer fleet key in the decisions (a rotation after a revoke): switch at its time."""
-        try:
-            key = secrets.current_key(self.state.doc, self.state.key)
-        except RemoteDataError as exc:
-            log.warning("a fleet key rotation could not be opened: %s", exc.message)
-            return
-        if key is not None and key.epoch > self.state.fleet.psk_epoch and (
-                self._key_switch_due is None or key.epoch > self._key_switch_due.epoch):
-            log.info("fleet key epoch %d recorded; switching at its time", key.epoch)
-            self._key_switch_due = key
-            self._key_changed.set()
-
-    async def _fleet_key_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Switch to a rotated key when due. And when members stop answering (none heard for a
-        while, or some held dead), ask their join listeners whether we missed a rotation: a member
-        offline during one catches up in one reconnect, a revoked one learns it was revoked."""
-        task_status.started()
-        self._check_fleet_key()
-        lonely_since = trio.current_time()
-        next_ask = trio.current_time() + FLEET_KEY_FIRST_ASK_S
-        heard = -1
-        while True:
-            due = self._key_switch_due
-            wait_s = FLEET_KEY_POLL_S
-            if due is not None:
-                wait_s = min(wait_s, max(0.0, (due.switch_at_ms - self.clock_ms()) / 1000))
-            with trio.move_on_after(wait_s):
-                await self._key_changed.wait()
-            self._key_changed = trio.Event()
-            due = self._key_switch_due
-            if due is not None and self.clock_ms() >= due.switch_at_ms:
-                self._key_switch_due = None
-                self._switch_fleet_key(due.epoch, due.psk)
-            now = trio.current_time()
-            others = self.state.members() - {self.state.peer_id}
-            frames_in = self.transport.stats().get("frames_in", 0)
-            if frames_in != heard or not others:
-                heard, lonely_since = frames_in, now
-            unreachable = [p for p in sorted(others) if self._liveness.get(p) in ("dead", "suspect")]
-            lonely = bool(others) and now - lonely_since >= FLEET_KEY_LONELY_S
-            if now >= next_ask and (unreachable or lonely):
-                next_ask = now + FLEET_KEY_ASK_INTERVAL_S
-                await self._ask_for_fleet_key(unreachable + [p for p in sorted(others) if p not in unreachable])
-
-    async def _ask_for_fleet_key(self, ordered: list[str]) -> None:
-        cards = records.cards(self.state.feeds)
-        candidates = [(p, list(cards[p].join_addrs)) for p in ordered if p in cards and cards[p].join_addrs]
-        doc_version = self.state.doc.version
-        got = await fetch_fleet_key(self.join.transport, self.state.doc, self.state.key,
-                                    candidates[:FLEET_KEY_ASK_PEERS_MAX], self.state.fleet.psk_epoch,
-                                    FLEET_KEY_ASK_TIMEOUT_MS)
-        if self.state.doc.version != doc_version:  # the answers carried decisions we lacked
-            self._on_remote_state(False, True)
-            self.driver.submit(t.LocalChanged(doc_changed=True))
-        if got is not None:
-            log.info("learnt fleet key epoch %d from a member's join listener (missed a rotation)", got[0])
-            self._switch_fleet_key(*got)
-
-    def _switch_fleet_key(self, epoch: int, psk: bytes) -> None:
-        if not self.state.adopt_fleet_key(epoch, psk):
-            return
-        self.persistence.mark_dirty()
-        switch = getattr(self.transport, "switch_psk", None)
-        if switch is None:
-            log.warning("fleet key epoch %d adopted; this transport cannot switch keys while running", epoch)
-            return
-        log.info("switching to fleet key epoch %d", epoch)
-        switch(psk)
+    def _decisions_learnt(self) -> None:
+        """Decisions arrived outside the mesh (a join listener's rekey answer): process them as synced ones."""
+        self._on_remote_state(False, True)
+        self.driver.submit(t.LocalChanged(doc_changed=True))
 
     # --- discovery by the CLI -----------------------------------------------------------------
 
@@ -585,11 +520,8 @@ class Agent:
         return f"{host}:{self._api_port}"
 
     def _status_extras(self) -> dict:
-        due = self._key_switch_due
         return {"api": self._api_address(), "listen_addrs": self._bootstrap_addrs(), "daemon": True,
-                "join_addrs": self._join_addrs(),
-                "fleet_key": {"epoch": self.state.fleet.psk_epoch, "next_epoch": due.epoch if due else None,
-                              "switch_at_ms": due.switch_at_ms if due else None},
+                "join_addrs": self._join_addrs(), "fleet_key": self.fleet_key.status(),
                 "join": dict(self.join.counters),
                 "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats(),
                 "gossip": self.node.gossip_stats(),

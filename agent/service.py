@@ -100,6 +100,7 @@ class Service:
             "invalid_pins": [{"content": c, "why": w} for c, w in snap.invalid_pins],
             "invalid_overrides": [{"peer_id": p, "why": w} for p, w in snap.invalid_overrides],
             "version": agent_version(), **self.revocation_status(),
+            "decisions": self.state.doc.stats_dict(),
         }
         out.update(self._extras())
         return out

@@ -54,7 +54,7 @@ from agent.torrent_index import (
 from crdt import records
 from media.engine import CompletionTracker, TorrentEngine, TorrentSample
 from media.lt_settings import SwarmFlags
-from media.torrent_input import content_id_for, parse_torrent
+from media.torrent_input import content_id_for, parse_torrent, path_under_root
 from tva.errors import Conflict, InvalidInput, RemoteDataError, TvaError
 
 log = logging.getLogger("tva.torrents")
@@ -188,6 +188,7 @@ class TorrentManager(CustodyCopies):
         if (source is None) == (torrent_b64 is None):
             raise InvalidInput("give exactly one of a magnet/path and .torrent bytes")
         private = False
+        save_dir: str | None = None
         if torrent_b64 is not None:
             try:
                 data = base64.b64decode(torrent_b64, validate=True)
@@ -203,6 +204,10 @@ class TorrentManager(CustodyCopies):
                                           progress=None if progress is None else thread_progress(progress))
             ih, cid, name = res.infohash, res.content_id, res.name
             kind = "seed" if res.kind == "seed" else "download"
+            if kind == "seed":  # [library] where the data lies: a restart re-adds it there, not at the root
+                root = os.path.realpath(self.cfg.media_dir())
+                rel = os.path.relpath(os.path.dirname(path_under_root(root, source)), root)
+                save_dir = None if rel == "." else rel
             torrent = await engine.torrent_file(ih)
             private = torrent is not None and parse_torrent(torrent).private
         src = "private-tracker" if private else ("local" if kind == "seed" else "public")
@@ -212,7 +217,7 @@ class TorrentManager(CustodyCopies):
         elif private and policy == "public":
             policy, note = "f2f_only", "private-tracker content is f2f_only at most"
         size = parse_torrent(torrent).size_bytes if torrent is not None else 0
-        self._remember(Entry(ih, cid, policy, src, kind, torrent, size_bytes=size))
+        self._remember(Entry(ih, cid, policy, src, kind, torrent, save_dir, size_bytes=size))
         return {"message": f"{'seeding' if kind == 'seed' else 'downloading'} {cid} ({ih})" + (f": {note}" if note else ""),
                 "kind": kind, "content": cid, "infohash": ih, "name": name, "policy": policy, "note": note}
 

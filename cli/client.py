@@ -12,7 +12,15 @@ import socket
 from typing import Any
 
 from agent.discovery import DAEMON_FILE, daemon_info  # noqa: F401 — re-exported for scripts and benches
-from tva.errors import Conflict, DaemonUnavailable, InvalidInput, NotFound, RemoteDataError, TvaError
+from tva.errors import (
+    Conflict,
+    DaemonUnavailable,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RemoteDataError,
+    TvaError,
+)
 
 REQUEST_TIMEOUT_S = 10.0
 RESPONSE_BYTES_MAX = 16 * 1024 * 1024
@@ -40,6 +48,8 @@ def interpret(status: int, raw: bytes) -> Any:
 def error_for(status: int) -> type[TvaError]:
     if status == 404:
         return NotFound
+    if status == 403:
+        return Forbidden
     if status == 409:
         return Conflict
     if status == 503:

@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("host", help="a peer id or a host name")
     c.add_argument("role", choices=["admin", "member"])
     c.add_argument("--json", action="store_true")
+    from cli import library as library_cli  # [library]
+
+    library_cli.add_parser(sub)
     c = sub.add_parser("revoke", help="remove a host from the fleet for good")
     c.add_argument("host", help="a peer id or a host name")
     c.add_argument("--reason", default="")
@@ -191,6 +194,20 @@ def _path_part(text: str) -> str:
     return quote(text, safe="")
 
 
+def _library(args: argparse.Namespace, cfg) -> int:
+    """Through the daemon when one runs; otherwise on the state dir, holding its writer lock."""
+    from agent.discovery import daemon_info
+    from cli import library as library_cli
+
+    info = daemon_info(cfg.state_dir)
+    if info is not None:
+        return library_cli.run(args, lambda: cfg, info)
+    from agent.lifecycle import writer_lock
+
+    with writer_lock(cfg, "cli"):
+        return library_cli.run(args, lambda: cfg, None)
+
+
 def execute(cfg, method: str, path: str, body: dict | None) -> Any:
     """The command's answer: from the state dir's daemon, or from the same handler in-process with
     the state dir's writer lock held. Never both, never a write beside a running daemon."""
@@ -250,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             return lifecycle.main(args, cfg)
         if args.command == "wg" and args.action == "probe":
             return _wg_probe(args)
+        if args.command == "library":  # [library] its own flow: scan progress, offline scans
+            return _library(args, cfg)
         method, path, body = _request_for(args)
         result = execute(cfg, method, path, body)
         if args.command == "torrent" and args.action == "add":  # [torrents] a job: follow it

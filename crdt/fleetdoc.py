@@ -177,6 +177,14 @@ class FleetDoc:
     def stats(self):
         return self._log.stats
 
+    def stats_dict(self) -> dict:
+        """What ``status`` shows: ops held, and the ops refused (never stored) or stored without
+        effect (beyond their author's rights, malformed, an unknown kind), by reason."""
+        st = self._log.stats
+        return {"ops": len(self._log.order), "bytes": self._log.bytes, "refused": dict(st.refused),
+                "ineffective": dict(st.ineffective), "equivocations": st.equivocations,
+                "orphans": len(self._log.orphans), "orphans_dropped": st.orphans_dropped}
+
     @property
     def version(self) -> int:
         """Moves whenever an effective decision arrives (cache keys for readers)."""

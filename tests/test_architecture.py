@@ -18,7 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Packages (and their sub-packages) that must stay pure.
-PURE_PACKAGES = ("tva", "crdt", "mesh.core", "mesh.invites", "agent.policy", "wg.plan", "agent.door")
+PURE_PACKAGES = ("tva", "crdt", "mesh.core", "mesh.invites", "agent.policy", "wg.plan", "agent.door",
+                 "media.title_parse", "media.probe_parse", "media.library_model")
 
 # Anything that touches time, randomness, the OS, the network or an event loop.
 FORBIDDEN_ROOTS = {

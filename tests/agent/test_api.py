@@ -234,3 +234,20 @@ async def test_garbage_paths_never_give_a_server_error(tmp_path_factory, path):
             except httpx.InvalidURL:
                 return
             assert r.status_code < 500, (path, r.text)
+
+
+async def test_a_pin_outside_the_policy_domain_is_reported_not_fatal(service):
+    # The API refuses max_copies above the limits (tva.limits), but an older build or another writer
+    # can still record one in the decisions: every read built on the snapshot must still answer,
+    # naming the pin it could not use.
+    from tests.agent.raw_decisions import write_raw
+
+    async with client(service) as c:
+        assert (await c.post("/pins", json={"content": "film", "copies": 1, "max_copies": 77})).status_code == 422
+        assert write_raw(service.state.doc, service.state.key, "pin", {"content": "film", "min": 1, "max": 77},
+                         1_700_000_000_000)
+        service.invalidate()
+        for path in ("/status", "/hosts", "/holdings", "/custody", "/duties"):
+            assert (await c.get(path)).status_code == 200, path
+        invalid = (await c.get("/status")).json()["invalid_pins"]
+        assert [p["content"] for p in invalid] == ["film"] and "max_copies" in invalid[0]["why"]
