@@ -402,10 +402,7 @@ class Agent:
         return (card.name if card else peer[:16]), (len(card.listen_addrs) if card else 0)
 
     def _live_info(self) -> views.LiveInfo:
-        presence = {}
-        for peer, p in self.node.presence().items():
-            presence[peer] = views.Presence(p.disk_free_bytes, p.uptime_score)
-        return views.LiveInfo(liveness=dict(self._liveness), presence=presence, daemon=True)
+        return views.live_info(self._liveness, self.node.presence())
 
     # --- the host card ------------------------------------------------------------------------
 
@@ -528,6 +525,7 @@ class Agent:
                 "join_addrs": self._join_addrs(), "fleet_key": self.fleet_key.status(),
                 "join": dict(self.join.counters),
                 "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats(),
+                "gossip": self.node.gossip_stats(),
                 "custody": dict(self.torrents.counters),
                 "components": self.supervisor.status(), "save_problem": self.persistence.problem}
 

@@ -15,11 +15,13 @@ import ipaddress
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.policy.classes import HOST_CLASSES
 from agent.policy.inputs import HoldingView, HostView, IntentView, Override, PinView
 from agent.policy.view import FleetView
 from crdt import records
+from crdt.identity import peer_id_from_public
 from tva import limits
 from tva.errors import InvalidInput
 
@@ -33,6 +35,9 @@ UNKNOWN = "unknown"
 class Presence:
     disk_free_bytes: int | None = None
     uptime_score: float = 0.0
+
+
+NO_PRESENCE = Presence()
 
 
 @dataclass(frozen=True)
@@ -81,60 +86,70 @@ def _liveness(peer: str, self_id: str, revoked: frozenset[str], live: LiveInfo) 
     return live.liveness.get(peer, UNKNOWN)
 
 
-def build_snapshot(state, live: LiveInfo, self_presence: Presence) -> Snapshot:
-    """``state`` is an ``agent.state.NodeState`` (typed loosely to keep this module import-light)."""
-    doc, self_id = state.doc, state.peer_id
-    revoked = frozenset(doc.revocations())
-    members = doc.members()
-    cards = records.cards(state.feeds)
-    overrides = doc.overrides()
-    shown: dict[str, str] = {}
-    hosts: list[HostView] = []
-    for peer in sorted(members | revoked):
-        card = cards.get(peer)
-        state_shown = _liveness(peer, self_id, revoked, live)
-        shown[peer] = state_shown
-        if card is None:
-            continue
-        # Planning needs a definite liveness: unknown (no daemon) plans as alive.
-        planned = "alive" if state_shown == UNKNOWN else state_shown
-        presence = self_presence if peer == self_id else live.presence.get(peer, Presence())
-        host_class = card.host_class if card.host_class in HOST_CLASSES else "desktop"
+def live_info(liveness: Mapping[str, str], presence: Mapping[str, Any]) -> LiveInfo:
+    """The running mesh's view as planning reads it: liveness by state name, and of each peer's
+    presence (``mesh.core.Presence``) the disk and uptime. The daemon and the simulator both
+    build it here."""
+    return LiveInfo(liveness=dict(liveness),
+                    presence={peer: Presence(p.disk_free_bytes, p.uptime_score) for peer, p in presence.items()},
+                    daemon=True)
+
+
+# --- the parts a snapshot is made of ------------------------------------------------------------
+# Each is a pure function of one feed or of the fleet document. ``build_snapshot`` gets them
+# through a ``ViewMemo``: the agent computes them afresh (``DIRECT``); the simulator, running a
+# thousand agents whose replicas are mostly equal, computes each once and shares it.
+
+
+@dataclass(frozen=True)
+class FeedParts:
+    """What one host's feed contributes: its card, holdings and repair intents (usable ones)."""
+
+    peer: str
+    card: records.HostCard | None
+    holdings: Mapping[str, records.Holding]  # content id -> record; read-only
+    holding_views: tuple[HoldingView, ...]
+    intent_views: tuple[IntentView, ...]
+
+
+@dataclass(frozen=True)
+class DocParts:
+    """What the fleet document contributes: members, revocations, overrides and pins, and the
+    stored pins and overrides outside the limits (skipped, reported)."""
+
+    members: frozenset[str]
+    revoked: frozenset[str]
+    overrides: tuple[Override, ...]
+    pins: tuple[PinView, ...]
+    bad_pins: tuple[tuple[str, str], ...]
+    bad_overrides: tuple[tuple[str, str], ...]
+
+
+def feed_parts(peer: str, feed) -> FeedParts:
+    card = records.card_of(feed)
+    holdings = records.holdings_of(feed)
+    holding_views = []
+    for h in holdings.values():
         try:
-            hosts.append(HostView(
-                peer_id=peer, name=card.name, host_class=host_class, liveness=planned,
-                disk_free_bytes=presence.disk_free_bytes, uptime_score=presence.uptime_score,
-                overlay_ipv4=card.overlay_ipv4 or None, overlay_ipv6=card.overlay_ipv6 or None,
-                torrent_port=card.torrent_port or None, revoked=peer in revoked,
-                underlay_addrs=underlay_ips(card),
+            holding_views.append(HoldingView(
+                peer_id=peer, content_id=h.content_id, infohash=h.infohash, size_bytes=h.size_bytes,
+                complete=h.state == "complete", policy=h.policy, source=SOURCE_MAP.get(h.source, "private"),
+                custody=h.custody,
             ))
         except InvalidInput:
-            continue  # a card the policy core cannot use (e.g. an unknown class from a newer peer)
-    all_holdings = records.holdings(state.feeds)
-    holding_views: list[HoldingView] = []
-    for peer, items in all_holdings.items():
-        if peer not in shown:
+            continue  # a record the policy core cannot use: skipped like a malformed one
+    intents = []
+    for intent in records.intents_of(feed).values():
+        try:
+            intents.append(IntentView(intent.content_id, peer, intent.target_peer_id, intent.lease_until_ms))
+        except InvalidInput:
             continue
-        for h in items.values():
-            try:
-                holding_views.append(HoldingView(
-                    peer_id=peer, content_id=h.content_id, infohash=h.infohash, size_bytes=h.size_bytes,
-                    complete=h.state == "complete", policy=h.policy, source=SOURCE_MAP.get(h.source, "private"),
-                    custody=h.custody,
-                ))
-            except InvalidInput:
-                continue  # a record the policy core cannot use: skipped like a malformed one
-    intents: list[IntentView] = []
-    for baton, items in records.intents(state.feeds).items():
-        if baton in revoked:
-            continue
-        for intent in items.values():
-            try:
-                intents.append(IntentView(intent.content_id, baton, intent.target_peer_id, intent.lease_until_ms))
-            except InvalidInput:
-                continue
+    return FeedParts(peer, card, holdings, tuple(holding_views), tuple(intents))
+
+
+def doc_parts(doc) -> DocParts:
     override_views, bad_overrides = [], []
-    for peer, o in overrides.items():
+    for peer, o in doc.overrides().items():
         why = limits.override_problem(o.host_class, o.services, o.duty_prefs)
         if why is None:
             try:
@@ -145,10 +160,75 @@ def build_snapshot(state, live: LiveInfo, self_presence: Presence) -> Snapshot:
                 why = getattr(exc, "message", str(exc))
         bad_overrides.append((peer, why))
     pins, bad_pins = _pins(doc)
-    # strict=False: one impossible pin (more copies than usable hosts) is reported, not fatal.
-    view = FleetView.build(hosts, holding_views, pins, intents, override_views, revoked, strict=False)
-    bad_pins += [(p.content, why) for p, why in getattr(view, "rejected_pins", ())]
-    snap = Snapshot(view, cards, all_holdings, shown, tuple(sorted(bad_pins)), tuple(sorted(bad_overrides)))
+    return DocParts(doc.members(), frozenset(doc.revocations()), tuple(override_views), tuple(pins),
+                    tuple(bad_pins), tuple(bad_overrides))
+
+
+def host_view(peer: str, card: records.HostCard, liveness: str, presence: Presence, revoked: bool) -> HostView:
+    host_class = card.host_class if card.host_class in HOST_CLASSES else "desktop"
+    return HostView(
+        peer_id=peer, name=card.name, host_class=host_class, liveness=liveness,
+        disk_free_bytes=presence.disk_free_bytes, uptime_score=presence.uptime_score,
+        overlay_ipv4=card.overlay_ipv4 or None, overlay_ipv6=card.overlay_ipv6 or None,
+        torrent_port=card.torrent_port or None, revoked=revoked,
+        underlay_addrs=underlay_ips(card),
+    )
+
+
+class ViewMemo:
+    """How ``build_snapshot`` gets its parts; this one computes each afresh (the agent's)."""
+
+    def feed_parts(self, feeds, owner: bytes) -> FeedParts:
+        return feed_parts(peer_id_from_public(owner), feeds.feed(owner))
+
+    def doc_parts(self, doc) -> DocParts:
+        return doc_parts(doc)
+
+    def host(self, peer: str, card: records.HostCard, liveness: str, presence: Presence,
+             revoked: bool) -> HostView:
+        return host_view(peer, card, liveness, presence, revoked)
+
+    def fleet_view(self, hosts: list[HostView], parts: list[FeedParts], doc: DocParts) -> FleetView:
+        """The view of exactly these inputs (``parts``: every held feed, in owner order)."""
+        listed = doc.members | doc.revoked  # holdings of members and revoked hosts (shown as such)
+        holdings = [h for part in parts if part.peer in listed for h in part.holding_views]
+        intents = [i for part in parts if part.peer not in doc.revoked for i in part.intent_views]
+        # strict=False: one impossible pin (more copies than usable hosts) is reported, not fatal.
+        return FleetView.build(hosts, holdings, doc.pins, intents, doc.overrides, doc.revoked, strict=False)
+
+
+DIRECT = ViewMemo()
+
+
+def build_snapshot(state, live: LiveInfo, self_presence: Presence, memo: ViewMemo = DIRECT) -> Snapshot:
+    """``state`` is an ``agent.state.NodeState`` (typed loosely to keep this module import-light:
+    anything with ``doc``, ``feeds`` and ``peer_id``)."""
+    doc, self_id, feeds = memo.doc_parts(state.doc), state.peer_id, state.feeds
+    revoked = doc.revoked
+    parts = {}
+    for owner in feeds.owners():
+        part = memo.feed_parts(feeds, owner)
+        parts[part.peer] = part
+    shown: dict[str, str] = {}
+    hosts: list[HostView] = []
+    for peer in sorted(doc.members | revoked):
+        part = parts.get(peer)
+        state_shown = _liveness(peer, self_id, revoked, live)
+        shown[peer] = state_shown
+        if part is None or part.card is None:
+            continue
+        # Planning needs a definite liveness: unknown (no daemon) plans as alive.
+        planned = "alive" if state_shown == UNKNOWN else state_shown
+        presence = self_presence if peer == self_id else live.presence.get(peer, NO_PRESENCE)
+        try:
+            hosts.append(memo.host(peer, part.card, planned, presence, peer in revoked))
+        except InvalidInput:
+            continue  # a card the policy core cannot use (e.g. an unknown class from a newer peer)
+    view = memo.fleet_view(hosts, list(parts.values()), doc)
+    bad_pins = [*doc.bad_pins, *((p.content, why) for p, why in getattr(view, "rejected_pins", ()))]
+    cards = {peer: part.card for peer, part in parts.items() if part.card is not None}
+    holdings = {peer: dict(part.holdings) for peer, part in parts.items()}
+    snap = Snapshot(view, cards, holdings, shown, tuple(sorted(bad_pins)), tuple(sorted(doc.bad_overrides)))
     _log_once(self_id, snap)
     return snap
 

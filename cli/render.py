@@ -98,6 +98,13 @@ def _status(s: dict) -> None:
                 for name, c in sorted((s.get("components") or {}).items()) if c.get("state") in ("degraded", "restarting")]
     if s.get("components"):
         pairs.append(("components", "; ".join(troubled) or "all ok"))
+    gossip = s.get("gossip") or {}
+    if gossip:  # where gossip bytes went, and how deep the rumour queues are
+        sent = ", ".join(f"{k} {v // 1024} KiB" for k, v in gossip.get("item_bytes_sent", {}).items())
+        queues = ", ".join(f"{k} {q.get('depth', 0)} (max {q.get('depth_max', 0)}, evicted {q.get('evicted', 0)})"
+                           for k, q in gossip.get("queues", {}).items())
+        pairs.append(("gossip sent", sent))
+        pairs.append(("rumour queues", queues))
     if s.get("version"):
         pairs.append(("version", s["version"]))
     key_values(pairs)

@@ -32,6 +32,7 @@ class CoreConfig:
     repair_lease_ms: int = 30_000
     verify_cache: bool = True
     policy_memo: bool = True  # share policy parses/views/duties/plans between nodes (simulations.realview)
+    share_state: bool = True  # share feeds, vectors, anti-entropy hashes between nodes (simulations.sharing)
 
 
 def real_core_missing() -> str | None:
@@ -94,7 +95,8 @@ class NodeFactory:
             fleet_id = realnode.fleet_id_of(genesis)
             policy_ms = self.config.policy_interval_ms or policy_interval_for(self.n_nodes)
             self._real = realnode.RealShared(genesis, fleet_id, mesh, custody, policy_ms,
-                                             policy_memo=self.config.policy_memo)
+                                             policy_memo=self.config.policy_memo,
+                                             share_state=self.config.share_state)
         return self._real
 
     def warm_state(self, classes: list[str], holdings: list[list[AddHolding]], pins: list[SetPin],

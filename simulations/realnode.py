@@ -67,6 +67,7 @@ from simulations.adapter import (
     infohash_of,
 )
 from simulations.realview import Interner, SharedView, ViewBuilder
+from simulations.sharing import FeedPool, SharedFeedSet, SharedState, VectorPool, install_antientropy_memo
 from tva.errors import RemoteDataError
 
 DISK_FREE_BYTES = 4 * 1024**4  # a roomy server disk; "full" is 0
@@ -104,8 +105,14 @@ class RealShared:
     """Per-run values every node starts from: the fleet's genesis document and configs."""
 
     def __init__(self, genesis: bytes, fleet_id: str, mesh: MeshConfig, custody: CustodyConfig,
-                 policy_interval_ms: int, policy_memo: bool = True) -> None:
+                 policy_interval_ms: int, policy_memo: bool = True, share_state: bool = True) -> None:
         self.genesis = genesis
+        # share_state: feeds copied on write and vectors shared between nodes (simulations.sharing);
+        # off, every node parses and holds its own (the reference the sharing is tested against)
+        self.feed_pool = FeedPool() if share_state else None
+        self.vectors = VectorPool() if share_state else None
+        if share_state:
+            install_antientropy_memo()
         self.fleet_id = fleet_id
         self.mesh = mesh
         self.custody = custody
@@ -164,6 +171,11 @@ def warm_state(shared: RealShared, keys: list[NodeKey], classes: list[str],
         soft = soft_state(DISK_FREE_BYTES, host_class)
         presence.append(as_presence(issue_presence(key, 0, 1, soft.disk_free_bytes, soft.uptime_score,
                                                    soft.endpoints, soft.host_class, False), 0))
+    if shared.feed_pool is not None:  # shared (simulations.sharing): the objects, not their bytes
+        pool = shared.feed_pool
+        feeds: object = SharedState({o: pool.intern(template.feed(o)) for o in template.owners()},  # type: ignore[arg-type]
+                                    template.allowed, template.revoked)
+        return {"feeds": feeds, "doc": doc, "incarnation": -1, "presence": tuple(presence)}
     return {"feeds": template.to_bytes(), "doc": doc.save(), "incarnation": -1, "presence": tuple(presence)}
 
 
@@ -175,9 +187,18 @@ class RealNode:
         self.host_class = host_class
         self.name = name
         self.shared = shared
-        feeds = FeedSet.from_bytes(saved["feeds"]) if saved else FeedSet()
-        self.doc = (FleetDoc.load(saved["doc"], key, expected_fleet_id=shared.fleet_id) if saved
-                    else shared.template.clone(key))
+        if shared.feed_pool is not None:
+            feeds: FeedSet = SharedFeedSet(shared.feed_pool, shared.vectors, saved["feeds"] if saved else None,  # type: ignore[arg-type]
+                                           key.public)
+        else:
+            feeds = FeedSet.from_bytes(saved["feeds"]) if saved else FeedSet()
+        saved_doc = saved["doc"] if saved else None
+        if saved_doc is None:
+            self.doc = shared.template.clone(key)
+        elif isinstance(saved_doc, FleetDoc):  # shared: what load(save()) gives, without re-verifying
+            self.doc = saved_doc.clone(key)
+        else:
+            self.doc = FleetDoc.load(saved_doc, key, expected_fleet_id=shared.fleet_id)
         self.feeds = TrackedFeeds(feeds)
         self.own = OwnFeed(key, feeds)
         incarnation = saved["incarnation"] + 1 if saved else 0
@@ -322,8 +343,10 @@ class RealNode:
         return out
 
     def snapshot(self) -> dict:
-        return {"feeds": self.feeds.inner.to_bytes(), "doc": self.doc.save(),
-                "incarnation": self.mesh.incarnation()}
+        inner = self.feeds.inner
+        if isinstance(inner, SharedFeedSet):  # shared: what the atomic save would load, as objects
+            return {"feeds": inner.shared_state(), "doc": self.doc, "incarnation": self.mesh.incarnation()}
+        return {"feeds": inner.to_bytes(), "doc": self.doc.save(), "incarnation": self.mesh.incarnation()}
 
     # --- policy ------------------------------------------------------------------------------------
     def _shared_view(self) -> SharedView:
@@ -371,6 +394,9 @@ class RealNode:
                     out.append(Announce(content, "dht", self.peer_id))
 
     # --- read-only views for the checkers ----------------------------------------------------------
+    def gossip_stats(self) -> dict:
+        return self.mesh.gossip_stats()
+
     def version_vector(self) -> dict[str, int]:
         peer = self.shared.interner.peer
         return {peer(o): v for o, v in sorted(self.feeds.inner.version_vector().items())}

@@ -1,50 +1,45 @@
-"""Adapts one node's replicated state (FeedSet, FleetDoc, MeshNode liveness/presence) into the
-policy core's inputs (``agent.policy.FleetView``), the way the runtime does.
+"""One simulated node's policy view, built by the agent's own code (``agent.views.build_snapshot``)
+from its replicas (FeedSet, FleetDoc) and its mesh core's liveness and presence — so the
+simulator checks the agent's planning, not a copy of it.
 
 A 1000-node fleet rebuilds 1000 views per policy round, and converged nodes build equal views.
-So, with ``memo`` on (the default), everything here that is a pure function of its inputs is
-computed once per run and shared by all nodes (simulator-only; the product never does this):
+So, with ``memo`` on (the default), ``Interner`` — the ``agent.views.ViewMemo`` the simulator
+passes — computes every part that is a pure function of its inputs once per run and shares it
+between nodes (simulator-only; the agent computes them afresh):
 
-* a feed's parse (card, holdings, intents) per (owner, version), checked against the feed's
+* a feed's parts (card, holdings, intents) per (owner, version), checked against the feed's
   content digest (its multiset accumulator), so a forked version can never be served stale;
-* the fleet document's pins and revocations per document heads (heads identify the content);
-* the frozen input values (a ``HostView`` with the same fields is one object on every node);
-* the ``FleetView`` itself, per exact inputs (the ids of those interned values, which the
-  interner keeps alive for the whole run so an id is never reused), with its plans computed
-  once per lease bucket of ``now_ms`` (see ``SharedView.plans``) and its duties once per set
-  of hosts (views differing only in holdings share them).
+* the fleet document's parts (members, revocations, overrides, pins) per document heads;
+* the ``HostView`` of equal inputs (one object on every node);
+* the ``FleetView`` itself, per exact inputs (the ids of those values, which the interner keeps
+  alive for the whole run so an id is never reused), with its plans computed once per lease
+  bucket of ``now_ms`` (see ``SharedView.plans``) and its duties once per set of hosts (views
+  differing only in holdings share them).
 
-With ``memo`` off every node parses, builds and plans on its own (the reference the tests compare
-the memo against: same results, same trace).
+With ``memo`` off every node builds and plans on its own (the reference the tests compare the
+memo against: same results, same trace).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Mapping
 
+from agent import views
 from agent.policy import (
     CustodyConfig,
     CustodyPlan,
     DutyAssignment,
     FleetView,
-    HoldingView,
     HostView,
-    IntentView,
-    PinView,
     assign_duties,
     plan_all,
 )
-from agent.policy.classes import HOST_CLASSES  # unknown classes read as desktop, as in agent.views
-from agent.views import SOURCE_MAP  # records' sources → the policy's, one map for agent and simulator
 from crdt import records
 from crdt.feedset import FeedSet
-from crdt.fleetdoc import FleetDoc
 from crdt.identity import peer_id_from_public
 from mesh.core import Liveness, Presence
 
-LIVENESS_MAP = {Liveness.ALIVE: "alive", Liveness.SUSPECT: "suspect", Liveness.DEAD: "dead",
-                Liveness.ASLEEP: "asleep", Liveness.LEFT: "left"}
-DISK_FREE_UNKNOWN = None
 # Shared views kept for reuse. Converged nodes share a handful; each one of a 1000-host fleet
 # costs ~1 MB, so the oldest go first (a node still holding one keeps it alive; nothing else
 # depends on it staying here).
@@ -58,8 +53,8 @@ class SharedView:
     The view is shared between nodes, so nobody may change it (the policy core only reads it).
 
     ``duties_key`` names the view's hosts and revocations — all ``assign_duties`` reads when
-    there are no overrides, as in the simulator — so views that differ only in holdings, pins
-    or intents share one duty map through ``duties_cache``."""
+    there are no overrides — so views that differ only in holdings, pins or intents share one
+    duty map through ``duties_cache``."""
 
     __slots__ = ("_duties", "_duties_cache", "_duties_key", "_lease_edges", "_plans", "memo", "view")
 
@@ -106,24 +101,21 @@ class SharedView:
         return plans
 
 
-class Interner:
-    """Shared by all nodes of one run: identical frozen values become one object; with ``memo``
-    on, also the parse, document and view caches described in the module docstring."""
+class Interner(views.ViewMemo):
+    """Shared by all nodes of one run: with ``memo`` on, the caches in the module docstring."""
 
     def __init__(self, memo: bool = True) -> None:
         self.memo = memo
-        self.hosts: dict[tuple, HostView] = {}
-        self.holdings: dict[tuple, HoldingView] = {}
-        self.intents: dict[tuple, IntentView] = {}
         self.peer_of: dict[bytes, str] = {}
-        # (owner, version) → (accumulator, card, holding views, intent views). Every entry ever
-        # made stays in ``_parsed_kept`` so its id() is unique for the run (view keys use ids).
-        self.parsed: dict[tuple[bytes, int], tuple] = {}
-        self._parsed_kept: list[tuple] = []
-        # document heads → (pin views, revoked peer ids sorted); never dropped, ids in view keys.
-        self.docs: dict[tuple[bytes, ...], tuple[tuple[PinView, ...], tuple[str, ...]]] = {}
+        # (owner, version) → (accumulator, parts). Every parts object ever made stays in
+        # ``_kept`` so its id() is unique for the run (view keys use ids).
+        self.parsed: dict[tuple[bytes, int], tuple[int, views.FeedParts]] = {}
+        self._kept: list[object] = []
+        self.docs: dict[tuple[bytes, ...], views.DocParts] = {}  # heads → parts; never dropped
+        self.hosts: dict[tuple, HostView] = {}
         self.views: dict[tuple, SharedView] = {}
         self.duties: dict[tuple, tuple[DutyAssignment, ...]] = {}
+        self._last: SharedView | None = None
         self.view_hits = 0
         self.view_misses = 0
 
@@ -133,142 +125,82 @@ class Interner:
             p = self.peer_of[owner] = peer_id_from_public(owner)
         return p
 
-    def host(self, *key: object) -> HostView:
-        h = self.hosts.get(key)
-        if h is None:
-            peer, name, host_class, liveness, disk, uptime, revoked = key
-            h = self.hosts[key] = HostView(peer, name, host_class, liveness, None, disk, uptime,  # type: ignore[arg-type]
-                                           revoked=revoked)  # type: ignore[arg-type]
-        return h
-
-    def holding(self, peer: str, h: records.Holding) -> HoldingView:
-        key = (peer, h.content_id, h.infohash, h.size_bytes, h.state, h.policy, h.source, h.custody)
-        v = self.holdings.get(key)
-        if v is None:
-            v = self.holdings[key] = HoldingView(peer, h.content_id, h.infohash, h.size_bytes,
-                                                 h.state == "complete", h.policy,
-                                                 SOURCE_MAP.get(h.source, "private"), h.custody)
-        return v
-
-    def intent(self, baton: str, i: records.RepairIntent) -> IntentView:
-        key = (baton, i.content_id, i.target_peer_id, i.lease_until_ms)
-        v = self.intents.get(key)
-        if v is None:
-            v = self.intents[key] = IntentView(i.content_id, baton, i.target_peer_id, i.lease_until_ms)
-        return v
-
-    def parse(self, feeds: FeedSet, owner: bytes, version: int) -> tuple:
-        """(accumulator, card, holding views, intent views, peer id, card's host class as the
-        policy reads it) of ``owner``'s feed in ``feeds``."""
+    # --- agent.views.ViewMemo ---------------------------------------------------------------------
+    def feed_parts(self, feeds: FeedSet, owner: bytes) -> views.FeedParts:
         feed = feeds.feed(owner)
-        acc = feed.accumulator if feed is not None else None
+        acc = feed.accumulator  # type: ignore[union-attr]
         if self.memo:
-            hit = self.parsed.get((owner, version))
+            hit = self.parsed.get((owner, feed.version))  # type: ignore[union-attr]
             if hit is not None and hit[0] == acc:
-                return hit
-        peer = self.peer(owner)
-        if feed is None:
-            entry: tuple = (acc, None, (), (), peer, None)
-        else:
-            card = records.card_of(feed)
-            host_class = None if card is None else card.host_class if card.host_class in HOST_CLASSES else "desktop"
-            entry = (acc, card,
-                     tuple(self.holding(peer, h) for _, h in sorted(records.holdings_of(feed).items())),
-                     tuple(self.intent(peer, i) for _, i in sorted(records.intents_of(feed).items())),
-                     peer, host_class)
+                return hit[1]
+        parts = views.feed_parts(self.peer(owner), feed)
         if self.memo:
-            self.parsed[(owner, version)] = entry
-            self._parsed_kept.append(entry)
-        return entry
+            self.parsed[(owner, feed.version)] = (acc, parts)  # type: ignore[union-attr]
+            self._kept.append(parts)
+        return parts
 
-    def doc_state(self, doc: FleetDoc) -> tuple[tuple[PinView, ...], tuple[str, ...]]:
-        """The document's pins (as views, sorted by content) and revoked peer ids (sorted)."""
-        heads = tuple(doc.heads()) if self.memo else ()
-        hit = self.docs.get(heads) if self.memo else None
+    def doc_parts(self, doc) -> views.DocParts:
+        if not self.memo:
+            return views.doc_parts(doc)
+        heads = tuple(doc.heads())
+        hit = self.docs.get(heads)
         if hit is None:
-            hit = (tuple(PinView(c, p.min_copies, p.max_copies) for c, p in sorted(doc.pins().items())),
-                   tuple(sorted(doc.revocations())))
-            if self.memo:
-                self.docs[heads] = hit
+            hit = self.docs[heads] = views.doc_parts(doc)
         return hit
 
-    def shared_view(self, key: tuple, hosts: list[HostView], holdings: list[HoldingView],
-                    doc_state: tuple[tuple[PinView, ...], tuple[str, ...]],
-                    intents: list[IntentView]) -> SharedView:
-        if self.memo:
+    def host(self, peer: str, card: records.HostCard, liveness: str, presence: views.Presence,
+             revoked: bool) -> HostView:
+        if not self.memo:
+            return views.host_view(peer, card, liveness, presence, revoked)
+        key = (peer, card, liveness, presence.disk_free_bytes, presence.uptime_score, revoked)
+        h = self.hosts.get(key)
+        if h is None:
+            h = self.hosts[key] = views.host_view(peer, card, liveness, presence, revoked)
+        return h
+
+    def fleet_view(self, hosts: list[HostView], parts: list[views.FeedParts], doc: views.DocParts) -> FleetView:
+        # Every id below is of an object kept for the whole run: equal key, equal inputs.
+        key = (tuple(map(id, hosts)), tuple(map(id, parts)), id(doc)) if self.memo else None
+        if key is not None:
             hit = self.views.get(key)
             if hit is not None:
                 self.view_hits += 1
-                return hit
+                self._last = hit
+                return hit.view
         self.view_misses += 1
-        pins, revoked = doc_state
-        view = FleetView.build(hosts, holdings, pins, intents, revoked=revoked, strict=False)
-        sv = SharedView(view, self.memo, (key[0], revoked) if self.memo else None, self.duties)
-        if self.memo:
+        view = super().fleet_view(hosts, parts, doc)
+        shared = SharedView(view, self.memo, (key[0], doc.revoked) if key is not None else None, self.duties)
+        if key is not None:
             if len(self.views) >= VIEWS_KEPT_MAX:
                 del self.views[next(iter(self.views))]  # oldest first (dicts keep insertion order)
-            self.views[key] = sv
-        return sv
+            self.views[key] = shared
+        self._last = shared
+        return view
+
+    def shared(self, view: FleetView) -> SharedView:
+        """The SharedView around the view ``fleet_view`` just returned."""
+        last = self._last
+        return last if last is not None and last.view is view else SharedView(view, False)
+
+
+class _Replicas:
+    """What ``build_snapshot`` reads of a node's state."""
+
+    __slots__ = ("doc", "feeds", "peer_id")
+
+    def __init__(self, peer_id: str, feeds: FeedSet, doc) -> None:
+        self.peer_id, self.feeds, self.doc = peer_id, feeds, doc
 
 
 class ViewBuilder:
-    """One node's adapter from replicas to a FleetView."""
+    """One node's view, through the agent's ``build_snapshot``."""
 
     def __init__(self, interner: Interner) -> None:
         self.interner = interner
-        # owner → (feed version, parse): this node's own parse cache, used with the memo off.
-        self._parsed: dict[bytes, tuple[int, tuple]] = {}
 
-    def _owner(self, feeds: FeedSet, owner: bytes, version: int) -> tuple:
-        if self.interner.memo:
-            return self.interner.parse(feeds, owner, version)
-        hit = self._parsed.get(owner)
-        if hit is not None and hit[0] == version:
-            return hit[1]
-        entry = self.interner.parse(feeds, owner, version)
-        self._parsed[owner] = (version, entry)
-        return entry
-
-    def build(self, me: str, feeds: FeedSet, doc: FleetDoc, liveness: dict[str, Liveness],
-              presence: dict[str, Presence]) -> SharedView:
-        # The hot loop of a 1000-node run (a million owners per policy round): the cache hits
-        # are looked up inline, the misses go through ``_owner``/``interner.host``.
-        interner = self.interner
-        doc_state = interner.doc_state(doc)
-        revoked = frozenset(doc_state[1])
-        hosts: list[HostView] = []
-        parts: list[tuple] = []
-        holdings: list[HoldingView] = []
-        intents: list[IntentView] = []
-        parsed = interner.parsed if interner.memo else {}
-        interned_hosts = interner.hosts
-        feed_of = feeds.feed
-        liveness_map = LIVENESS_MAP
-        for owner in feeds.owners():  # sorted
-            feed = feed_of(owner)
-            version = feed.version  # type: ignore[union-attr]
-            part = parsed.get((owner, version))
-            if part is None or part[0] != feed.accumulator:  # type: ignore[union-attr]
-                part = self._owner(feeds, owner, version)
-            _, card, holds, ints, peer, host_class = part
-            if card is None:
-                continue
-            if peer == me:
-                state = "alive"
-            else:
-                lv = liveness.get(peer)
-                state = liveness_map.get(lv, "dead") if lv is not None else "dead"
-            pres = presence.get(peer)
-            if pres is not None:
-                hkey = (peer, card.name, host_class, state, pres.disk_free_bytes, pres.uptime_score, peer in revoked)
-            else:
-                hkey = (peer, card.name, host_class, state, DISK_FREE_UNKNOWN, 0.0, peer in revoked)
-            host = interned_hosts.get(hkey)
-            hosts.append(host if host is not None else interner.host(*hkey))
-            parts.append(part)
-            holdings.extend(holds)
-            intents.extend(ints)
-        # Every id below is of an object the interner keeps for the whole run: equal key, equal
-        # inputs (hosts in owner order; each owner's holdings and intents in their parse).
-        key = (tuple(map(id, hosts)), tuple(map(id, parts)), id(doc_state)) if interner.memo else ()
-        return interner.shared_view(key, hosts, holdings, doc_state, intents)
+    def build(self, me: str, feeds: FeedSet, doc, liveness: Mapping[str, Liveness],
+              presence: Mapping[str, Presence]) -> SharedView:
+        live = views.live_info({p: s.value for p, s in liveness.items()}, presence)
+        mine = live.presence.get(me, views.NO_PRESENCE)  # our own soft state, as the mesh holds it
+        snap = views.build_snapshot(_Replicas(me, feeds, doc), live, mine, memo=self.interner)
+        return self.interner.shared(snap.view)

@@ -97,6 +97,7 @@ def run_scenario(p: Params, trace_out: IO[str] | None = None, progress: bool = F
     secs = max(end_ms / 1000.0, 1e-9)
     stats = sim.net.stats
     conv = m.convergence_ms
+    gossip = sim.gossip_totals()
     restore = m.restore_ms
     metrics = {
         "changes_tracked": len(conv) + m.pending_count(),
@@ -124,6 +125,16 @@ def run_scenario(p: Params, trace_out: IO[str] | None = None, progress: bool = F
         "dead_declarations_across_partition": m.dead_while_partitioned,
         # where the bytes went, by frame kind (real cores only): bytes per node per second
         "bytes_per_node_s_by_kind": {k: _r(v / n_nodes / secs, 1) for k, v in sorted(stats.bytes_by_kind.items())},
+        # ... and by what the frames carry (real cores only): membership and presence records, feed
+        # deltas (rumoured), document sync messages; then how the rumour queues behaved
+        "bytes_per_node_s_by_item": {k: _r(v / n_nodes / secs, 1) for k, v in gossip.item_bytes.items()},
+        "rumour_transmits_per_node_s": _r(gossip.counts.get("transmits", 0) / n_nodes / secs, 2),
+        "rumour_transmits_max": gossip.transmits_max,
+        "rumour_retransmit_limit": gossip.limit_max,
+        "rumour_queue_depth_max": gossip.depth_max,
+        "rumours_evicted": gossip.counts.get("evicted", 0),
+        "rumours_dropped_for_size": gossip.counts.get("dropped_for_size", 0),
+        "rumour_items_skipped_for_size": gossip.counts.get("skipped_for_size", 0),
     }
     checks = {
         "safety": {"ok": sim.checker.count == 0, "violations": sim.checker.count,

@@ -56,6 +56,45 @@ class Host:
     up_since_ms: int = 0  # when this host last started or woke
 
 
+class GossipTally:
+    """The real cores' gossip counters (``MeshNode.gossip_stats``) summed over nodes: bytes and
+    items by item kind, and the rumour queues' extremes (deepest queue, most transmits of one
+    rumour, evictions, items passed over for size). Stand-in cores have none: all stays zero."""
+
+    def __init__(self) -> None:
+        self.item_bytes: dict[str, int] = {}
+        self.items: dict[str, int] = {}
+        self.depth_max = 0
+        self.transmits_max = 0
+        self.limit_max = 0
+        self.counts: dict[str, int] = {}
+
+    def add(self, node: SimNode) -> None:
+        stats = getattr(node, "gossip_stats", None)
+        if stats is None:
+            return
+        g = stats()
+        for k, v in g["item_bytes_sent"].items():
+            self.item_bytes[k] = self.item_bytes.get(k, 0) + v
+        for k, v in g["items_sent"].items():
+            self.items[k] = self.items.get(k, 0) + v
+        self.limit_max = max(self.limit_max, g["retransmit_limit"])
+        for q in g["queues"].values():
+            self.depth_max = max(self.depth_max, q["depth_max"])
+            self.transmits_max = max(self.transmits_max, max(q["transmits_at_exit"], default=0))
+            for k in ("put", "replaced", "retired", "evicted", "dropped_for_size", "skipped_for_size", "transmits"):
+                self.counts[k] = self.counts.get(k, 0) + q.get(k, 0)
+
+    def merge(self, other: GossipTally) -> None:
+        for mine, theirs in ((self.item_bytes, other.item_bytes), (self.items, other.items),
+                             (self.counts, other.counts)):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
+        self.depth_max = max(self.depth_max, other.depth_max)
+        self.transmits_max = max(self.transmits_max, other.transmits_max)
+        self.limit_max = max(self.limit_max, other.limit_max)
+
+
 class Simulation:
     def __init__(self, *, seed: int, n_nodes: int, classes: list[str], factory: NodeFactory,
                  link: LinkProfile, interval_ms: int, track_after_ms: int,
@@ -87,6 +126,7 @@ class Simulation:
         self._calls: dict[int, Callable[[int], None]] = {}
         self._tick_at: dict[str, int] = {}  # the one live tick per node; others are stale
         self._fetching: set[tuple[str, str]] = set()
+        self.gossip = GossipTally()  # what the cores of nodes no longer running sent, by item kind
         w = self.world
         w.on("tick", self._on_tick)
         w.on("deliver", self._on_deliver)
@@ -144,6 +184,7 @@ class Simulation:
             return
         host = self.hosts[peer]
         host.saved = node.snapshot()  # writes are atomic: the disk holds the last committed state
+        self.gossip.add(node)
         host.status = CRASHED
         self._tick_at.pop(peer, None)
         self._went_down(now_ms)
@@ -161,6 +202,7 @@ class Simulation:
             return
         self._run(peer, node.leave(now_ms), now_ms)
         del self.nodes[peer]
+        self.gossip.add(node)
         self._tick_at.pop(peer, None)
         self.hosts[peer].status = LEFT
         self._went_down(now_ms)
@@ -215,6 +257,16 @@ class Simulation:
     def _disk_remove(self, peer: str, item: str) -> None:
         self.hosts[peer].disk.pop(item, None)
         self.item_holders.get(item, set()).discard(peer)
+
+    def gossip_totals(self) -> GossipTally:
+        """Gossip counters summed over every core of the run: running, asleep, and gone ones."""
+        total = GossipTally()
+        total.merge(self.gossip)
+        for host in self.hosts.values():
+            node = self.nodes.get(host.peer) or (host.saved if host.status == ASLEEP else None)
+            if node is not None:
+                total.add(node)
+        return total
 
     # --- truth queries --------------------------------------------------------------------------
     def durable_copies(self, item: str) -> int:

@@ -3,10 +3,13 @@
 Three mechanisms move state, each covering the others' gaps:
 
 1. **Rumour mongering** (fast). A local feed delta is queued as a broadcast and pushed at once
-   to ``fanout_max`` random live peers; every node that applies it fresh re-queues it, and every
-   ``gossip_interval_ms`` each node sends its queue to ``fanout_max`` random live peers, each
-   broadcast at most ``retransmit_limit(n)`` times. Membership records and presence ride the
-   same queue. A fleet-document change is pushed as a doc sync message to the fanout.
+   to ``eager_fanout_max`` random live peers; every node that applies it fresh re-queues it and
+   pushes it on at once too, and every ``gossip_interval_ms`` each node sends its queue to
+   ``fanout_max`` random live peers — each broadcast at most ``retransmit_limit(n)`` times by each
+   node, least sent first, and only the first time that node sees it (a duplicate is known by its
+   hash and not even decoded). Membership records and presence ride their own queue. A
+   fleet-document change is pushed as a doc sync message to the fanout. ``gossip_stats()`` says
+   where the bytes go.
 2. **Push-pull anti-entropy** (complete). Every ``sync_interval_ms`` a 16-byte digest (hash of the
    feed version vector and the document heads) goes to ``digest_peers_max`` random live peers.
    Only on a mismatch does the receiver answer, with a SUMMARY (one hash per bucket of feed
@@ -67,15 +70,23 @@ from .frames import (
     UnknownFrame,
     UnknownItem,
     decode_frame,
-    item_size,
 )
-from .outbox import FRAME_OVERHEAD_BYTES, BroadcastQueue, Outbox, error_name
+from .outbox import (
+    FRAME_OVERHEAD_BYTES,
+    BroadcastQueue,
+    Outbox,
+    RecentKeys,
+    error_name,
+    gossip_stats,
+    wire_item_size,
+)
 from .presence import (
     SOFT_STATE_HINT,
     PresenceBook,
     as_presence,
     check_remembered,
     from_presence,
+    restarted,
     soft_state_ok,
 )
 from .signing import Signer, Verifier, peer_verifier, presence_ok
@@ -116,10 +127,13 @@ class MeshNode:
         self.self_id, self.cfg, self.feeds, self.doc, self.rng = self_id, config, feeds, doc, rng
         self.out = Outbox(config.frame_bytes_max)
         self.gate = SignatureGate(verify, config, self.out)
-        self.queue = BroadcastQueue(config.broadcast_queue_max)  # membership and presence records
-        self.dqueue = BroadcastQueue(config.broadcast_queue_max)  # feed deltas (kept off pings)
+        # membership and presence records (in gossip frames and on pings); feed deltas (gossip
+        # frames only, a big one alone): an item bigger than the largest frame it can go in is
+        # dropped when queued, counted (anti-entropy carries deltas; records are small)
+        self.queue = BroadcastQueue(config.broadcast_queue_max, config.gossip_bytes_max)
+        self.dqueue = BroadcastQueue(config.broadcast_queue_max, config.frame_bytes_max - FRAME_OVERHEAD_BYTES)
         self.swim = Swim(self_id, config, rng, self.out, self.queue, signer=signer, verify=self.gate.verify,
-                         extras=self._extras, on_gone=self._gone, incarnation=incarnation, on_newer=self._newer,
+                         extras=self._extras, on_gone=self._gone, incarnation=incarnation,
                          on_forged=lambda rec: self._forged("member_records", rec.peer),
                          on_incarnation=self._incarnation_changed, on_record=self._soft_changed)
         self._now = 0
@@ -132,6 +146,8 @@ class MeshNode:
         self.book = PresenceBook(signer)
         self._presence_sent: dict[str, tuple[int, int]] = {}  # peer -> (our pseq sent directly, when)
         self._gap_sync_ms: dict[str, int] = {}
+        self._seen_deltas = RecentKeys()  # hashes of deltas applied or found stale here
+        self._fresh_delta = False  # the frame being handled brought a delta new to us
         self._feeds_changed = self._doc_changed = False
         self._soft_changed(self_id)
 
@@ -140,6 +156,11 @@ class MeshNode:
     @property
     def stats(self) -> dict[str, int]:
         return dict(self.out.stats)
+
+    def gossip_stats(self) -> dict:
+        """Where this node's gossip goes (see ``outbox.gossip_stats``)."""
+        return gossip_stats(self.out, {"records": self.queue, "deltas": self.dqueue},
+                            self.cfg.retransmit_limit(self.swim.n))
 
     def liveness(self) -> dict[str, Liveness]:
         return self.swim.liveness()
@@ -197,6 +218,7 @@ class MeshNode:
             self.gate.forget(self.swim.members)
             self.sync.forget_refusals()  # an owner refused so far may be admitted now
             self.sync.invalidate()  # membership changes usually come with feeds dropped or admitted
+            self._seen_deltas.clear()  # a dropped owner's deltas are refused now, not duplicates
         elif isinstance(event, SetSoftState):
             self._set_soft_state(event, now)
         elif isinstance(event, RestorePresence):
@@ -221,8 +243,8 @@ class MeshNode:
         if self._next_gossip_ms is None:
             self._next_gossip_ms = now + self.rng.randrange(cfg.gossip_interval_ms)
             self._next_sync_ms = now + self.rng.randrange(cfg.sync_interval_ms)
-            # Say who we are now, as memberlist's join does: after a restart (a higher incarnation)
-            # every peer learns it and sends us its presence directly (``_newer``); a peer already
+            # Say who we are now, as memberlist's join does: after a restart every peer learns it (and
+            # from our presence, that we restarted: it sends us its own, ``_newer``); a peer already
             # holding this incarnation does not pass it on, so a fleet starting together stays quiet.
             self.queue.put(("m", self.self_id), self.swim.own_record())
         if now >= self._next_gossip_ms:
@@ -244,8 +266,10 @@ class MeshNode:
     def _on_local(self, event: LocalChanged, now: int) -> None:
         self.sync.invalidate()  # any LocalChanged, even an empty one, means "the replicas changed"
         if event.delta is not None:
-            self.dqueue.put(hashlib.blake2b(event.delta, digest_size=16).digest(), DeltaItem(event.delta))
-            self._flush_gossip()  # eager push: do not wait for the next gossip interval
+            key = hashlib.blake2b(event.delta, digest_size=16).digest()
+            self._seen_deltas.add(key)
+            self.dqueue.put(key, DeltaItem(event.delta))
+            self._flush_gossip(self.cfg.eager_fanout_max)  # eager push: not at the next gossip round
         if event.doc_changed:
             self._push_doc(exclude="")
 
@@ -289,8 +313,13 @@ class MeshNode:
             return
         self.gate.begin(peer)
         self.swim.begin_frame()
+        self._fresh_delta = False
         self._dispatch(peer, frame, now)
         self.swim.end_frame(peer, now)
+        if self._fresh_delta and self.swim.self_state is ALIVE:
+            # eager push on every hop, not only the first: waiting for the next gossip round cost
+            # each hop half an interval on average, ~0.7 s over the ~7 hops across 1000 nodes
+            self._flush_gossip(self.cfg.eager_fanout_max)
 
     def _dispatch(self, peer: str, frame: Frame, now: int) -> None:
         if isinstance(frame, Ping | Ack):
@@ -300,7 +329,7 @@ class MeshNode:
             if isinstance(frame, Ping):
                 self.swim.on_ping(peer, frame)
             else:
-                self.swim.on_ack(peer, frame)
+                self.swim.on_ack(peer, frame, now)
         elif isinstance(frame, PingReq):
             self._take_items(peer, frame.items, now)
             self.swim.on_ping_req(peer, frame, now)
@@ -346,9 +375,16 @@ class MeshNode:
     # --- feeds and document -----------------------------------------------------------------------
 
     def _apply_delta(self, peer: str, data: bytes, now: int, *, rebroadcast: bool) -> None:
+        # Under rumour mongering every node hears each delta ~retransmit_limit times: a delta
+        # already applied (or already stale) here is known by its hash, without decoding it again.
+        key = hashlib.blake2b(data, digest_size=16).digest()
+        if key in self._seen_deltas:
+            self.out.count("deltas_duplicate")
+            return
         try:
             self.feeds.apply_delta(data)
         except StaleData:
+            self._seen_deltas.add(key)
             self.out.count("deltas_duplicate")
             return
         except GapError:
@@ -364,10 +400,12 @@ class MeshNode:
             if isinstance(e, RevokedPeer):
                 self._refuse_owner(data, now)
             return
+        self._seen_deltas.add(key)
         self.out.count("deltas_applied")
         self._feeds_changed = True
         if rebroadcast:
-            self.dqueue.put(hashlib.blake2b(data, digest_size=16).digest(), DeltaItem(data))
+            self.dqueue.put(key, DeltaItem(data))
+            self._fresh_delta = True
 
     def _refuse_owner(self, data: bytes, now: int) -> None:
         """We refuse this delta's owner as such (not admitted here): remember it for a while, so
@@ -394,27 +432,28 @@ class MeshNode:
     def _pending(self) -> bool:
         return bool(len(self.queue) or len(self.dqueue))
 
-    def _flush_gossip(self) -> None:
+    def _flush_gossip(self, fanout: int = 0) -> None:
         if not self._pending():
             return
         limit = self.cfg.retransmit_limit(self.swim.n)
         budget = self.cfg.gossip_bytes_max
         alone = self.cfg.frame_bytes_max - FRAME_OVERHEAD_BYTES
-        for peer in self.swim.alive.sample(self.rng, self.cfg.fanout_max):
+        for peer in self.swim.alive.sample(self.rng, fanout or self.cfg.fanout_max):
             items = self.dqueue.take(budget, limit, alone_bytes_max=alone)
-            spent = sum(item_size(i) for i in items)
+            spent = sum(wire_item_size(i) for i in items)
             items += self.queue.take(budget - spent, limit, items_max=ITEMS_MAX - len(items))
             if not items:
                 break
             self.out.send(peer, Gossip(tuple(items)))
 
-    def _extras(self, peer: str) -> tuple[PresenceRecord | None, tuple[Item, ...]]:
-        """Presence (when the peer lacks our current one) and piggyback for a ping/ack/ping-req."""
+    def _extras(self, peer: str, with_presence: bool) -> tuple[PresenceRecord | None, tuple[Item, ...]]:
+        """Presence (when the frame has a slot for it and the peer lacks our current one) and
+        piggyback for a ping/ack/ping-req."""
         presence = None
         sent = self._presence_sent.get(peer)
         own = self.book.own
-        if own is not None and (sent is None or sent[0] != own.pseq
-                                or self._now - sent[1] >= self.cfg.presence_resend_ms):
+        if with_presence and own is not None and (sent is None or sent[0] != own.pseq
+                                                  or self._now - sent[1] >= self.cfg.presence_resend_ms):
             presence = self._own_presence()
             self._presence_sent[peer] = (own.pseq, self._now)
         items: list[Item] = []
@@ -491,20 +530,26 @@ class MeshNode:
         if not presence_ok(self.gate.verify, p):
             self._forged("presence", p.peer)
             return
+        held = self.book.held.get(p.peer)
         self.book.put(p, now, self.cfg.presence_ttl_for(self.swim.n))
         self._soft_changed(p.peer)
         if rebroadcast:
             self.queue.put(("p", p.peer), self.book.with_remaining(p.peer, now))
+            if restarted(p, held.record if held is not None else None):
+                self._newer(p.peer)
 
     def _newer(self, peer: str) -> None:
-        """A member came back with a higher incarnation (refuted, or restarted): it may have lost
-        what it held, so send it our presence now — one small frame to it, not a fleet-wide rumour —
-        instead of waiting for probing to pair us (N probe periods in a fleet of N)."""
+        """A member restarted (its presence says so, see ``presence.restarted``): it may have lost what it
+        held, so send it our presence now — one small frame to it, not a fleet-wide rumour — instead
+        of waiting for probing to pair us (N probe periods in a fleet of N). Not on a mere
+        refutation: a refuting member lost nothing, and every member answering every refutation
+        cost each node one frame per refutation in the fleet — 47 a second at 1000 nodes on a
+        lossy WAN (issue 19)."""
         own = self._own_presence()
         if own is None:
             self._presence_sent.pop(peer, None)
             return
-        self.out.send(peer, Gossip((own,)))
+        self.out.send(peer, Gossip((own,)))  # _own_presence() is a copy, apart from the rumour
         self._presence_sent[peer] = (own.pseq, self._now)
 
     def _gone(self, peer: str) -> None:
@@ -542,4 +587,5 @@ class MeshNode:
         if out:
             self.out.count("records_sent_by_sync", len(out))
         return out
+
 

@@ -19,13 +19,66 @@ from collections import Counter as _Tally
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from .frames import FRAME_VERSION, ITEMS_MAX, Deltas, DocMessage, Frame, Item, encode_frame, item_size
+from .frames import (
+    FRAME_VERSION,
+    ITEMS_MAX,
+    REMAINING_MS_MAX,
+    Ack,
+    DeltaItem,
+    Deltas,
+    DocMessage,
+    Frame,
+    Gossip,
+    Item,
+    MemberRecord,
+    Ping,
+    PingReq,
+    PresenceRecord,
+    Records,
+    encode_frame,
+    item_size,
+)
 from .types import Counter, Effect, Log, Send
 
 # bytes a frame needs around its items: version byte, array headers, kind, seq, presence slot
 FRAME_OVERHEAD_BYTES = 64
 # frames above this (and every delta or document frame) go on the bulk lane (``Send.bulk``)
 PRIORITY_FRAME_BYTES_MAX = 16 * 1024
+# what travels inside frames, by kind: the per-kind counters say where the bytes go
+ITEM_KINDS = ("membership", "presence", "delta", "doc")
+_KIND_OF_ITEM = {MemberRecord: "membership", PresenceRecord: "presence", DeltaItem: "delta"}
+
+
+def wire_item_size(item: Item) -> int:
+    """``item_size`` without encoding the item: msgpack's sizes follow from the fields' lengths
+    and values, and counting every item of every frame (the per-kind counters) must not cost a
+    second encoding of it. tests/mesh/test_core_rumours.py holds the two equal."""
+    t = type(item)
+    if t is DeltaItem:
+        return 2 + _bin_size(len(item.data))  # array header and kind, then the payload
+    if t is MemberRecord:
+        own = item.own  # type: ignore[union-attr]
+        return (2 + _uint_size(item.state.rank) + _str_size(item.peer) + _uint_size(item.incarnation)  # type: ignore[union-attr]
+                + _str_size(item.origin) + (1 if own is None else _uint_size(own.rank))  # type: ignore[union-attr]
+                + _bin_size(len(item.sig)))  # type: ignore[union-attr]
+    if t is PresenceRecord:
+        remaining = min(max(0, item.remaining_ms), REMAINING_MS_MAX)  # type: ignore[union-attr]
+        return (2 + _bin_size(len(item.wire_body())) + _bin_size(len(item.sig))  # type: ignore[union-attr]
+                + _uint_size(remaining))
+    return item_size(item)
+
+
+def _uint_size(n: int) -> int:
+    return 1 if n < 128 else 2 if n < 256 else 3 if n < 65536 else 5 if n < 2**32 else 9
+
+
+def _str_size(s: str) -> int:
+    n = len(s.encode())
+    return n + (1 if n < 32 else 2 if n < 256 else 3 if n < 65536 else 5)
+
+
+def _bin_size(n: int) -> int:
+    return n + (2 if n < 256 else 3 if n < 65536 else 5)
 
 
 def error_name(e: Exception) -> str:
@@ -62,13 +115,25 @@ class Outbox:
             self.log("warning", f"not sending a {type(frame).__name__} of {len(data)} bytes to "
                                 f"{peer[:16]}: over frame_bytes_max={self.frame_bytes_max}")
             return False
-        self.stats["frames_sent"] += 1
-        self.stats["bytes_sent"] += len(data)
+        stats = self.stats
+        stats["frames_sent"] += 1
+        stats["bytes_sent"] += len(data)
         kind = type(frame).__name__.lower()
-        self.stats[f"sent_{kind}"] += 1
-        self.stats[f"bytes_sent_{kind}"] += len(data)
+        stats[f"sent_{kind}"] += 1
+        stats[f"bytes_sent_{kind}"] += len(data)
+        if type(frame) in (Gossip, Ping, Ack, PingReq, Records):  # rumours, piggybacks, anti-entropy
+            if type(frame) in (Ping, Ack) and frame.presence is not None:  # type: ignore[union-attr]
+                self._count_item("presence", wire_item_size(frame.presence))  # type: ignore[union-attr]
+            for item in frame.items:  # type: ignore[union-attr]
+                self._count_item(_KIND_OF_ITEM.get(type(item), "unknown"), wire_item_size(item))
+        elif type(frame) is DocMessage:
+            self._count_item("doc", len(data))
         self.effects.append(Send(peer, data, isinstance(frame, Deltas | DocMessage) or len(data) > PRIORITY_FRAME_BYTES_MAX))
         return True
+
+    def _count_item(self, kind: str, size: int) -> None:
+        self.stats[f"items_sent_{kind}"] += 1
+        self.stats[f"item_bytes_sent_{kind}"] += size
 
 
 @dataclass
@@ -81,30 +146,52 @@ class _Entry:
 class BroadcastQueue:
     """Entries bucketed by how often they were sent; within a bucket, dict order is age."""
 
-    def __init__(self, entries_max: int) -> None:
+    def __init__(self, entries_max: int, item_bytes_max: int = 1 << 62) -> None:
         self._buckets: list[dict[Hashable, _Entry]] = [{}]
         self._where: dict[Hashable, int] = {}  # key -> bucket (= transmits so far)
         self._entries_max = entries_max
-        self.dropped = 0
+        self._item_bytes_max = item_bytes_max  # bigger than any frame it is taken for: never sendable
+        # what happened to broadcasts: how many were put, replaced by a newer one with their key
+        # before reaching their limit, retired at it, evicted from a full queue, dropped at once
+        # for being too big to ever send, passed over by one frame they did not fit; how often
+        # each was sent when it left the queue
+        self.counts: _Tally[str] = _Tally()
+        self.transmits_at_exit: _Tally[int] = _Tally()
+        self.depth_max = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.counts["evicted"]
 
     def __len__(self) -> int:
         return len(self._where)
 
     def put(self, key: Hashable, item: Item) -> None:
+        counts = self.counts
+        counts["put"] += 1
         old = self._where.pop(key, None)
         if old is not None:
             del self._buckets[old][key]
-        self._buckets[0][key] = _Entry(item, item_size(item), 0)
+            counts["replaced"] += 1
+            self.transmits_at_exit[old] += 1
+        size = wire_item_size(item)
+        if size > self._item_bytes_max:
+            counts["dropped_for_size"] += 1  # anti-entropy carries what a rumour cannot
+            return
+        self._buckets[0][key] = _Entry(item, size, 0)
         self._where[key] = 0
         if len(self._where) > self._entries_max:
             # full: forget the most-sent, oldest broadcast; anti-entropy covers what it carried
-            for bucket in reversed(self._buckets):
+            for t in range(len(self._buckets) - 1, -1, -1):
+                bucket = self._buckets[t]
                 if bucket:
                     victim = next(iter(bucket))
                     del bucket[victim]
                     del self._where[victim]
-                    self.dropped += 1
+                    counts["evicted"] += 1
+                    self.transmits_at_exit[t] += 1
                     break
+        self.depth_max = max(self.depth_max, len(self._where))
 
     def get(self, key: Hashable) -> Item | None:
         b = self._where.get(key)
@@ -115,10 +202,10 @@ class BroadcastQueue:
         """Items for one frame to one peer: least-sent first, newest first within a count, at most
         ``items_max`` in ``budget_bytes``. When nothing fits, one item up to ``alone_bytes_max``
         may go by itself."""
+        if items_max <= 0 or not self._where:  # every ping and ack asks, mostly of an empty queue
+            return []
         chosen: list[tuple[int, Hashable]] = []
         spent = misses = 0
-        if items_max <= 0:
-            return []
         for t, bucket in enumerate(self._buckets):
             for key in reversed(bucket):
                 e = bucket[key]
@@ -130,6 +217,7 @@ class BroadcastQueue:
                     spent = budget_bytes
                 else:
                     misses += 1
+                    self.counts["skipped_for_size"] += 1
                 if budget_bytes - spent < 16 or misses > 32 or len(chosen) >= items_max:
                     break
             else:
@@ -141,11 +229,51 @@ class BroadcastQueue:
             items.append(e.item)
             if t + 1 >= limit:
                 del self._where[key]
+                self.counts["retired"] += 1
+                self.transmits_at_exit[t + 1] += 1
                 continue
             if t + 1 == len(self._buckets):
                 self._buckets.append({})
             self._buckets[t + 1][key] = e
             self._where[key] = t + 1
+        self.counts["transmits"] += len(items)
         while len(self._buckets) > 1 and not self._buckets[-1]:
             self._buckets.pop()
         return items
+
+
+def gossip_stats(out: Outbox, queues: dict[str, BroadcastQueue], retransmit_limit: int) -> dict:
+    """Items and bytes sent by item kind (membership, presence, feed delta, document change), and
+    per rumour queue its depth, what happened to its broadcasts and how often each was sent when
+    it left (never more than ``retransmit_limit``): for metrics, the simulator and ``status``."""
+    stats = out.stats
+    return {
+        "items_sent": {k: stats[f"items_sent_{k}"] for k in ITEM_KINDS},
+        "item_bytes_sent": {k: stats[f"item_bytes_sent_{k}"] for k in ITEM_KINDS},
+        "retransmit_limit": retransmit_limit,
+        "queues": {name: {"depth": len(q), "depth_max": q.depth_max, **dict(q.counts),
+                          "transmits_at_exit": dict(sorted(q.transmits_at_exit.items()))}
+                   for name, q in queues.items()},
+    }
+
+
+class RecentKeys:
+    """The last ``keys_max`` keys seen, as a set (oldest forgotten first). The node keeps the
+    hashes of deltas it applied or found stale: under rumour mongering each delta arrives
+    ~retransmit_limit times, and a repeat is then known without decoding it again. 4096 keys
+    (16 bytes each, ~0.3 MB) is a few times the rumour queue, so any delta still rumoured is known."""
+
+    def __init__(self, keys_max: int = 4096) -> None:
+        self._keys: dict[bytes, None] = {}
+        self._keys_max = keys_max
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def add(self, key: bytes) -> None:
+        self._keys[key] = None
+        if len(self._keys) > self._keys_max:
+            del self._keys[next(iter(self._keys))]  # that old, it is stale by any other path too
+
+    def clear(self) -> None:
+        self._keys.clear()

@@ -133,3 +133,14 @@ def check_remembered(records: object) -> None:
                 or not soft_state_ok(r.disk_free_bytes, r.uptime_score, r.endpoints, r.host_class)):
             raise InvalidInput("RestorePresence: a record is out of range",
                                hint="peer ids of 1..64 chars, pseq 0..2^64-1, " + SOFT_STATE_HINT)
+
+
+def restarted(p: PresenceRecord, held: PresenceRecord | None) -> bool:
+    """Does ``p`` come from a process that started after the one ``held`` came from? A process
+    numbers its presence from 1 and only counts up (a refutation re-issues it at a higher
+    incarnation and the next sequence), so a higher incarnation at a sequence no higher than before
+    means a fresh start. Held nothing: its first presence at a non-zero incarnation (a fleet
+    starting together is all at 0; an agent's incarnation is its start time)."""
+    if held is None:
+        return p.pseq == 1 and p.incarnation > 0
+    return p.incarnation > held.incarnation and p.pseq <= held.pseq

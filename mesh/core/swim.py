@@ -32,14 +32,20 @@ Extras over plain SWIM, each for a failure the design notes name:
   its target;
 - Lifeguard's local health awareness: ping-req helpers answer NACK when the target did not answer
   them either; a failed probe with missing nacks, or a refutation, says *we* are the slow one, so
-  ``health`` rises and our probe timeout and interval stretch by (health + 1) until probes succeed.
+  ``health`` rises and our probe timeout and interval stretch by (health + 1) until probes succeed;
+- on a lossy link a lost ping or ack is the usual cause of silence: the target is pinged directly
+  twice more beside the indirect probes (memberlist's fallback probe), and the prober tells the
+  target of its suspicion at once, so a live one refutes within a round trip;
+- the time-out is at least the retransmission time-out of our measured round trip (RFC 6298), and
+  the period leaves the indirect probes two more: on a WAN a late ack must not become a false
+  suspicion — each one costs a fleet-wide suspicion, refutation and presence (issue 19).
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .config import MeshConfig
 from .frames import INCARNATION_MAX, Ack, Gossip, Item, MemberRecord, Nack, Ping, PingReq, PresenceRecord
@@ -119,6 +125,7 @@ class _Probe:
     interval_ms: int
     acked: bool = False
     indirect_sent: bool = False
+    retries: int = 0  # direct pings sent again after the time-out (see _probe_tick)
     nacks_expected: int = 0
     nacks: int = 0
 
@@ -132,7 +139,30 @@ class _Relay:
     nacked: bool = False
 
 
-Extras = Callable[[str], tuple[PresenceRecord | None, tuple[Item, ...]]]
+class RoundTrip:
+    """RFC 6298's smoothed round-trip time and its variation, from acks to our direct pings."""
+
+    def __init__(self) -> None:
+        self.srtt_ms: float | None = None
+        self.rttvar_ms = 0.0
+
+    def sample(self, rtt_ms: int) -> None:
+        if self.srtt_ms is None:
+            self.srtt_ms, self.rttvar_ms = float(rtt_ms), rtt_ms / 2
+            return
+        self.rttvar_ms = 0.75 * self.rttvar_ms + 0.25 * abs(self.srtt_ms - rtt_ms)
+        self.srtt_ms = 0.875 * self.srtt_ms + 0.125 * rtt_ms
+
+    def rto_ms(self, initial_ms: int) -> int:
+        """A time-out that a late answer rarely beats (``initial_ms`` before the first sample)."""
+        return initial_ms if self.srtt_ms is None else int(self.srtt_ms + 4 * self.rttvar_ms)
+
+
+def _second_retry_ms(p: _Probe) -> int:
+    return p.started_ms + (p.timeout_ms + p.interval_ms) // 2
+
+
+Extras = Callable[[str, bool], tuple[PresenceRecord | None, tuple[Item, ...]]]  # (peer, with presence)
 
 
 class Swim:
@@ -157,6 +187,7 @@ class Swim:
         self._probe: _Probe | None = None
         self._relays: dict[int, _Relay] = {}  # the seq of our ping for someone else's ping-req
         self.health = 0  # Lifeguard local health score
+        self.rtt = RoundTrip()  # of our direct probes: stretches probe time-outs on a slow network
         self._seq = 0
         self._deadlines: list[tuple[int, int, str, str, int]] = []
         self._tie = 0
@@ -179,7 +210,8 @@ class Swim:
         times = [t for t in (self.next_probe_ms, self.next_reconnect_ms) if t is not None]
         if self._probe is not None and not self._probe.acked:
             p = self._probe
-            times.append(p.started_ms + (p.interval_ms if p.indirect_sent else p.timeout_ms))
+            times.append(p.started_ms + (p.timeout_ms if not p.indirect_sent else
+                                         _second_retry_ms(p) if p.retries == 1 else p.interval_ms))
         if self._relays:  # at most relays_max
             times.append(min(r.expires_ms if r.nacked else r.nack_due_ms for r in self._relays.values()))
         if self._deadlines:
@@ -306,7 +338,7 @@ class Swim:
         self.incarnation = min(max(self.incarnation, incarnation) + 1, INCARNATION_MAX)
         mine = self.own_record()
         self.queue.put(("m", self.self_id), mine)
-        self._corrections.append(mine)
+        self._corrections.append(replace(mine))  # a reply to the claimant, apart from the rumour
         self._refuted = True
         self.out.count("refutations", notable=True)
         self._on_incarnation()
@@ -337,12 +369,14 @@ class Swim:
         self._corrections = []
 
     def on_ping(self, peer: str, ping: Ping) -> None:
-        presence, items = self._extras(peer)
+        presence, items = self._extras(peer, True)
         self.out.send(peer, Ack(ping.seq, presence, items))
 
-    def on_ack(self, peer: str, ack: Ack) -> None:
+    def on_ack(self, peer: str, ack: Ack, now: int) -> None:
         p = self._probe
         if p is not None and ack.seq == p.seq:
+            if not p.acked and not p.indirect_sent:  # the first ping's own answer: a round trip
+                self.rtt.sample(now - p.started_ms)
             p.acked = True
             return
         relay = self._relays.pop(ack.seq, None)
@@ -363,7 +397,7 @@ class Swim:
             return
         seq = self._next_seq()
         self._relays[seq] = _Relay(peer, req.seq, now + self.cfg.probe_timeout_ms, now + self.cfg.probe_interval_ms)
-        presence, items = self._extras(req.target)
+        presence, items = self._extras(req.target, True)
         self.out.send(req.target, Ping(seq, presence, items))
 
     def peer_unreachable(self, peer: str, now: int) -> None:
@@ -387,7 +421,7 @@ class Swim:
             if len(self.dead):
                 peer = self.dead.sample(self.rng, 1)[0]
                 self.out.count("reconnect_pings")
-                presence, items = self._extras(peer)
+                presence, items = self._extras(peer, True)
                 self.out.send(peer, Ping(self._next_seq(), presence, items))
         if self._relays:
             for seq, r in list(self._relays.items()):
@@ -422,6 +456,9 @@ class Swim:
         elif p is not None:
             if not p.acked and not p.indirect_sent and now >= p.started_ms + p.timeout_ms:
                 self._send_ping_reqs(p)
+                self._retry_direct(p)
+            elif not p.acked and p.retries == 1 and now >= _second_retry_ms(p):
+                self._retry_direct(p)
             if now >= p.started_ms + p.interval_ms:
                 if p.acked:
                     self._adjust_health(-1)
@@ -430,8 +467,17 @@ class Swim:
                     self._adjust_health(p.nacks_expected - p.nacks if p.nacks_expected else 1)
                     self._probe_failed(p, now)
                 self._probe = None
+        # Lifeguard's local health stretches both by (health + 1); the round trip we measure
+        # stretches them where the network is slow (a WAN): the time-out is at least one
+        # retransmission time-out, and the period leaves the indirect probes (two round trips, a
+        # fallback ping in between) three more. On a LAN neither moves; on a 60 ms WAN with jitter
+        # the fixed 500/1000 ms made a late ack a false suspicion, and each one a fleet-wide
+        # suspicion, refutation and presence. Before the first sample the time-out is the guess.
         scale = self.health + 1
-        interval = self.cfg.probe_interval_ms * scale
+        rto = self.rtt.rto_ms(self.cfg.probe_timeout_ms)
+        timeout = max(self.cfg.probe_timeout_ms, rto)
+        interval = min(max(self.cfg.probe_interval_ms, timeout + 3 * rto),
+                       self.cfg.probe_interval_ms * self.cfg.awareness_max) * scale
         if self.next_probe_ms is None:
             self.next_probe_ms = now + self.rng.randrange(interval)  # desynchronise the fleet
         if now >= self.next_probe_ms and self._probe is None:
@@ -440,17 +486,27 @@ class Swim:
             target = self._next_target()
             if target is not None:
                 self._probe = _Probe(target, self._next_seq(), now, self.members[target].incarnation,
-                                     self.cfg.probe_timeout_ms * scale, interval)
+                                     timeout * scale, interval)
                 self.out.count("probes")
-                presence, items = self._extras(target)
+                presence, items = self._extras(target, True)
                 self.out.send(target, Ping(self._probe.seq, presence, items))
+
+    def _retry_direct(self, p: _Probe) -> None:
+        """memberlist's fallback probe, twice: direct pings beside the indirect ones, at the time-out
+        and halfway to the period's end. On a lossy link a lost ping or ack is the usual cause of
+        silence, and each false suspicion costs a fleet-wide suspicion and refutation — whose rate
+        grows with the fleet. (Not after PeerUnreachable: the transport already failed to reach it.)"""
+        p.retries += 1
+        self.out.count("probes_retried")
+        self.out.send(p.target, Ping(p.seq))
 
     def _send_ping_reqs(self, p: _Probe) -> None:
         p.indirect_sent = True
         helpers = self.alive.sample(self.rng, self.cfg.indirect_probes_k, exclude=(p.target,))
         p.nacks_expected = len(helpers)
-        _, items = self._extras(p.target)
         for h in helpers:
+            # taken per frame (each copy of a rumour counts as a transmit); no presence slot here
+            _, items = self._extras(h, False)
             self.out.send(h, PingReq(p.seq, p.target, items))
 
     def _adjust_health(self, delta: int) -> None:
@@ -463,6 +519,9 @@ class Swim:
             return
         self.out.count("probes_failed")
         self.apply(m.claim(SUSPECT, self.self_id), now)
+        # Lifeguard's buddy system, at once: tell the suspect itself, so a live one refutes within a
+        # round trip and its refutation replaces the suspicion in queues before it is sent much
+        self.out.send(p.target, Gossip((self.members[p.target].record(),)))
 
     def _next_target(self) -> str | None:
         for _ in range(len(self._order) + 2):

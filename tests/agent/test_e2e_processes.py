@@ -47,6 +47,10 @@ def test_founder_and_four_agents(fleet):
     for p in fleet:
         wait_until(lambda p=p: sorted(h["state"] for h in p.cli("hosts", "--json")) == ["alive"] * 5,
                    30, f"{p.name} to see five live hosts")
+    # The daemon shows where its gossip went, by item kind, and its rumour queues.
+    gossip = founder.cli("status", "--json")["gossip"]
+    assert gossip["item_bytes_sent"]["presence"] > 0 and gossip["item_bytes_sent"]["delta"] > 0, gossip
+    assert set(gossip["queues"]) == {"records", "deltas"} and gossip["retransmit_limit"] >= 1
 
     # Changes on several nodes at once: holdings on alpha and epsilon. Alpha's appears in peers-for
     # on every other agent within seconds; epsilon's in everyone's holdings list.

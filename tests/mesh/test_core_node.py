@@ -339,7 +339,17 @@ def test_a_local_change_is_pushed_at_once_to_the_fanout():
     d = feeds.commit(b"now")
     sent = _sent_frames(node.handle(LocalChanged(delta=d), 5))
     carriers = {peer for peer, f in sent if isinstance(f, Gossip) and DeltaItem(d) in f.items}
-    assert len(carriers) == node.cfg.fanout_max
+    assert len(carriers) == node.cfg.eager_fanout_max > node.cfg.fanout_max
+
+
+def test_a_fresh_delta_is_pushed_on_at_once_and_a_duplicate_is_not():
+    node, _, _ = _node(members=("me", *(f"p{i}" for i in range(10))))
+    d = MemFeeds(b"p1").commit(b"news")
+    sent = _sent_frames(node.handle(FrameReceived("p1", encode_frame(Gossip((DeltaItem(d),)))), 5))
+    carriers = {peer for peer, f in sent if isinstance(f, Gossip) and DeltaItem(d) in f.items}
+    assert len(carriers) == node.cfg.eager_fanout_max
+    again = _sent_frames(node.handle(FrameReceived("p2", encode_frame(Gossip((DeltaItem(d),)))), 6))
+    assert not any(isinstance(f, Gossip) for _, f in again)
 
 
 def test_leave_and_sleep_are_told_directly_to_every_live_member():

@@ -90,9 +90,11 @@ def test_memo_off_shares_nothing_between_nodes():
     own = OwnFeed(key, feeds)
     own.put(records.CARD_KEY, records.encode_card(records.HostCard("a", "server")))
     own.commit(1000)
-    a = ViewBuilder(interner).build(key.peer_id, feeds, _doc(), {}, {})
-    b = ViewBuilder(interner).build(key.peer_id, feeds, _doc(), {}, {})
+    doc = _doc([key.peer_id])
+    a = ViewBuilder(interner).build(key.peer_id, feeds, doc, {}, {})
+    b = ViewBuilder(interner).build(key.peer_id, feeds, doc, {}, {})
     assert a is not b and a.view is not b.view and not interner.parsed and not interner.views
+    assert list(a.view.hosts) == [key.peer_id]
     _same_view(a.view, b.view)
 
 
@@ -109,9 +111,9 @@ def test_a_forked_feed_version_is_parsed_again_not_served_from_the_cache():
         replicas.append((feeds, own.version))
     assert replicas[0][1] == replicas[1][1]
     interner = Interner(memo=True)
-    cards = [interner.parse(feeds, key.public, version)[1].name for feeds, version in replicas]
+    cards = [interner.feed_parts(feeds, key.public).card.name for feeds, _ in replicas]
     assert cards == ["first", "second"]
-    again = [interner.parse(feeds, key.public, version)[1].name for feeds, version in reversed(replicas)]
+    again = [interner.feed_parts(feeds, key.public).card.name for feeds, _ in reversed(replicas)]
     assert again == ["second", "first"]
 
 
@@ -124,7 +126,7 @@ def test_equal_inputs_share_one_view_and_different_liveness_does_not():
         own = OwnFeed(k, feeds)
         own.put(records.CARD_KEY, records.encode_card(records.HostCard(f"h{i}", "server")))
         own.commit(1000 + i)
-    doc = _doc()
+    doc = _doc([k.peer_id for k in keys])
     me = keys[0].peer_id
     alive = {k.peer_id: Liveness.ALIVE for k in keys[1:]}
     a = ViewBuilder(interner).build(me, feeds, doc, alive, {})
@@ -145,7 +147,7 @@ def test_views_differing_only_in_holdings_share_one_duty_map():
     for i, own in enumerate(owns):
         own.put(records.CARD_KEY, records.encode_card(records.HostCard(f"h{i}", ("server", "nas")[i % 2])))
         own.commit(1000 + i)
-    doc = _doc()
+    doc = _doc([k.peer_id for k in keys])
     me = keys[0].peer_id
     a = ViewBuilder(interner).build(me, feeds, doc, {}, {})
     hold = records.Holding("film", "ab" * 20, 10**9, "complete", "public", "public")
@@ -167,7 +169,10 @@ def test_plans_per_lease_bucket_equal_plan_all_at_every_time(state, deltas):
     assert shared.duties() == assign_duties(view) == shared.duties()
 
 
-def _doc():
+def _doc(members=()):
     from crdt.fleetdoc import FleetDoc
     founder = NodeKey(b"\x07" * 32)
-    return FleetDoc.genesis("sim", founder, "host-0", 1, b"\x07" * 16)
+    doc = FleetDoc.genesis("sim", founder, "host-0", 1, b"\x07" * 16)
+    for i, peer in enumerate(members):
+        doc.admit(peer, f"h{i}", "member", None, 1)
+    return doc

@@ -1,0 +1,229 @@
+"""What simulated nodes share instead of each holding its own copy: feeds, version vectors, and
+the anti-entropy hashes computed from them. Simulator-only; the product never does any of this.
+
+A thousand simulated nodes each holding a thousand feeds was 6 GB, and each node re-hashing its
+whole version vector for every anti-entropy digest was 40 % of a 1000-node run's CPU. Converged
+nodes hold equal feeds and equal vectors, so:
+
+* ``SharedFeedSet`` is a real ``crdt.feedset.FeedSet`` whose ``Feed`` objects are shared with
+  other nodes and copied on write: a delta is applied to a private copy (the real
+  ``apply_to_feed``, with every check), and the result is swapped for an equal feed another node
+  already made — equal by (owner, version, accumulator), the same identity the policy memo uses
+  (``simulations.realview``). A node's own feed is never shared: ``OwnFeed`` changes it in place.
+  A crash hands the dict of feeds to the restart instead of a serialised file: the same state
+  the agent's atomic save would load, without 1000 parses.
+* ``VectorPool`` hands out one ``Vector`` (a dict) per distinct version vector, so the
+  anti-entropy functions installed by ``install_antientropy_memo`` compute a digest, a bucket
+  hash list or a bucket restriction once per vector for the whole fleet. Every one of them is
+  the real function's result for that vector (tests/sim/test_sharing.py runs a scenario with the
+  sharing on and off and compares the traces byte for byte).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+
+from crdt.feed import Delta, Feed, feed_from_parts
+from crdt.feedset import AppliedDelta, FeedSet
+
+VECTORS_KEPT_MAX = 256  # distinct version vectors remembered (a converged fleet needs a handful)
+
+
+def _private_copy(feed: Feed) -> Feed:
+    return feed_from_parts(feed.owner, dict(feed._entries), feed.accumulator, feed.head)
+
+
+class FeedPool:
+    """Every feed state any node of the run reached, one object each: (owner, version, acc)."""
+
+    def __init__(self) -> None:
+        self.feeds: dict[tuple[bytes, int, int], Feed] = {}
+
+    def intern(self, feed: Feed) -> Feed:
+        key = (feed.owner, feed.version, feed.accumulator)
+        return self.feeds.setdefault(key, feed)
+
+
+class SharedState:
+    """A replica's feeds as a crash leaves them (the shared objects, not a file)."""
+
+    __slots__ = ("allowed", "feeds", "revoked")
+
+    def __init__(self, feeds: Mapping[bytes, Feed], allowed: frozenset[bytes] | None,
+                 revoked: Iterable[bytes]) -> None:
+        self.feeds = dict(feeds)
+        self.allowed = allowed
+        self.revoked = frozenset(revoked)
+
+
+class SharedFeedSet(FeedSet):
+    def __init__(self, pool: FeedPool, vectors: VectorPool, start: SharedState | None, own: bytes) -> None:
+        super().__init__(start.allowed if start is not None else None)
+        self._pool, self._vectors = pool, vectors
+        if start is not None:
+            self._feeds = dict(start.feeds)
+            self._revoked = set(start.revoked)
+        mine = self._feeds.get(own)
+        if mine is not None:  # OwnFeed writes into this one in place: it must be ours alone
+            self._feeds[own] = _private_copy(mine)
+        self._own = own
+        self._rebuild_vector()
+
+    def _apply(self, delta: Delta) -> AppliedDelta:
+        owner = delta.owner
+        shared = self._feeds.get(owner)
+        if shared is None or owner == self._own or delta.head.version <= shared.version:
+            # new feed, our own, or stale (the real check raises before it changes anything)
+            result = super()._apply(delta)
+        else:
+            self._feeds[owner] = _private_copy(shared)
+            try:
+                result = super()._apply(delta)
+            except BaseException:
+                self._feeds[owner] = shared
+                raise
+        feed = self._feeds[owner]
+        if owner != self._own:
+            self._feeds[owner] = self._pool.intern(feed)
+        self._set_version(owner, feed.version)
+        return result
+
+    def shared_state(self) -> SharedState:
+        return SharedState(self._feeds, self._allowed, self._revoked)
+
+    # --- the version vector, kept up to date instead of rebuilt (O(changes), not O(owners)) ---
+
+    def _rebuild_vector(self) -> None:
+        self._vv = {o: f.version for o, f in self._feeds.items()}  # in the order of _feeds, as FeedSet's
+        self._fp = sum(map(entry_fingerprint, self._vv.items())) % FINGERPRINT_MOD
+        self._vector: Vector | None = None
+
+    def _set_version(self, owner: bytes, version: int) -> None:
+        old = self._vv.get(owner)
+        if old == version:
+            return
+        if old is not None:
+            self._fp -= entry_fingerprint((owner, old))
+        self._vv[owner] = version
+        self._fp = (self._fp + entry_fingerprint((owner, version))) % FINGERPRINT_MOD
+        self._vector = None
+
+    def version_vector(self) -> dict[bytes, int]:
+        if len(self._vv) != len(self._feeds):  # our own feed was created (it went in by OwnFeed)
+            self._rebuild_vector()
+        own = self._feeds.get(self._own)
+        if own is not None:
+            self._set_version(self._own, own.version)  # OwnFeed commits change it in place
+        if self._vector is None:
+            self._vector = self._vectors.get(self._fp, self._vv)
+        return self._vector
+
+    def revoke(self, owner: bytes) -> bool:
+        dropped = super().revoke(owner)
+        self._rebuild_vector()
+        return dropped
+
+    def set_allowed(self, allowed: Iterable[bytes] | None) -> tuple[bytes, ...]:
+        dropped = super().set_allowed(allowed)
+        self._rebuild_vector()
+        return dropped
+
+
+# --- version vectors and the anti-entropy hashes over them ---------------------------------------
+
+FINGERPRINT_MOD = 1 << 128
+
+
+def entry_fingerprint(entry: tuple[bytes, int]) -> int:
+    """One (owner, version) pair's share of a vector's fingerprint (a sum, so it updates in O(1))."""
+    owner, version = entry
+    return int.from_bytes(hashlib.blake2b(owner + version.to_bytes(8, "big"), digest_size=16).digest(), "big")
+
+
+class Vector(dict):
+    """A version vector that equal replicas share (read-only by convention, as the mesh core
+    treats the one its FeedStore returns), with what anti-entropy computed from it."""
+
+    __slots__ = ("memo",)
+
+
+class VectorPool:
+    """One Vector per distinct vector — equal entries in the same order (the order reaches the
+    wire: a SYNC encodes the vector as a map), found by fingerprint, confirmed by comparison."""
+
+    def __init__(self) -> None:
+        self._by_fp: dict[int, list[Vector]] = {}
+
+    def get(self, fp: int, vv: dict[bytes, int]) -> Vector:
+        chain = self._by_fp.get(fp)
+        if chain is None:
+            if len(self._by_fp) >= VECTORS_KEPT_MAX:
+                del self._by_fp[next(iter(self._by_fp))]  # oldest first; holders keep theirs
+            chain = self._by_fp[fp] = []
+        for v in chain:
+            if v == vv and list(v) == list(vv):
+                return v
+        v = Vector(vv)
+        v.memo = {}
+        chain.append(v)
+        return v
+
+
+def install_antientropy_memo() -> None:
+    """Memoise ``mesh.core.antientropy``'s pure functions of a version vector on shared Vectors.
+
+    Installed once per process; any other vector (a plain dict: tests, the product) goes to the
+    real function untouched."""
+    from mesh.core import antientropy as ae
+    if getattr(ae.bucket_hashes, "sim_memo", False):
+        return
+    real_hashes, real_restrict, real_scoped = ae.bucket_hashes, ae.restrict, ae.scoped_vector
+    real_digest = ae.Reconciler.digest
+
+    def bucket_hashes(vv, bits):
+        if type(vv) is not Vector:
+            return real_hashes(vv, bits)
+        key = ("hashes", bits)
+        hit = vv.memo.get(key)
+        if hit is None:
+            hit = vv.memo[key] = real_hashes(vv, bits)
+        return hit
+
+    def restrict(vv, bits, buckets):
+        if type(vv) is not Vector:
+            return real_restrict(vv, bits, buckets)
+        key = ("restrict", bits, tuple(buckets))
+        hit = vv.memo.get(key)
+        if hit is None:
+            hit = vv.memo[key] = real_restrict(vv, bits, key[2])
+        return dict(hit)
+
+    def scoped_vector(mine, theirs, bits, buckets):
+        if type(mine) is not Vector:
+            return real_scoped(mine, theirs, bits, buckets)
+        # = their entries inside the scope, then ours outside it (order is irrelevant: it is read
+        # by owner); ours outside it is one per (vector, scope), shared
+        wanted = tuple(buckets)
+        key = ("outside", bits, wanted)
+        outside = mine.memo.get(key)
+        if outside is None:
+            outside = mine.memo[key] = real_scoped(mine, {}, bits, wanted)
+        out = real_restrict(theirs, bits, wanted)
+        out.update(outside)
+        return out
+
+    def digest(self):
+        vv = self.vector()
+        if self._digest is not None or type(vv) is not Vector:
+            return real_digest(self)
+        key = ("digest", tuple(self.doc.heads()))
+        hit = vv.memo.get(key)
+        if hit is None:
+            hit = vv.memo[key] = real_digest(self)
+        self._digest = hit
+        return hit
+
+    bucket_hashes.sim_memo = True  # type: ignore[attr-defined]
+    ae.bucket_hashes, ae.restrict, ae.scoped_vector = bucket_hashes, restrict, scoped_vector
+    ae.Reconciler.digest = digest  # type: ignore[method-assign]
