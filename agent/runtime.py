@@ -461,7 +461,7 @@ class Agent:
         task_status.started()
         while True:
             await trio.sleep(self.cfg.tick_interval_ms / 1000)
-            self.service.invalidate()
+            self.service.refresh()
             try:
                 self.service.custody_plans()
             except TvaError as exc:
