@@ -115,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     from cli import library as library_cli  # [library]
 
     library_cli.add_parser(sub)
+    read("dashboard", "print a one-time login link to this agent's web dashboard")
     c = sub.add_parser("revoke", help="remove a host from the fleet for good")
     c.add_argument("host", help="a peer id or a host name")
     c.add_argument("--reason", default="")
@@ -179,6 +180,8 @@ def _request_for(args: argparse.Namespace) -> tuple[str, str, dict | None]:
         return "POST", "/grants", {"host": args.host, "role": args.role}
     if cmd == "invite":
         return "POST", "/invites", {"role": args.role, "ttl_ms": parse_ttl_ms(args.ttl)}
+    if cmd == "dashboard":
+        return "POST", "/dashboard/login-codes", {}
     if cmd == "torrent":  # [torrents]
         from cli import torrent as torrent_cli
 
@@ -271,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
             return _library(args, cfg)
         method, path, body = _request_for(args)
         result = execute(cfg, method, path, body)
+        if args.command == "dashboard":  # the code becomes a link to the daemon's own address
+            from agent.dashboard_api import dashboard_info
+            from agent.discovery import daemon_info
+
+            result = dashboard_info(result, (daemon_info(cfg.state_dir) or {}).get("api", cfg.api))
         if args.command == "torrent" and args.action == "add":  # [torrents] a job: follow it
             from cli import torrent as torrent_cli
 
