@@ -129,6 +129,9 @@ class Agent:
         from agent.library_service import LibraryService  # [library] scans, lists, publishes
 
         self.library = LibraryService(cfg, self.service, torrents=self.torrents)
+        from agent.metrics import AgentMetrics
+
+        self.metrics = AgentMetrics(self)
         self.api_context = ApiContext(service=self.service, daemon=True, torrents=self.torrents, fabric=self.fabric,
                                       jobs=self.jobs, supervisor=self.supervisor, faults=faults,
                                       library=self.library)
@@ -138,6 +141,7 @@ class Agent:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         sup = self.supervisor
         app = build_app(self.api_context)
+        self.metrics.attach(app)  # [metrics] GET /metrics, and the API's request latency
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -460,7 +464,9 @@ class Agent:
     async def _policy_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
-            await trio.sleep(self.cfg.tick_interval_ms / 1000)
+            planned = trio.current_time() + self.cfg.tick_interval_ms / 1000
+            await trio.sleep_until(planned)
+            self.metrics.tick_lag.observe(max(0.0, trio.current_time() - planned))  # [metrics]
             self.service.refresh()
             try:
                 self.service.custody_plans()
