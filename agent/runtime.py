@@ -53,7 +53,7 @@ log = logging.getLogger("tva.agent")
 INCARNATION_EPOCH_S = 1_577_836_800  # 2020-01-01
 # What a revoked host stops (the rest — saving, jobs, the local API — goes on).
 PARTICIPATION = ("mesh", "join", "fleet_key", "torrents", "presence", "fabric", "policy", "housekeeping",
-                 "overlay_api")
+                 "overlay_api", "notify")
 EXIT_STATE_UNWRITABLE = 5
 NOTICE_ATTEMPTS = 5
 NOTICE_TIMEOUT_MS = 10_000
@@ -130,6 +130,10 @@ class Agent:
 
         self.library = LibraryService(cfg, self.service, torrents=self.torrents)
         from agent.metrics import AgentMetrics
+        from agent.notify import Notifier  # [notify] webhooks, sent by the notifier duty's host
+
+        self.notifier = Notifier(cfg, state, self.service, clock_ms=clock_ms,
+                                 on_health=partial(self.supervisor.report, "notify"))
 
         self.metrics = AgentMetrics(self)
         self.api_context = ApiContext(service=self.service, daemon=True, torrents=self.torrents, fabric=self.fabric,
@@ -182,6 +186,7 @@ class Agent:
         await sup.start(nursery, "policy", self._policy_loop)
         await sup.start(nursery, "housekeeping", self._housekeeping_loop)
         await sup.start(nursery, "fleet_key", self.fleet_key.run)
+        await sup.start(nursery, "notify", self.notifier.run)  # [notify]
 
     def stop(self) -> None:
         self._stopping.set()
