@@ -65,7 +65,7 @@ class Agent:
                  clock_ms: Callable[[], int] = wall_ms, mesh_config=None, rng: random.Random | None = None,
                  new_transport: Callable[[], Transport] | None = None, faults: bool = False,
                  supervisor: Supervisor | None = None, join_transport: Transport | None = None,
-                 new_join_transport: Callable[[], Transport] | None = None) -> None:
+                 new_join_transport: Callable[[], Transport] | None = None, recover_own_feed: bool = True) -> None:
         """``transport`` serves the first run of the mesh; a restarted mesh component gets a new one
         from ``new_transport`` (a libp2p transport runs once), or fails to restart without it."""
         from mesh.core.config import MeshConfig
@@ -76,6 +76,7 @@ class Agent:
         self.transport = transport
         self._new_transport = new_transport
         self._mesh_runs = 0
+        self._recover_first = recover_own_feed
         self.clock_ms = clock_ms
         self.supervisor = supervisor or Supervisor(clock_ms=clock_ms)
         self._liveness: dict[str, str] = {}
@@ -175,14 +176,18 @@ class Agent:
     async def _start_participation(self, nursery: trio.Nursery) -> None:
         sup = self.supervisor
         await sup.start(nursery, "join", self.join.run)  # before the card: it names the join addresses
-        await sup.start(nursery, "mesh", self._run_mesh)
+        # tva0 early: a joiner's first ping over it waits for its WireGuard key to reach the others,
+        # so its backend (wireguard-go: ~0.4 s to start) comes up while the mesh starts.
+        async with trio.open_nursery() as early:
+            early.start_soon(self.fabric.prepare)
+            await sup.start(nursery, "mesh", self._run_mesh)
+        await sup.start(nursery, "fabric", self.fabric.run)
         await sup.start(nursery, "torrents", self._run_torrents)  # before the card: it names torrent_port
         await sup.start(nursery, "library", self.library.run)  # [library]
         self._publish_card()
         self._members_changed()
         self._restore_presence()  # the core takes it only about members it already knows
         await sup.start(nursery, "presence", self._run_presence)
-        await sup.start(nursery, "fabric", self.fabric.run)
         await sup.start(nursery, "policy", self._policy_loop)
         await sup.start(nursery, "housekeeping", self._housekeeping_loop)
         await sup.start(nursery, "fleet_key", self.fleet_key.run)
@@ -236,7 +241,7 @@ class Agent:
         async with trio.open_nursery() as nursery:
             await nursery.start(transport.run)
             await nursery.start(self.driver.run, transport)
-            if self._mesh_runs == 1:
+            if self._mesh_runs == 1 and self._recover_first:
                 await self._recover_own_feed()  # [feeds] before this node writes anything (the card)
             self._publish_card()  # a new run may listen on new addresses
             task_status.started()
