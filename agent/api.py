@@ -36,7 +36,8 @@ from tva.errors import Conflict, DaemonUnavailable, Forbidden, LocalError, NotFo
 
 log = logging.getLogger("tva.api")
 
-ROUTER_MODULES: list[str] = ["agent.api_core", "agent.api_torrents", "agent.library_api"]
+ROUTER_MODULES: list[str] = ["agent.api_core", "agent.api_torrents", "agent.library_api", "agent.dashboard_api",
+                              "agent.metrics"]
 DEBUG_ROUTER_MODULE = "agent.api_debug"  # only with fault injection enabled (tests, soak)
 BODY_LIMIT_KEY = "x-body-bytes-max"
 

@@ -99,6 +99,11 @@ async def reaper(ctx: Ctx) -> list[dict]:
 
 @router.get("/peers_for/{infohash}")
 async def peers_for(ctx: Ctx, infohash: str = Path(pattern=INFOHASH_PATTERN)) -> dict:
+    return peers_for_answer(ctx, infohash)
+
+
+def peers_for_answer(ctx: Any, infohash: str) -> dict:
+    """Also served by the direct route table (agent.api_fast): one body for both."""
     ih = infohash.lower()
     external = ctx.torrents.external_peers(ih) if ctx.torrents is not None else []
     return ctx.service.peers_for(ih, external=external)

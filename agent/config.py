@@ -24,6 +24,7 @@ LOG_FORMATS = ("text", "json")
 IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # IFNAMSIZ is 16 with the NUL
 TORRENT_ENGINES = ("libtorrent", "transmission", "off")
 CONFIG_FILE_BYTES_MAX = 256 * 1024
+NOTIFY_WEBHOOKS_MAX = 8
 DEFAULT_P2P_PORT = 4810
 DEFAULT_API_PORT = 4811
 # Batons lease a repair for 30 minutes: a maximum below twice that would refuse honest intents
@@ -94,6 +95,10 @@ class Config:
     library_scan_interval_ms: int = 15 * 60 * 1000  # 0: scan only at start and on request
     ffmpeg_concurrency_max: int = 2  # ffprobe/ffmpeg processes at once
     refiner_timeout_ms: int = 15_000  # one refiner call (loading the model gets its own allowance)
+    # [notify] webhooks told of hosts down/back, custody trouble, repairs, joins and revocations (agent.notify)
+    notify_webhooks: tuple[str, ...] = ()
+    notify_batch_ms: int = 5_000  # events within this of the first one go out in one post
+    notify_interval_ms: int = 10_000  # at most one post per webhook this often (and retries no sooner)
 
     def media_dir(self) -> Path:
         return self.media_root if self.media_root is not None else self.state_dir / "media"
@@ -198,6 +203,14 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("ffmpeg_concurrency_max must be between 1 and 32")
     if not 100 <= cfg.refiner_timeout_ms <= 600_000:
         raise ConfigError("refiner_timeout_ms must be between 100 and 600000 ms")
+    if len(cfg.notify_webhooks) > NOTIFY_WEBHOOKS_MAX:
+        raise ConfigError(f"notify_webhooks: at most {NOTIFY_WEBHOOKS_MAX} URLs")
+    for url in cfg.notify_webhooks:
+        if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", url) or len(url) > 2048:
+            raise ConfigError(f"notify_webhooks: {url[:60]!r} is not an http(s) URL",
+                              hint="e.g. https://discord.com/api/webhooks/ID/TOKEN or http://127.0.0.1:9000/hook")
+    if not 0 <= cfg.notify_batch_ms <= 600_000 or not 0 <= cfg.notify_interval_ms <= 3_600_000:
+        raise ConfigError("notify_batch_ms must be 0–600000 ms and notify_interval_ms 0–3600000 ms")
     for name in ("wg_listen_port", "torrent_port"):
         if getattr(cfg, name) > 65535:
             raise ConfigError(f"{name} must be a port number (0–65535)")

@@ -36,7 +36,9 @@ log = logging.getLogger("tva.torrents")
 
 REFUSALS_REMEMBERED_MAX = 4096  # (content, author, lease) refusals already counted and logged
 COUNTERS = ("intents_refused", "repairs_refused_size", "repairs_refused_disk", "repairs_aborted_disk",
-            "intents_removed", "trims_done", "trims_skipped_user_copy")
+            "intents_removed", "trims_done", "trims_skipped_user_copy",
+            # this host as a target: copies begun, completed, and given up (refused, aborted, lease over)
+            "repairs_started", "repairs_done", "repairs_failed", "intents_recorded")
 
 
 class CustodyCopies:
@@ -95,6 +97,7 @@ class CustodyCopies:
     async def _refuse_copy(self, e: Entry, counter: str, why: str) -> bool:
         """Stop a repair copy for good under its current lease: torrent, files, partial holding."""
         self.counters[counter] += 1
+        self.counters["repairs_failed"] += 1
         log.warning("repair of %s refused here: %s", e.content_id, why)
         self._refused_lease[e.infohash] = e.lease_until_ms
         if len(self._refused_lease) > REFUSALS_REMEMBERED_MAX:
@@ -218,6 +221,7 @@ class CustodyCopies:
     def _record_intent(self, a: policy_actions.StartRepair) -> bool:
         intent = records.RepairIntent(a.content, a.target, a.lease_until_ms)
         self.state.own.put(records.intent_key(a.content, a.target), records.encode_intent(intent))
+        self.counters["intents_recorded"] += 1
         log.info("repair of %s: %s fetches it until %d", a.content, a.target[:16], a.lease_until_ms)
         return True
 
@@ -256,6 +260,7 @@ class CustodyCopies:
                                                f"not enough disk (needs {claim} bytes + reserve)")
             await engine.add_magnet(self._magnet(e), hold=True)  # metadata only, until checked
             self._remember(e)
+            self.counters["repairs_started"] += 1
             self._dialled.pop(ih, None)
             log.info("fetching %s (%s) from %d fleet endpoints", e.content_id, ih, len(peers))
         elif e.kind == "repair" and e.lease_until_ms != a.lease_until_ms:
@@ -298,5 +303,6 @@ class CustodyCopies:
             if e.infohash in fetching or e.lease_until_ms > now:
                 continue
             log.info("repair of %s: lease over before completion, dropping the partial copy", e.content_id)
+            self.counters["repairs_failed"] += 1
             changed |= await self._drop_copy(e)
         return changed

@@ -88,6 +88,7 @@ class FabricManager:
         self.held_down = False  # `tva-agent wg down`: stay down until `wg up`
         self._iface = None  # the interface as the last reconcile left it (wg.fabric.FabricStatus)
         self._kick = trio.Event()
+        self._prepared = None  # a backend opened by prepare(), for the first run
 
     # --- addresses --------------------------------------------------------------------------------
 
@@ -190,8 +191,17 @@ class FabricManager:
             return fabric
         return WgFabric(None, reason=why + ": mesh-only")
 
+    async def prepare(self) -> None:
+        """Open the backend ahead of ``run`` (it writes nothing: the daemon calls this while other
+        components start). A failure here is left for ``run`` to meet again, and report."""
+        try:
+            self._prepared = await self._open()
+        except Exception as exc:
+            log.debug("%s: early start failed (%s); the fabric component tries again", self.ifname, exc)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self.fabric = await self._open()
+        prepared, self._prepared = self._prepared, None
+        self.fabric = prepared or await self._open()
         try:
             if self.fabric.backend is not None:
                 await self._check_own_ipv4()
@@ -233,6 +243,7 @@ class FabricManager:
         self.last_report = report
         if report.ops and report.applied:
             log.info("%s: applied %d change(s) in %.1f ms", self.ifname, len(report.ops), report.duration_ms)
+            await poke_new_peers(report.ops)
         self._on_health("ok" if report.error is None else "degraded", report.error)
 
     async def down(self) -> None:
@@ -278,6 +289,32 @@ class FabricManager:
             out.append({**asdict(peer), "peer_id": owner, "name": card.name if card else None,
                         "allowed_ips": list(peer.allowed_ips)})
         return out
+
+
+POKE_PORT = 9  # discard: nothing answers; the datagram only makes WireGuard shake hands
+
+
+async def poke_new_peers(ops) -> None:
+    """Start a handshake with each peer just added (or given new addresses) that has an endpoint.
+
+    A peer's first handshake initiation is dropped when it reaches a host that has not added it
+    yet, and WireGuard tries again only after REKEY_TIMEOUT (5 s): a joiner's first ping over tva0
+    waited that out whenever its packet beat its card to the inviter. So the side that adds a peer
+    second sends it one datagram over tva0 at once: that side's handshake finds the other ready,
+    and the packets the other one queued flow as soon as the session is up."""
+    from wg.plan.diff import AddPeer, UpdatePeer
+
+    for op in ops:
+        if not isinstance(op, AddPeer | UpdatePeer) or not op.peer.endpoint or not op.peer.allowed_ips:
+            continue
+        cidr = min(op.peer.allowed_ips, key=lambda c: ":" in c)  # IPv4 first, as applications dial it
+        addr = cidr.split("/", 1)[0]
+        family = trio.socket.AF_INET6 if ":" in addr else trio.socket.AF_INET
+        try:
+            with trio.socket.socket(family, trio.socket.SOCK_DGRAM) as sock:
+                await sock.sendto(b"tva0", (addr, POKE_PORT))
+        except OSError as exc:  # no route yet, interface going down: the next reconcile tries again
+            log.debug("tva0: could not poke %s: %s", addr, exc)
 
 
 def _card_ips(card: records.HostCard) -> list[str]:

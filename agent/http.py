@@ -1,11 +1,12 @@
-"""Serving the route table over HTTP inside the daemon's nursery (hypercorn's trio worker), behind
-the door (``agent.door``): the door is plain ASGI middleware, so a faster server can take
-hypercorn's place without touching it."""
+"""Serving the route table over HTTP inside the daemon's nursery (``agent.http_server``: trio + h11),
+behind the door (``agent.door``): the door is plain ASGI middleware in front of the app, and the
+server's direct routes ask the same pure check."""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 
 import trio
 
@@ -38,7 +39,7 @@ class DoorMiddleware:
         req = door.Request(scope["method"], scope["path"], door.headers_from_asgi(scope.get("headers") or ()),
                            (str(server[0]), int(server[1])) if server else None)
         limit = self.body_limit(req.method, req.path)
-        refusal = door.check(req, token=self.token, body_bytes_max=limit)
+        refusal = door.check(req, token=self.token, body_bytes_max=limit, now_ms=time.time_ns() // 1_000_000)
         body = bytearray()
         while refusal is None:
             message = await receive()
@@ -83,17 +84,20 @@ def door_app(app, token: str):
 
 async def serve_api(app, binds: list[str], token: str, *,
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve until cancelled; ``started(port)`` with the first bound port (a bind may ask for port 0)."""
-    from hypercorn.config import Config as HyperConfig
-    from hypercorn.trio import serve
+    """Serve ``app`` (the route table, put behind the door here) until cancelled, on our own trio +
+    h11 server (``agent.http_server``) with the direct routes of the hottest reads
+    (``agent.api_fast``) and the request observer ``app.state.observe_request`` if one is set
+    (metrics). ``started(port)`` with the first bound port (a bind may ask for port 0)."""
+    from agent.api_fast import FastRoutes
+    from agent.http_server import HttpServer
 
-    port = int(binds[0].rsplit(":", 1)[1])
-    hc = HyperConfig()
-    hc.bind = list(binds)
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("tva.http.hypercorn")
-    hc.graceful_timeout = 1.0
-    hc.keep_alive_timeout = 30
+    ctx = getattr(app.state, "ctx", None)
+    server = HttpServer(door_app(app, token), token=token, direct=FastRoutes(ctx) if ctx is not None else None,
+                        observe=getattr(app.state, "observe_request", None))
+    pairs = []
+    for bind in binds:
+        host, _, port = bind.rpartition(":")
+        pairs.append((host.strip("[]"), int(port)))
     async with trio.open_nursery() as nursery:
-        bound = await nursery.start(lambda task_status: serve(door_app(app, token), hc, task_status=task_status))
-        task_status.started(int(bound[0].rsplit(":", 1)[1]) if bound else port)
+        bound = await nursery.start(server.serve, pairs)
+        task_status.started(int(bound[0][1]) if bound else pairs[0][1])

@@ -217,8 +217,10 @@ def load_for_run(cfg: Config):
     return state
 
 
-async def run_daemon(cfg: Config, state) -> None:
-    """Run the daemon until SIGINT/SIGTERM (the caller holds the writer lock)."""
+async def run_daemon(cfg: Config, state, *, just_joined: bool = False) -> None:
+    """Run the daemon until SIGINT/SIGTERM (the caller holds the writer lock). ``just_joined``:
+    this process made the state by `join` a moment ago — there is no newer head of its own feed
+    anywhere to recover first (the inviter holds exactly what the join sent)."""
     from agent.runtime import Agent
 
     listen = listen_for_this_host(cfg)
@@ -227,7 +229,7 @@ async def run_daemon(cfg: Config, state) -> None:
     agent = Agent(cfg, state, _transport(cfg, state.key.seed, state.fleet.psk, listen),
                   new_transport=lambda: _transport(cfg, state.key.seed, state.fleet.psk, listen),
                   new_join_transport=lambda: _join_net_transport(state.key.seed, state.fleet.fleet_id, join_listen),
-                  faults=os.environ.get(FAULT_INJECTION_ENV) == "1")
+                  faults=os.environ.get(FAULT_INJECTION_ENV) == "1", recover_own_feed=not just_joined)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal, agent)
         await agent.run()

@@ -22,6 +22,7 @@ import trio
 
 from agent.logs import PeerLog
 from mesh.core import types as t
+from mesh.core.frames import peek_kind
 from mesh.transport import Transport
 from tva.errors import InvalidInput
 
@@ -50,6 +51,7 @@ class MeshDriver:
         self._bulk_bytes: dict[str, int] = {}  # queued on each peer's bulk lane
         self._nursery: trio.Nursery | None = None
         self.counters: dict[str, int] = {}
+        self.traffic: dict[tuple[str, str], list[int]] = {}  # (in|out, frame kind) -> [frames, bytes]
         self._watch_versions(transport)
 
     def _watch_versions(self, transport: Transport) -> None:
@@ -121,6 +123,7 @@ class MeshDriver:
             async for data in receive:
                 if bulk:
                     self._bulk_bytes[peer] -= len(data)
+                self._account("out", data)
                 try:
                     ok = await self.transport.send(peer, data, bulk=bulk)
                 except Exception as exc:  # a transport bug: one peer's frame lost, not the mesh
@@ -154,7 +157,17 @@ class MeshDriver:
 
     async def _receive_loop(self) -> None:
         async for peer, data in self.transport.incoming():
+            self._account("in", data)
             self.submit(t.FrameReceived(peer, data))
+
+    def _account(self, direction: str, data: bytes) -> None:
+        """Frames and bytes by (direction, frame kind): what /metrics shows of the mesh's traffic."""
+        key = (direction, peek_kind(data))
+        counts = self.traffic.get(key)
+        if counts is None:
+            counts = self.traffic[key] = [0, 0]
+        counts[0] += 1
+        counts[1] += len(data)
 
     async def _timer_loop(self) -> None:
         # The core names its next deadline; events that need an immediate send return the Send

@@ -53,7 +53,7 @@ log = logging.getLogger("tva.agent")
 INCARNATION_EPOCH_S = 1_577_836_800  # 2020-01-01
 # What a revoked host stops (the rest — saving, jobs, the local API — goes on).
 PARTICIPATION = ("mesh", "join", "fleet_key", "torrents", "presence", "fabric", "policy", "housekeeping",
-                 "overlay_api")
+                 "overlay_api", "notify")
 EXIT_STATE_UNWRITABLE = 5
 NOTICE_ATTEMPTS = 5
 NOTICE_TIMEOUT_MS = 10_000
@@ -65,7 +65,7 @@ class Agent:
                  clock_ms: Callable[[], int] = wall_ms, mesh_config=None, rng: random.Random | None = None,
                  new_transport: Callable[[], Transport] | None = None, faults: bool = False,
                  supervisor: Supervisor | None = None, join_transport: Transport | None = None,
-                 new_join_transport: Callable[[], Transport] | None = None) -> None:
+                 new_join_transport: Callable[[], Transport] | None = None, recover_own_feed: bool = True) -> None:
         """``transport`` serves the first run of the mesh; a restarted mesh component gets a new one
         from ``new_transport`` (a libp2p transport runs once), or fails to restart without it."""
         from mesh.core.config import MeshConfig
@@ -76,6 +76,7 @@ class Agent:
         self.transport = transport
         self._new_transport = new_transport
         self._mesh_runs = 0
+        self._recover_first = recover_own_feed
         self.clock_ms = clock_ms
         self.supervisor = supervisor or Supervisor(clock_ms=clock_ms)
         self._liveness: dict[str, str] = {}
@@ -129,6 +130,13 @@ class Agent:
         from agent.library_service import LibraryService  # [library] scans, lists, publishes
 
         self.library = LibraryService(cfg, self.service, torrents=self.torrents)
+        from agent.metrics import AgentMetrics
+        from agent.notify import Notifier  # [notify] webhooks, sent by the notifier duty's host
+
+        self.notifier = Notifier(cfg, state, self.service, clock_ms=clock_ms,
+                                 on_health=partial(self.supervisor.report, "notify"))
+
+        self.metrics = AgentMetrics(self)
         self.api_context = ApiContext(service=self.service, daemon=True, torrents=self.torrents, fabric=self.fabric,
                                       jobs=self.jobs, supervisor=self.supervisor, faults=faults,
                                       library=self.library)
@@ -138,6 +146,7 @@ class Agent:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         sup = self.supervisor
         app = build_app(self.api_context)
+        self.metrics.attach(app)  # [metrics] GET /metrics, and the API's request latency
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -167,17 +176,22 @@ class Agent:
     async def _start_participation(self, nursery: trio.Nursery) -> None:
         sup = self.supervisor
         await sup.start(nursery, "join", self.join.run)  # before the card: it names the join addresses
-        await sup.start(nursery, "mesh", self._run_mesh)
+        # tva0 early: a joiner's first ping over it waits for its WireGuard key to reach the others,
+        # so its backend (wireguard-go: ~0.4 s to start) comes up while the mesh starts.
+        async with trio.open_nursery() as early:
+            early.start_soon(self.fabric.prepare)
+            await sup.start(nursery, "mesh", self._run_mesh)
+        await sup.start(nursery, "fabric", self.fabric.run)
         await sup.start(nursery, "torrents", self._run_torrents)  # before the card: it names torrent_port
         await sup.start(nursery, "library", self.library.run)  # [library]
         self._publish_card()
         self._members_changed()
         self._restore_presence()  # the core takes it only about members it already knows
         await sup.start(nursery, "presence", self._run_presence)
-        await sup.start(nursery, "fabric", self.fabric.run)
         await sup.start(nursery, "policy", self._policy_loop)
         await sup.start(nursery, "housekeeping", self._housekeeping_loop)
         await sup.start(nursery, "fleet_key", self.fleet_key.run)
+        await sup.start(nursery, "notify", self.notifier.run)  # [notify]
 
     def stop(self) -> None:
         self._stopping.set()
@@ -228,7 +242,7 @@ class Agent:
             await nursery.start(transport.run)
             self._members_changed()  # before the first frame is read: members' frames are not refused
             await nursery.start(self.driver.run, transport)
-            if self._mesh_runs == 1:
+            if self._mesh_runs == 1 and self._recover_first:
                 await self._recover_own_feed()  # [feeds] before this node writes anything (the card)
             self._publish_card()  # a new run may listen on new addresses
             task_status.started()
@@ -458,8 +472,10 @@ class Agent:
     async def _policy_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
-            await trio.sleep(self.cfg.tick_interval_ms / 1000)
-            self.service.invalidate()
+            planned = trio.current_time() + self.cfg.tick_interval_ms / 1000
+            await trio.sleep_until(planned)
+            self.metrics.tick_lag.observe(max(0.0, trio.current_time() - planned))  # [metrics]
+            self.service.refresh()
             try:
                 self.service.custody_plans()
             except TvaError as exc:

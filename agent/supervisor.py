@@ -129,7 +129,9 @@ class Supervisor:
         (start-up goes on without it: it is being restarted)."""
         self.health(name)
         self._faults.setdefault(name, trio.open_memory_channel[BaseException](FAULTS_QUEUED_MAX))
+        began = trio.current_time()
         await nursery.start(self._supervise, name, fn)
+        log.debug("component %s started in %.0f ms", name, (trio.current_time() - began) * 1000)
 
     async def _supervise(self, name: str, fn: Component, *,
                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

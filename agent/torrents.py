@@ -297,6 +297,7 @@ class TorrentManager(CustodyCopies):
             # Still custody's copy once complete: the only kind a trim may later remove.
             e = replace(e, kind="custody", lease_until_ms=0)
             self._remember(e)
+            self.counters["repairs_done"] += 1
         log.info("holding %s complete (%d bytes)", e.content_id, size)
         return self._put_holding(records.Holding(e.content_id, infohash, size, "complete", e.policy, e.source, size,
                                                  custody=e.kind in CUSTODY_KINDS))

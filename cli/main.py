@@ -115,6 +115,10 @@ def _parser() -> argparse.ArgumentParser:
     from cli import library as library_cli  # [library]
 
     library_cli.add_parser(sub)
+    read("dashboard", "print a one-time login link to this agent's web dashboard")
+    from cli import service as service_cli  # [service] systemd / launchd
+
+    service_cli.add_parser(sub)
     c = sub.add_parser("revoke", help="remove a host from the fleet for good")
     c.add_argument("host", help="a peer id or a host name")
     c.add_argument("--reason", default="")
@@ -179,6 +183,8 @@ def _request_for(args: argparse.Namespace) -> tuple[str, str, dict | None]:
         return "POST", "/grants", {"host": args.host, "role": args.role}
     if cmd == "invite":
         return "POST", "/invites", {"role": args.role, "ttl_ms": parse_ttl_ms(args.ttl)}
+    if cmd == "dashboard":
+        return "POST", "/dashboard/login-codes", {}
     if cmd == "torrent":  # [torrents]
         from cli import torrent as torrent_cli
 
@@ -260,7 +266,11 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.setup("debug" if args.verbose else args.log_level or "info", args.log_format or "text")
     try:
-        cfg = _config(args)
+        if args.command == "service" and args.config is not None and not args.config.exists():
+            args.config = args.config.absolute()  # install creates it; the rest of the config: defaults
+            cfg = _config(argparse.Namespace(**{**vars(args), "config": None}))
+        else:
+            cfg = _config(args)
         if args.command in ("run", "init", "join"):
             from cli import lifecycle
 
@@ -269,8 +279,17 @@ def main(argv: list[str] | None = None) -> int:
             return _wg_probe(args)
         if args.command == "library":  # [library] its own flow: scan progress, offline scans
             return _library(args, cfg)
+        if args.command == "service":  # [service] the service manager, not the daemon
+            from cli import service as service_cli
+
+            return service_cli.run(args, cfg, args.config)
         method, path, body = _request_for(args)
         result = execute(cfg, method, path, body)
+        if args.command == "dashboard":  # the code becomes a link to the daemon's own address
+            from agent.dashboard_api import dashboard_info
+            from agent.discovery import daemon_info
+
+            result = dashboard_info(result, (daemon_info(cfg.state_dir) or {}).get("api", cfg.api))
         if args.command == "torrent" and args.action == "add":  # [torrents] a job: follow it
             from cli import torrent as torrent_cli
 

@@ -55,6 +55,9 @@ def human(args: argparse.Namespace, result: Any) -> None:
                 for p in result.get("peers", [])]
         table(rows, [("name", "host"), ("endpoint", "endpoint"), ("handshake", "handshake"), ("rx", "rx"),
                      ("tx", "tx"), ("allowed_ips", "allowed ips")], empty="(no peers)")
+    elif cmd == "dashboard":
+        print(result["url"])
+        print("(open it in a browser on this machine: it works once, within 5 minutes)", file=sys.stderr)
     elif cmd == "invite":
         print(result["invite"])
         print(f"(role {result['role']}, expires at {result['expires_at']})", file=sys.stderr)

@@ -162,6 +162,11 @@ class Libp2pTransport:
                 outbound_upgrade_timeout=dial_s,
                 outbound_stream_protocol_negotiation_timeout=dial_s,
                 inbound_stream_protocol_negotiation_timeout=dial_s,
+                # A requests-only host (the join network) needs one connection per peer, and with
+                # one allowed a dial returns as soon as it connects instead of waiting out
+                # libp2p's 250 ms happy-eyeballs pause for a second address it does not have.
+                # (Mesh hosts keep the default: simultaneous dials there must not be trimmed.)
+                **({} if self._serve_frames else {"max_connections_per_peer": 1}),
             ),
         )
         got = host.get_id().to_base58()

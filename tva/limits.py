@@ -32,7 +32,8 @@ HOLDING_SIZE_BYTES_MAX = 1 << 50  # 1 PiB: beyond any single item a home fleet k
 # --- overrides and host cards: the fleet's vocabulary ---------------------------------------------
 HOST_CLASSES = ("desktop", "server", "nas", "seedbox", "portable")
 SERVICES = ("storage", "seed", "search", "play", "transcode")
-DUTIES = ("custodian", "public_swarm_face", "research", "reaper")
+# notifier: the one host that sends the fleet's webhook notifications (agent.notify)
+DUTIES = ("custodian", "public_swarm_face", "research", "reaper", "notifier")
 DUTY_PREFS = ("prefer", "avoid", "never")
 
 # --- repairs --------------------------------------------------------------------------------------

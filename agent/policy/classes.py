@@ -126,7 +126,7 @@ def most_closed(policies: Iterable[str]) -> str | None:
     return best
 
 # Duties every agent computes for the whole fleet (see agent.policy.duties).
-CUSTODIAN, PUBLIC_SWARM_FACE, RESEARCH, REAPER = limits.DUTIES
+CUSTODIAN, PUBLIC_SWARM_FACE, RESEARCH, REAPER, NOTIFIER = limits.DUTIES
 DUTIES = limits.DUTIES
 # Per-host duty preferences set in the fleet document: ``prefer`` puts the host ahead of every
 # host without it, ``avoid`` behind every host without it, ``never`` makes it ineligible.

@@ -12,6 +12,7 @@ custodian          storage            desktop server nas seedbox server nas seed
 public_swarm_face  seed               desktop server nas seedbox seedbox
 research           search             all                        all but portable
 reaper             —                  all                        all but portable
+notifier           —                  all                        all but portable
 ================== ================== ========================== ===========================
 
 Weight = class weight × quantised uptime factor (``classes.host_weight``). Fleet-document duty
@@ -34,6 +35,7 @@ from .classes import (
     LIVE,
     NAS,
     NEVER,
+    NOTIFIER,
     PREFER,
     PUBLIC_SWARM_FACE,
     REAPER,
@@ -65,6 +67,9 @@ DUTY_SPECS: dict[str, DutySpec] = {
     PUBLIC_SWARM_FACE: DutySpec(PUBLIC_SWARM_FACE, SEED, _NOT_PORTABLE, frozenset({SEEDBOX})),
     RESEARCH: DutySpec(RESEARCH, SEARCH, frozenset(HOST_CLASSES), _NOT_PORTABLE),
     REAPER: DutySpec(REAPER, None, frozenset(HOST_CLASSES), _NOT_PORTABLE),
+    # One host sends each notification (agent.notify): every host sees the same events, only the
+    # primary posts them, so a webhook hears of a dead host once, from a host still alive.
+    NOTIFIER: DutySpec(NOTIFIER, None, frozenset(HOST_CLASSES), _NOT_PORTABLE),
 }
 _PREF_TIER = {PREFER: 0, None: 1, AVOID: 2}
 

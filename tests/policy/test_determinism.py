@@ -68,5 +68,5 @@ def test_outputs_have_a_canonical_json_form():
 
     state = {"hosts": [], "holdings": [], "pins": [], "intents": [], "overrides": [], "revoked": []}
     assert json.loads(_everything(state, []).split(b"\n")[0]) == [
-        {"duty": d, "primary": None, "standbys": []} for d in ("custodian", "public_swarm_face", "reaper", "research")
+        {"duty": d, "primary": None, "standbys": []} for d in ("custodian", "notifier", "public_swarm_face", "reaper", "research")
     ]
