@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-RUN_APT=(python3 python3-venv python3-dev iproute2 wireguard-go ffmpeg)
+RUN_APT=(python3 python3-venv python3-dev iproute2 wireguard-go ffmpeg libmpv2)
 TEST_APT=(iputils-ping transmission-daemon procps psmisc)
 VENV=${TVA_VENV:-.venv}
 

@@ -53,7 +53,7 @@ log = logging.getLogger("tva.agent")
 INCARNATION_EPOCH_S = 1_577_836_800  # 2020-01-01
 # What a revoked host stops (the rest — saving, jobs, the local API — goes on).
 PARTICIPATION = ("mesh", "join", "fleet_key", "torrents", "presence", "fabric", "policy", "housekeeping",
-                 "overlay_api")
+                 "overlay_api", "media")
 EXIT_STATE_UNWRITABLE = 5
 NOTICE_ATTEMPTS = 5
 NOTICE_TIMEOUT_MS = 10_000
@@ -129,9 +129,12 @@ class Agent:
         from agent.library_service import LibraryService  # [library] scans, lists, publishes
 
         self.library = LibraryService(cfg, self.service, torrents=self.torrents)
+        from agent import playback  # [media] the media plane, the player, watch state
+
+        self.playback = playback.build(self)
         self.api_context = ApiContext(service=self.service, daemon=True, torrents=self.torrents, fabric=self.fabric,
                                       jobs=self.jobs, supervisor=self.supervisor, faults=faults,
-                                      library=self.library)
+                                      library=self.library, playback=self.playback)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -170,6 +173,7 @@ class Agent:
         await sup.start(nursery, "mesh", self._run_mesh)
         await sup.start(nursery, "torrents", self._run_torrents)  # before the card: it names torrent_port
         await sup.start(nursery, "library", self.library.run)  # [library]
+        await sup.start(nursery, "media", self.playback.run)  # [media]
         self._publish_card()
         self._members_changed()
         self._restore_presence()  # the core takes it only about members it already knows
@@ -504,6 +508,8 @@ class Agent:
         except TvaError as exc:
             # An expected refusal travels as data, so the asker can show why (not just "refused").
             return rpc.encode_refusal(exc.message, exc.hint)
+        if query.kind in ("media_url", "player"):  # [media] agent.playback
+            return await self.playback.handle_rpc(peer, query.kind, query.body)
         if query.kind == "peers_for":
             ih = query.body["infohash"]
             return rpc.encode_reply(self.service.peers_for(ih, external=self.torrents.external_peers(ih)))

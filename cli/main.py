@@ -115,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     from cli import library as library_cli  # [library]
 
     library_cli.add_parser(sub)
+    from cli import media as media_cli  # [media]
+
+    media_cli.add_parser(sub)
     c = sub.add_parser("revoke", help="remove a host from the fleet for good")
     c.add_argument("host", help="a peer id or a host name")
     c.add_argument("--reason", default="")
@@ -269,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             return _wg_probe(args)
         if args.command == "library":  # [library] its own flow: scan progress, offline scans
             return _library(args, cfg)
+        if args.command in ("play", "player", "media"):  # [media] the daemon's player and media plane
+            from cli import media as media_cli
+
+            return media_cli.run(args, cfg)
         method, path, body = _request_for(args)
         result = execute(cfg, method, path, body)
         if args.command == "torrent" and args.action == "add":  # [torrents] a job: follow it
