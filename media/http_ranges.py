@@ -181,11 +181,10 @@ def parse_range(field: str, size: int) -> list[ByteRange] | Unsatisfiable | None
                 ranges.append(ByteRange(max(0, size - suffix), size - 1))
             continue
         first = int(first_t)
-        last = int(last_t) if last_t is not None else size - 1
-        if last < first:
+        if last_t is not None and int(last_t) < first:
             return None  # syntactically invalid: the whole header is ignored
         if first < size:
-            ranges.append(ByteRange(first, min(last, size - 1)))
+            ranges.append(ByteRange(first, min(int(last_t) if last_t is not None else size - 1, size - 1)))
     if not ranges:
         return UNSATISFIABLE
     merged: list[ByteRange] = []

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Packages (and their sub-packages) that must stay pure.
 PURE_PACKAGES = ("tva", "crdt", "mesh.core", "mesh.invites", "agent.policy", "wg.plan", "agent.door",
-                 "media.title_parse", "media.probe_parse", "media.library_model")
+                 "media.title_parse", "media.probe_parse", "media.library_model",
+                 "media.http_ranges", "media.signed_urls", "media.hls_plan")
 
 # Anything that touches time, randomness, the OS, the network or an event loop.
 FORBIDDEN_ROOTS = {
