@@ -143,7 +143,9 @@ class HlsService:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
 
     def running(self) -> list[Run]:
-        return [r for s in self.sources.values() for r in s.runs if not r.done]
+        """Every run whose ffmpeg may still be alive (one being stopped included: it holds its slot
+        until its process is gone)."""
+        return [r for s in self.sources.values() for r in s.runs]
 
     def status(self) -> dict:
         return {"transcodes": [{"source": r.source.id, "path": r.source.path, "first": r.first, "next": r.next,
@@ -254,7 +256,7 @@ class HlsService:
     def _start_run(self, source: Source, first: int) -> Run:
         if self._nursery is None:
             raise MediaBusy("the HLS service is not running")
-        active = self.running()
+        active = [r for r in self.running() if not r.done]  # one being stopped frees its slot in a moment
         if len(active) >= self.limits.transcodes_max:
             # An idle run (nobody waiting on it) gives way, the least recently asked first.
             idle = sorted((r for r in active if r.waiters == 0), key=lambda r: r.source.last_request_mono)
@@ -358,6 +360,8 @@ class HlsService:
             await trio.sleep(HOUSEKEEPING_S)
             now = trio.current_time()
             for run in self.running():
+                if run.done:
+                    continue
                 source = run.source
                 if run.waiters == 0 and now - source.last_request_mono > self.limits.idle_stop_s:
                     self._stop(run, f"no client asked for a segment in {self.limits.idle_stop_s:g} s")
