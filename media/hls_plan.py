@@ -6,8 +6,10 @@ module for a ``HlsPlan``, serves the playlists it writes, and runs the commands 
 
 Why segment boundaries are computed up front: a VOD playlist must list every segment before the
 first one exists (a "live" playlist makes players start near its end), and with the video copied
-ffmpeg can only cut at keyframes. So the boundaries are keyframes chosen ~``SEGMENT_S_TARGET``
-apart, ffmpeg's segment muxer is told to cut exactly there (``-segment_times``), and a run can
+ffmpeg can only cut at keyframes. So the boundaries are keyframes ~``SEGMENT_S_TARGET`` apart —
+found cheaply by seeking (``sample_keyframes_argv``: the container's index answers "the keyframe
+at or before t" for MKV and MP4 without reading the file) or, for containers without an index
+(MPEG-TS, AVI), by a scan of every packet — ffmpeg's segment muxer is told to cut exactly there (``-segment_times``), and a run can
 start at any boundary (``-ss`` to that keyframe, ``-segment_start_number``) when a player seeks
 ahead or a segment was evicted from the cache. ``-copyts`` keeps the source's timestamps, so
 segments of different runs join seamlessly and WebVTT cues line up with the video.
@@ -33,6 +35,8 @@ SEGMENT_S_TARGET = 6.0
 SEGMENTS_MAX = 20_000
 KEYFRAMES_MAX = 2_000_000
 KEYFRAME_TEXT_BYTES_MAX = 64 * 1024 * 1024
+SAMPLED_GAP_S_MIN = 1.0  # sampled keyframes closer than this merge (no sliver segments)
+SAMPLED_TARGETS_PER_CALL = 4000  # one argument stays well under the kernel's 128 KiB per argument
 SEGMENT_TIME_DELTA_S = 0.002  # keyframe times are printed to the microsecond: cut at the keyframe, not the next
 VIDEO_COPY = frozenset({"h264", "hevc"})
 AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3"})
@@ -176,8 +180,26 @@ def _pick(streams: tuple[Stream, ...], kind: str) -> Stream | None:
     return next((s for s in of_kind if s.default), of_kind[0] if of_kind else None)
 
 
-def plan_hls(facts: MediaFacts, keyframes: tuple[float, ...], *, segment_s: float = SEGMENT_S_TARGET) -> HlsPlan:
-    """The plan for ``facts``; ``DecodeError`` when there is nothing HLS can carry."""
+def keyframe_targets(facts: MediaFacts, *, segment_s: float = SEGMENT_S_TARGET) -> tuple[float, ...]:
+    """Where to ask for "the keyframe at or before t": every ``segment_s`` from the start."""
+    segment_s = max(segment_s, facts.duration_s / SEGMENTS_MAX)
+    count = max(1, math.ceil(facts.duration_s / segment_s - 0.5))  # the last segment: at least half as long
+    return tuple(round(facts.start_s + i * segment_s, 6) for i in range(count))
+
+
+def sampled_keyframes(text: str) -> tuple[float, ...] | None:
+    """The answer to ``sample_keyframes_argv``: keyframe times, or None when some seek did not land on
+    a keyframe (no usable index: the caller scans every packet instead)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines or any("K" not in ln.partition(",")[2] for ln in lines):
+        return None
+    return parse_keyframes(text)
+
+
+def plan_hls(facts: MediaFacts, keyframes: tuple[float, ...], *, segment_s: float = SEGMENT_S_TARGET,
+             sampled: bool = False) -> HlsPlan:
+    """The plan for ``facts``; ``DecodeError`` when there is nothing HLS can carry. ``keyframes``: every
+    keyframe (a scan), or with ``sampled`` the keyframe at or before each ``keyframe_targets`` time."""
     video, audio = _pick(facts.streams, "video"), _pick(facts.streams, "audio")
     if video is None and audio is None:
         raise DecodeError("no audio or video stream to stream")
@@ -186,9 +208,10 @@ def plan_hls(facts: MediaFacts, keyframes: tuple[float, ...], *, segment_s: floa
     usable = [k for k in keyframes if start - 0.5 <= k < end]
     video_copy = video is not None and video.codec in VIDEO_COPY and bool(usable)
     if video_copy:
+        gap_s = SAMPLED_GAP_S_MIN if sampled else segment_s - 1e-6
         boundaries = [usable[0]]
         for k in usable[1:]:
-            if k - boundaries[-1] >= segment_s - 1e-6:
+            if k - boundaries[-1] >= gap_s:
                 boundaries.append(k)
     else:  # encoded video (keyframes forced at the boundaries) or audio only: even steps
         count = max(1, math.ceil(facts.duration_s / segment_s - 1e-9))
@@ -322,6 +345,14 @@ def subtitle_argv(src: str, stream_index: int, out: str, *, ffmpeg: str = "ffmpe
 
 def probe_argv(src: str, *, ffprobe: str = "ffprobe") -> list[str]:
     return [ffprobe, "-v", "error", "-show_format", "-show_streams", "-of", "json", src]
+
+
+def sample_keyframes_argv(src: str, stream_index: int, targets: tuple[float, ...], *,
+                          ffprobe: str = "ffprobe") -> list[str]:
+    """One packet after a seek to each target: with an index, the keyframe at or before it."""
+    intervals = ",".join(f"{t:.6f}%+#1" for t in targets)
+    return [ffprobe, "-v", "error", "-select_streams", str(stream_index), "-read_intervals", intervals,
+            "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", src]
 
 
 def keyframes_argv(src: str, stream_index: int, *, ffprobe: str = "ffprobe") -> list[str]:

@@ -32,12 +32,17 @@ from pathlib import Path
 import trio
 
 from media.hls_plan import (
+    SAMPLED_TARGETS_PER_CALL,
+    VIDEO_COPY,
     HlsPlan,
+    keyframe_targets,
     keyframes_argv,
     parse_keyframes,
     parse_streams,
     plan_hls,
     probe_argv,
+    sample_keyframes_argv,
+    sampled_keyframes,
     segment_name,
     subtitle_argv,
     transcode_argv,
@@ -190,10 +195,24 @@ class HlsService:
             facts = parse_streams(out)
             video = next((s for s in facts.streams if s.kind == "video" and not s.cover), None)
             keyframes: tuple[float, ...] = ()
-            if video is not None and video.codec in ("h264", "hevc"):
-                raw = await self._capture(keyframes_argv(path, video.index, ffprobe=self.ffprobe), "the keyframe scan")
-                keyframes = parse_keyframes(raw.decode("ascii", "replace"))
-            return plan_hls(facts, keyframes)
+            sampled = False
+            if video is not None and video.codec in VIDEO_COPY:
+                targets = keyframe_targets(facts)
+                found: list[float] = []
+                for i in range(0, len(targets), SAMPLED_TARGETS_PER_CALL):
+                    argv = sample_keyframes_argv(path, video.index, targets[i:i + SAMPLED_TARGETS_PER_CALL],
+                                                 ffprobe=self.ffprobe)
+                    got = sampled_keyframes((await self._capture(argv, "the keyframe lookup")).decode("ascii", "replace"))
+                    if got is None:
+                        break
+                    found.extend(got)
+                else:
+                    keyframes, sampled = tuple(sorted(set(found))), True
+                if not sampled:  # no index to seek by (MPEG-TS, AVI): read every packet's flags
+                    raw = await self._capture(keyframes_argv(path, video.index, ffprobe=self.ffprobe), "the keyframe scan")
+                    keyframes = parse_keyframes(raw.decode("ascii", "replace"))
+                self.counters["keyframes_sampled" if sampled else "keyframes_scanned"] += 1
+            return plan_hls(facts, keyframes, sampled=sampled)
         except DecodeError as exc:
             raise MediaUnavailable(f"cannot stream this file as HLS: {exc.message}") from None
 

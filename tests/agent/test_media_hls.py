@@ -54,6 +54,7 @@ def play_to_end(url: str, timeout_s: float = 60) -> tuple[str | None, float]:
 async def test_flac_mkv_streams_as_hls_to_ffprobe_and_mpv(tmp_path):
     make_clip(tmp_path / "media" / "Tears.of.Steel.2012.mkv", seconds=8, audio="flac", subtitles="srt")
     make_clip(tmp_path / "media" / "Elephants.Dream.2006.mkv", seconds=4, subtitles="pgs")
+    make_clip(tmp_path / "media" / "Caminandes.2013.ts", seconds=13)
     source = probe(str(tmp_path / "media" / "Tears.of.Steel.2012.mkv"))
     async with running_plane(tmp_path) as (plane, library):
         url = url_of(plane, _item(library, "Tears.of.Steel.2012.mkv"), hls=True)
@@ -70,6 +71,12 @@ async def test_flac_mkv_streams_as_hls_to_ffprobe_and_mpv(tmp_path):
         assert vtt.startswith(b"WEBVTT") and b"X-TIMESTAMP-MAP=MPEGTS:0" in vtt and b"Line 1" in vtt
         reason, last = await trio.to_thread.run_sync(play_to_end, url)
         assert reason == "eof" and last >= 7.0, (reason, last)
+
+        assert plane.hls.counters["keyframes_sampled"] == 1  # MKV: keyframes found through its index
+
+        ts_url = url_of(plane, _item(library, "Caminandes.2013.ts"), hls=True)  # no index: every packet read
+        got = await trio.to_thread.run_sync(probe, ts_url)
+        assert abs(float(got["format"]["duration"]) - 13.0) <= 0.5 and plane.hls.counters["keyframes_scanned"] == 1
 
         pgs_url = url_of(plane, _item(library, "Elephants.Dream.2006.mkv"), hls=True)
         master = (await http(plane.port, target_of(pgs_url)))[2].decode()

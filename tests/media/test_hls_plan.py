@@ -10,11 +10,14 @@ from hypothesis import strategies as st
 
 from media.hls_plan import (
     SEGMENT_S_TARGET,
+    keyframe_targets,
     master_playlist,
     media_playlist,
     parse_keyframes,
     parse_streams,
     plan_hls,
+    sample_keyframes_argv,
+    sampled_keyframes,
     subtitle_playlist,
     transcode_argv,
     with_timestamp_map,
@@ -92,6 +95,20 @@ def test_garbage_probe_output_is_a_decode_error(raw):
     except DecodeError:
         pass
     parse_keyframes(raw.decode("latin-1") if isinstance(raw, bytes) else raw)
+
+
+def test_sampled_keyframes_from_an_index_and_the_fallback():
+    facts = parse_streams(probe_json(30.007, V264, AAC))
+    assert keyframe_targets(facts) == (0.0, 6.0, 12.0, 18.0, 24.0)  # no 1-s sliver at the end
+    # MKV answers each seek with the keyframe at or before it (a keyframe every second from 0.007).
+    found = sampled_keyframes("0.007000,K_\n5.007000,K_\n11.007000,K_\n17.007000,K_\n23.007000,K_\n")
+    plan = plan_hls(facts, found, sampled=True)
+    assert plan.boundaries == found and plan.duration_of(4) == pytest.approx(7.0)
+    # MPEG-TS has no index: a seek lands on any packet, so the caller must scan instead.
+    assert sampled_keyframes("1.423000,K_,\n\n5.983000,__,\n") is None
+    assert sampled_keyframes("") is None
+    argv = sample_keyframes_argv("f.mkv", 0, (0.0, 6.0))
+    assert argv[argv.index("-read_intervals") + 1] == "0.000000%+#1,6.000000%+#1"
 
 
 def test_keyframes_parse_and_timestamp_map():
