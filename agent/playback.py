@@ -68,13 +68,6 @@ class Playback:
         self._request = request
         self._fabric_up = fabric_up
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The daemon's ``media`` component: the media plane and the player."""
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.plane.run)
-            await nursery.start(self.player.run)
-            task_status.started()
-
     # --- watch state ----------------------------------------------------------------------------------
 
     def save_watch(self, playing: Playing, position_s: float, duration_s: float | None, ended: bool) -> None:

@@ -173,7 +173,8 @@ class Agent:
         await sup.start(nursery, "mesh", self._run_mesh)
         await sup.start(nursery, "torrents", self._run_torrents)  # before the card: it names torrent_port
         await sup.start(nursery, "library", self.library.run)  # [library]
-        await sup.start(nursery, "media", self.playback.run)  # [media]
+        await sup.start(nursery, "media", self.playback.plane.run)  # [media] the media plane
+        await sup.start(nursery, "player", self.playback.player.run)  # [media] mpv (a plane restart leaves it be)
         self._publish_card()
         self._members_changed()
         self._restore_presence()  # the core takes it only about members it already knows
