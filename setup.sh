@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-RUN_APT=(python3 python3-venv python3-dev iproute2 wireguard-go ffmpeg)
+RUN_APT=(python3 python3-venv python3-dev iproute2 wireguard-go ffmpeg libmpv2)
 # chromium: the dashboard's browser test (Playwright drives Debian's build); systemd: systemd-analyze
 # verifies the service unit; wrk: bench_agent's load generator.
 TEST_APT=(iputils-ping transmission-daemon procps psmisc chromium systemd wrk)

@@ -27,6 +27,7 @@ CONFIG_FILE_BYTES_MAX = 256 * 1024
 NOTIFY_WEBHOOKS_MAX = 8
 DEFAULT_P2P_PORT = 4810
 DEFAULT_API_PORT = 4811
+DEFAULT_MEDIA_PORT = 4813  # [media] the media plane (4812 is the join listener's)
 # Batons lease a repair for 30 minutes: a maximum below twice that would refuse honest intents
 # from a baton whose clock runs a little ahead; above a week a lease stops meaning anything.
 REPAIR_LEASE_MS_MAX_MIN = 60 * 60 * 1000
@@ -99,6 +100,13 @@ class Config:
     notify_webhooks: tuple[str, ...] = ()
     notify_batch_ms: int = 5_000  # events within this of the first one go out in one post
     notify_interval_ms: int = 10_000  # at most one post per webhook this often (and retries no sooner)
+    # [media] the HTTP media plane (agent.media_plane) and playback (agent.player)
+    media_port: int = DEFAULT_MEDIA_PORT  # 0: a free port (the default falls back to one when taken)
+    media_underlay: bool = True  # without tva0 addresses, serve media on the mesh's underlay addresses
+    hls_transcodes_max: int = 2  # ffmpeg HLS runs at once
+    hls_cache_bytes_max: int = 2 * 1024**3  # HLS segments kept on disk
+    hls_idle_stop_ms: int = 30_000  # a transcode no client asked anything of for this long stops
+    watch_save_interval_ms: int = 10_000  # how often a playing position is saved to the feed
 
     def media_dir(self) -> Path:
         return self.media_root if self.media_root is not None else self.state_dir / "media"
@@ -211,7 +219,15 @@ def validate(cfg: Config) -> Config:
                               hint="e.g. https://discord.com/api/webhooks/ID/TOKEN or http://127.0.0.1:9000/hook")
     if not 0 <= cfg.notify_batch_ms <= 600_000 or not 0 <= cfg.notify_interval_ms <= 3_600_000:
         raise ConfigError("notify_batch_ms must be 0–600000 ms and notify_interval_ms 0–3600000 ms")
-    for name in ("wg_listen_port", "torrent_port"):
+    if not 1 <= cfg.hls_transcodes_max <= 16:  # [media]
+        raise ConfigError("hls_transcodes_max must be between 1 and 16")
+    if cfg.hls_cache_bytes_max < 64 * 1024**2:
+        raise ConfigError("hls_cache_bytes_max must be at least 64 MiB (67108864)")
+    if not 500 <= cfg.hls_idle_stop_ms <= 3_600_000:
+        raise ConfigError("hls_idle_stop_ms must be between 500 and 3600000 ms")
+    if not 1000 <= cfg.watch_save_interval_ms <= 3_600_000:
+        raise ConfigError("watch_save_interval_ms must be between 1000 and 3600000 ms")
+    for name in ("wg_listen_port", "torrent_port", "media_port"):
         if getattr(cfg, name) > 65535:
             raise ConfigError(f"{name} must be a port number (0–65535)")
     return cfg

@@ -26,6 +26,7 @@ from media.library_model import ITEM_ID_HEX, ITEM_ID_PREFIX, LIMIT_MAX
 from tva.errors import Conflict, NotFound
 
 ITEM_KEY_CHARS_MAX = 4096
+ITEM_KEY_PATTERN = "^[^\x00]+$"  # no NUL: the schema says what the handler accepts (schemathesis checks it)
 
 
 class ScanIn(BaseModel):
@@ -35,7 +36,7 @@ class ScanIn(BaseModel):
 
 class PublishIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    item: str = Field(min_length=1, max_length=ITEM_KEY_CHARS_MAX)
+    item: str = Field(min_length=1, max_length=ITEM_KEY_CHARS_MAX, pattern=ITEM_KEY_PATTERN)
     policy: str | None = Field(default=None, pattern="^(public|f2f_only|search_only)$")
 
 
@@ -62,7 +63,7 @@ async def items(ctx: Ctx, query: str | None = Query(default=None, max_length=200
 
 
 @router.get("/items/{item:path}")
-async def item(ctx: Ctx, item: str = Path(min_length=1, max_length=ITEM_KEY_CHARS_MAX)) -> dict:
+async def item(ctx: Ctx, item: str = Path(min_length=1, max_length=ITEM_KEY_CHARS_MAX, pattern=ITEM_KEY_PATTERN)) -> dict:
     return lib(ctx).item(item)
 
 

@@ -207,7 +207,10 @@ class LibraryService:
         if where in ("all", "fleet"):
             out.extend(self._fleet_items(holders, shown, query, kind))
         out.sort(key=_sort_key)
-        return [i.to_json() for i in out[:limit]]
+        rows = self._with_watch([i.to_json() for i in out])
+        # [media] "Continue watching" first: items stopped part-way, the most recently watched first.
+        rows.sort(key=lambda r: -r["watch"]["updated_ms"] if r["watch"] and r["watch"]["resumable"] else 1)
+        return rows[:limit]
 
     def item(self, key: str) -> dict:
         if not isinstance(key, str) or not key or len(key) > 4096 or "\x00" in key:
@@ -220,10 +223,39 @@ class LibraryService:
             for root in self.roots():
                 found = found or self.index.local_item(os.path.join(root, key))
         if found is not None:
-            return self._with_holding(found, self.links(), holders).to_json()
+            return self._with_watch([self._with_holding(found, self.links(), holders).to_json()])[0]
         for item in self._fleet_items(holders, set(), None, None, only=key):
-            return item.to_json()
+            return self._with_watch([item.to_json()])[0]
         raise NotFound(f"no library item {key[:80]!r}", hint="`tva-agent library list` shows ids and content ids")
+
+    def _with_watch(self, rows: list[dict]) -> list[dict]:
+        """[media] Each item's watch state (crdt.watch: the latest of any host's), under ``watch``."""
+        states = {}
+        if self.service is not None:
+            from crdt.watch import latest_watch_states
+
+            states = latest_watch_states(self.service.state.feeds)
+        for row in rows:
+            found = states.get(row.get("content") or row["id"]) or states.get(row["id"])
+            row["watch"] = found[1].to_json(self.service._name(found[0])) if found else None
+        return rows
+
+    def local_file_for(self, key: str) -> tuple[str, Item] | None:
+        """[media] The file this host serves for ``key`` — an item id, or a content id whose payload is
+        here (a directory payload: its largest video file) — with its item; None when not held here."""
+        found = self.index.local_item(key)
+        if found is not None and found.path:
+            return found.path, found
+        link = next((ln for ln in self.links() if ln.content_id == key), None)
+        if link is None:
+            return None
+        found = self.index.local_item(link.path)
+        if found is not None and found.path:
+            return found.path, found
+        inside = [i for i in self.index.local_items() if i.path and link_for(i.path, [link]) is not None]
+        videos = [i for i in inside if i.media_type == "video"] or inside
+        best = max(videos, key=lambda i: (i.size_bytes or 0, i.path or ""), default=None)
+        return (best.path, best) if best is not None and best.path else None
 
     def _holders(self) -> dict[str, list[tuple[str, Holder, str, int | None]]]:
         holders = self.index.holders()

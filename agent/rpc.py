@@ -21,7 +21,7 @@ import msgpack
 from tva.errors import DecodeError, RequestRefused
 
 RPC_VERSION = 1
-KINDS = ("join", "peers_for", "status", "own_feed", "revoked")
+KINDS = ("join", "peers_for", "status", "own_feed", "revoked", "media_url", "player")  # the last two: agent.playback
 VERSION_MAX = (1 << 63) - 1
 NOTICE_DECISIONS_MAX = 256
 REQUEST_BYTES_MAX = 60 * 1024

@@ -53,7 +53,7 @@ log = logging.getLogger("tva.agent")
 INCARNATION_EPOCH_S = 1_577_836_800  # 2020-01-01
 # What a revoked host stops (the rest — saving, jobs, the local API — goes on).
 PARTICIPATION = ("mesh", "join", "fleet_key", "torrents", "presence", "fabric", "policy", "housekeeping",
-                 "overlay_api", "notify")
+                 "overlay_api", "notify", "media")
 EXIT_STATE_UNWRITABLE = 5
 NOTICE_ATTEMPTS = 5
 NOTICE_TIMEOUT_MS = 10_000
@@ -137,9 +137,12 @@ class Agent:
                                  on_health=partial(self.supervisor.report, "notify"))
 
         self.metrics = AgentMetrics(self)
+        from agent import playback  # [media] the media plane, the player, watch state
+
+        self.playback = playback.build(self)
         self.api_context = ApiContext(service=self.service, daemon=True, torrents=self.torrents, fabric=self.fabric,
                                       jobs=self.jobs, supervisor=self.supervisor, faults=faults,
-                                      library=self.library)
+                                      library=self.library, playback=self.playback)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -184,6 +187,8 @@ class Agent:
         await sup.start(nursery, "fabric", self.fabric.run)
         await sup.start(nursery, "torrents", self._run_torrents)  # before the card: it names torrent_port
         await sup.start(nursery, "library", self.library.run)  # [library]
+        await sup.start(nursery, "media", self.playback.plane.run)  # [media] the media plane
+        await sup.start(nursery, "player", self.playback.player.run)  # [media] mpv (a plane restart leaves it be)
         self._publish_card()
         self._members_changed()
         self._restore_presence()  # the core takes it only about members it already knows
@@ -518,6 +523,8 @@ class Agent:
         except TvaError as exc:
             # An expected refusal travels as data, so the asker can show why (not just "refused").
             return rpc.encode_refusal(exc.message, exc.hint)
+        if query.kind in ("media_url", "player"):  # [media] agent.playback
+            return await self.playback.handle_rpc(peer, query.kind, query.body)
         if query.kind == "peers_for":
             ih = query.body["infohash"]
             return rpc.encode_reply(self.service.peers_for(ih, external=self.torrents.external_peers(ih)))

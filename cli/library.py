@@ -170,13 +170,25 @@ def _where(item: dict) -> str:
     return ", ".join(dict.fromkeys(parts)) or "-"
 
 
+def _watched(w: dict | None) -> str | None:
+    """[media] "▶ 42% (tv)" for continue watching, "✓" once watched."""
+    if not w:
+        return None
+    if w.get("watched"):
+        return "✓"
+    if not w.get("resumable"):
+        return None
+    shown = f"{round(100 * w['progress'])}%" if w.get("progress") is not None else duration_label(w.get("position_s"))
+    return f"▶ {shown}" + (f" ({w['host']})" if w.get("host") else "")
+
+
 def render(args: argparse.Namespace, result: Any) -> None:
     action = args.action
     if action == "list":
-        rows = [{**i, "se": episode_label(i), "dur": duration_label(i.get("duration_s")), "where": _where(i)}
-                for i in result]
+        rows = [{**i, "se": episode_label(i), "dur": duration_label(i.get("duration_s")), "where": _where(i),
+                 "seen": _watched(i.get("watch"))} for i in result]
         table(rows, [("title", "title"), ("year", "year"), ("se", "s/e"), ("dur", "duration"),
-                     ("resolution", "video"), ("where", "where"), ("id", "id"), ("note", "note")],
+                     ("resolution", "video"), ("where", "where"), ("seen", "watched"), ("id", "id"), ("note", "note")],
               out=sys.stdout, empty="(no items: run `tva-agent library scan`)")
     elif action == "show":
         key_values([("title", result.get("title")), ("kind", result.get("kind")), ("year", result.get("year")),

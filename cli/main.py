@@ -119,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     from cli import service as service_cli  # [service] systemd / launchd
 
     service_cli.add_parser(sub)
+    from cli import media as media_cli  # [media]
+
+    media_cli.add_parser(sub)
     c = sub.add_parser("revoke", help="remove a host from the fleet for good")
     c.add_argument("host", help="a peer id or a host name")
     c.add_argument("--reason", default="")
@@ -283,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
             from cli import service as service_cli
 
             return service_cli.run(args, cfg, args.config)
+        if args.command in ("play", "player", "media"):  # [media] the daemon's player and media plane
+            from cli import media as media_cli
+
+            return media_cli.run(args, cfg)
         method, path, body = _request_for(args)
         result = execute(cfg, method, path, body)
         if args.command == "dashboard":  # the code becomes a link to the daemon's own address

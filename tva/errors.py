@@ -140,3 +140,15 @@ class StateUnwritable(LocalError):
 
 class HostRevoked(TvaError):
     """This host was revoked from its fleet: it no longer takes part (its data is kept)."""
+
+
+# --- appended by the media plane and playback (issue 17) ------------------------------------------
+
+
+class MediaUnavailable(TvaError):
+    """A file cannot be streamed or played as asked (unreadable for HLS, a failed transcode, no
+    reachable holder, no libmpv); the message says why."""
+
+
+class MediaBusy(TvaError):
+    """Every transcode slot is taken by streams in use: retry shortly."""

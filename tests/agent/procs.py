@@ -21,6 +21,7 @@ FAST_ENV = {
     "TVA_SAVE_INTERVAL_MS": "300",
     "TVA_WG_BACKEND": "off",
     "TVA_TORRENT_ENGINE": "off",
+    "TVA_MEDIA_PORT": "0",  # many agents on one machine: each media plane on a free port
 }
 
 
