@@ -94,6 +94,10 @@ class Config:
     library_scan_interval_ms: int = 15 * 60 * 1000  # 0: scan only at start and on request
     ffmpeg_concurrency_max: int = 2  # ffprobe/ffmpeg processes at once
     refiner_timeout_ms: int = 15_000  # one refiner call (loading the model gets its own allowance)
+    # [friends] friend fleets (agent.friends): what a new link offers them of our disks (0: nothing),
+    # and how often gateways fetch their views and members fetch them from our gateways
+    friend_custody_bytes: int = 0
+    friend_sync_interval_ms: int = 10_000
 
     def media_dir(self) -> Path:
         return self.media_root if self.media_root is not None else self.state_dir / "media"
@@ -198,6 +202,10 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("ffmpeg_concurrency_max must be between 1 and 32")
     if not 100 <= cfg.refiner_timeout_ms <= 600_000:
         raise ConfigError("refiner_timeout_ms must be between 100 and 600000 ms")
+    if not 100 <= cfg.friend_sync_interval_ms <= 3_600_000:  # [friends]
+        raise ConfigError("friend_sync_interval_ms must be between 100 and 3600000 ms")
+    if cfg.friend_custody_bytes > 2**53 - 1:
+        raise ConfigError("friend_custody_bytes must be below 2**53", hint="e.g. 500000000000 for 500 GB")
     for name in ("wg_listen_port", "torrent_port"):
         if getattr(cfg, name) > 65535:
             raise ConfigError(f"{name} must be a port number (0–65535)")

@@ -81,8 +81,9 @@ def _liveness(peer: str, self_id: str, revoked: frozenset[str], live: LiveInfo) 
     return live.liveness.get(peer, UNKNOWN)
 
 
-def build_snapshot(state, live: LiveInfo, self_presence: Presence) -> Snapshot:
-    """``state`` is an ``agent.state.NodeState`` (typed loosely to keep this module import-light)."""
+def build_snapshot(state, live: LiveInfo, self_presence: Presence, *, friend_slots: int = 0) -> Snapshot:
+    """``state`` is an ``agent.state.NodeState`` (typed loosely to keep this module import-light).
+    ``friend_slots``: linked friend fleets (a ``--friends`` pin may want that many more copies)."""
     doc, self_id = state.doc, state.peer_id
     revoked = frozenset(doc.revocations())
     members = doc.members()
@@ -146,7 +147,8 @@ def build_snapshot(state, live: LiveInfo, self_presence: Presence) -> Snapshot:
         bad_overrides.append((peer, why))
     pins, bad_pins = _pins(doc)
     # strict=False: one impossible pin (more copies than usable hosts) is reported, not fatal.
-    view = FleetView.build(hosts, holding_views, pins, intents, override_views, revoked, strict=False)
+    view = FleetView.build(hosts, holding_views, pins, intents, override_views, revoked, strict=False,
+                           friend_slots=friend_slots)
     bad_pins += [(p.content, why) for p, why in getattr(view, "rejected_pins", ())]
     snap = Snapshot(view, cards, all_holdings, shown, tuple(sorted(bad_pins)), tuple(sorted(bad_overrides)))
     _log_once(self_id, snap)
@@ -160,7 +162,7 @@ def _pins(doc) -> tuple[list[PinView], list[tuple[str, str]]]:
     pins: dict[str, tuple[PinView, str]] = {}
     for key, p in sorted(doc.pins().items()):
         try:
-            view = PinView(p.content, p.min_copies, p.max_copies)
+            view = PinView(p.content, p.min_copies, p.max_copies, p.friends is True)
         except (InvalidInput, TypeError) as exc:
             bad.append((key, getattr(exc, "message", str(exc))))
             continue
