@@ -37,7 +37,7 @@ from tva.errors import Conflict, DaemonUnavailable, Forbidden, LocalError, NotFo
 log = logging.getLogger("tva.api")
 
 ROUTER_MODULES: list[str] = ["agent.api_core", "agent.api_torrents", "agent.library_api", "agent.dashboard_api",
-                              "agent.metrics", "agent.media_api"]
+                              "agent.metrics", "agent.media_api", "agent.friends_api"]
 DEBUG_ROUTER_MODULE = "agent.api_debug"  # only with fault injection enabled (tests, soak)
 BODY_LIMIT_KEY = "x-body-bytes-max"
 
@@ -54,6 +54,7 @@ class ApiContext:
     library: Any = None  # agent.library_service.LibraryService (the daemon's)
     playback: Any = None  # agent.playback.Playback (the daemon's): media URLs and the player
     supervisor: Any = None  # agent.supervisor.Supervisor (components, fault injection)
+    friends: Any = None  # agent.friends.FriendsManager (the daemon's)
     faults: bool = False  # serve the fault-injection routes (TVA_FAULT_INJECTION=1)
 
     def need_daemon(self, what: str) -> None:

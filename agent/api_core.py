@@ -47,6 +47,7 @@ class PinIn(JsonBody):
     content: str = Field(pattern=CONTENT_PATTERN)
     copies: int = Field(ge=1, le=limits.PIN_COPIES_MAX)
     max_copies: int | None = Field(default=None, ge=1, le=limits.PIN_COPIES_MAX)
+    friends: bool = Field(default=False, strict=True)  # friends' copies count (agent.policy.friend_custody)
 
 
 class RevokeIn(JsonBody):
@@ -146,7 +147,7 @@ async def remove_holding(ctx: Ctx, content: str = Path(pattern=CONTENT_PATTERN))
 
 @router.post("/pins", status_code=201)
 async def pin(ctx: Ctx, body: PinIn = Body()) -> dict:
-    return ctx.service.pin(body.content, body.copies, body.max_copies)
+    return ctx.service.pin(body.content, body.copies, body.max_copies, body.friends)
 
 
 @router.delete("/pins/{content}")

@@ -107,6 +107,10 @@ class Config:
     hls_cache_bytes_max: int = 2 * 1024**3  # HLS segments kept on disk
     hls_idle_stop_ms: int = 30_000  # a transcode no client asked anything of for this long stops
     watch_save_interval_ms: int = 10_000  # how often a playing position is saved to the feed
+    # [friends] friend fleets (agent.friends): what a new link offers them of our disks (0: nothing),
+    # and how often gateways fetch their views and members fetch them from our gateways
+    friend_custody_bytes: int = 0
+    friend_sync_interval_ms: int = 10_000
 
     def media_dir(self) -> Path:
         return self.media_root if self.media_root is not None else self.state_dir / "media"
@@ -227,6 +231,10 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("hls_idle_stop_ms must be between 500 and 3600000 ms")
     if not 1000 <= cfg.watch_save_interval_ms <= 3_600_000:
         raise ConfigError("watch_save_interval_ms must be between 1000 and 3600000 ms")
+    if not 100 <= cfg.friend_sync_interval_ms <= 3_600_000:  # [friends]
+        raise ConfigError("friend_sync_interval_ms must be between 100 and 3600000 ms")
+    if cfg.friend_custody_bytes > 2**53 - 1:
+        raise ConfigError("friend_custody_bytes must be below 2**53", hint="e.g. 500000000000 for 500 GB")
     for name in ("wg_listen_port", "torrent_port", "media_port"):
         if getattr(cfg, name) > 65535:
             raise ConfigError(f"{name} must be a port number (0–65535)")

@@ -258,8 +258,14 @@ class CustodyCopies:
                 # the last guard. The intent lapses and the baton re-plans elsewhere.
                 return await self._refuse_copy(e, "repairs_refused_disk",
                                                f"not enough disk (needs {claim} bytes + reserve)")
-            await engine.add_magnet(self._magnet(e), hold=True)  # metadata only, until checked
-            self._remember(e)
+            if source == "private-tracker":
+                # BEP 27: never a bare magnet (it could look the item up before its metadata says
+                # private): the .torrent, private flag included, comes from a holder.
+                if not await self._add_private(e, a.sources):
+                    return False
+            else:
+                await engine.add_magnet(self._magnet(e), hold=True)  # metadata only, until checked
+                self._remember(e)
             self.counters["repairs_started"] += 1
             self._dialled.pop(ih, None)
             log.info("fetching %s (%s) from %d fleet endpoints", e.content_id, ih, len(peers))
@@ -279,6 +285,36 @@ class CustodyCopies:
             self._published_ms[ih] = now
             return self._put_holding(records.Holding(e.content_id, ih, e.size_bytes, "partial", e.policy, e.source, 0,
                                                      custody=True))
+        return False
+
+    async def _add_private(self, e: Entry, sources) -> bool:
+        """Add a private tracker's item from a holder's .torrent (trackers stripped by the holder),
+        checked before anything is added: its infohash, its private flag and its real size."""
+        if self._fetch_torrent is None:
+            return False
+        for peer in sources:
+            try:
+                data = await self._fetch_torrent(peer, e.infohash)
+                if data is None:
+                    continue
+                meta = parse_torrent(data)
+            except TvaError as exc:
+                log.info("repair of %s: no .torrent from %s (%s)", e.content_id, peer[:16], exc.message)
+                continue
+            if meta.infohash != e.infohash or not meta.private:
+                log.warning("repair of %s: %s sent a .torrent that is not this private item's", e.content_id,
+                            peer[:16])
+                continue
+            if meta.size_bytes > e.size_bytes:
+                await self._refuse_copy(e, "repairs_refused_size", f"its .torrent says {meta.size_bytes} bytes, "
+                                        f"the holders claimed {e.size_bytes}")
+                return False
+            if not self.room_for(meta.size_bytes):
+                await self._refuse_copy(e, "repairs_refused_disk", "not enough disk for it + reserve")
+                return False
+            await self._require_engine().add_torrent(data, public=False)
+            self._remember(replace(e, torrent=data, size_bytes=meta.size_bytes))
+            return True
         return False
 
     def room_for(self, size_bytes: int, *, exclude: str | None = None) -> bool:

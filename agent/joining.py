@@ -12,6 +12,8 @@ bucket for everyone, one request per second per peer), so knocking costs the fle
   decision log, every feed, and the fleet key sealed to the joiner's identity key.
 * ``rekey`` {epoch}: a current member (Noise proves its peer id) whose key epoch is older gets the
   current fleet key sealed to it; anyone else gets a refusal.
+* ``friend_link``, ``friend_view``, ``friend_unlink``: a friend fleet's gateway (agent.friends_wire),
+  answered by ``friend_handler`` (agent.friends) — never with our decisions, key or members.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import msgpack
 import trio
 
 from agent import rpc, secrets
+from agent.friends_wire import FRIEND_KINDS, check_request
 from crdt import records
 from mesh import invites
 from tva.errors import (
@@ -78,10 +81,12 @@ def decode_join_query(data: bytes) -> tuple[str, dict]:
                               max_str_len=8192, max_array_len=VECTOR_ENTRIES_MAX, max_map_len=8, max_ext_len=0)
     except Exception:
         raise DecodeError("join query does not decode") from None
-    if not (isinstance(obj, list) and len(obj) == 3 and obj[0] == 1 and obj[1] in JOIN_KINDS
+    if not (isinstance(obj, list) and len(obj) == 3 and obj[0] == 1 and obj[1] in JOIN_KINDS + FRIEND_KINDS
             and isinstance(obj[2], dict)):
-        raise DecodeError("the join listener answers only join and rekey")
+        raise DecodeError("the join listener answers only join, rekey and friend requests")
     kind, body = obj[1], obj[2]
+    if kind in FRIEND_KINDS:
+        return kind, check_request(kind, body)
     if kind == "join":
         rpc._field(body, "invite", str, invites.TOKEN_CHARS_MAX)
         rpc._field(body, "card_delta", bytes, 16384)
@@ -115,7 +120,8 @@ class JoinListener:
     """Serves ``join`` and ``rekey`` on its own transport; ``run`` inside the daemon's nursery."""
 
     def __init__(self, state, transport, *, commit: Callable[[], None], on_admitted: Callable[[], None],
-                 clock_ms: Callable[[], int], new_transport: Callable[[], object] | None = None) -> None:
+                 clock_ms: Callable[[], int], new_transport: Callable[[], object] | None = None,
+                 friend_handler: Callable[[str, str, dict], dict] | None = None) -> None:
         """``transport`` serves the first run; a restarted listener (a supervised component) gets a
         new one from ``new_transport`` (a libp2p transport runs once)."""
         self.state = state
@@ -125,9 +131,10 @@ class JoinListener:
         self._commit = commit
         self._on_admitted = on_admitted
         self._clock_ms = clock_ms
+        self._friend_handler = friend_handler
         self._bucket = TokenBucket(REQUESTS_PER_S, REQUESTS_BURST)
         self._last_by_peer: dict[str, float] = {}
-        self.counters = {"joins": 0, "rekeys": 0, "refused": 0, "rate_limited": 0}
+        self.counters = {"joins": 0, "rekeys": 0, "friend_requests": 0, "refused": 0, "rate_limited": 0}
         self._wire(transport)
 
     def _wire(self, transport) -> None:
@@ -157,7 +164,12 @@ class JoinListener:
         self._last_by_peer[peer] = now_s
         try:
             kind, body = decode_join_query(payload)
-            if kind == "join":
+            if kind in FRIEND_KINDS:
+                if self._friend_handler is None:
+                    raise RequestRefused("this agent serves no friend fleets")
+                reply = self._friend_handler(peer, kind, body)
+                self.counters["friend_requests"] += 1
+            elif kind == "join":
                 reply = self._admit(peer, body)
                 self.counters["joins"] += 1
             else:

@@ -3,8 +3,8 @@
 ``own_feed`` (body ``{"version": int}``): the asker's *own* feed as the answering member holds
 it, when newer than ``version`` — how a restarted node recovers a commit it pushed but did not
 save (agent.feed_upkeep). ``revoked`` (body ``{"fleet_id", "decisions"}``): a revoker tells the
-host it revoked, with the signed decisions that say so (agent.revocation). Joins go to the join
-listener (agent.joining), not here.
+host it revoked, with the signed decisions that say so (agent.revocation). ``friend_views`` and
+``torrent_file``: see agent.friends_wire. Joins go to the join listener (agent.joining), not here.
 
 Request:  msgpack ``[1, kind, body]``; reply: msgpack of a map. Each kind has its own decoder
 that checks every field, so a malformed query is refused with a ``DecodeError`` (and the
@@ -21,7 +21,8 @@ import msgpack
 from tva.errors import DecodeError, RequestRefused
 
 RPC_VERSION = 1
-KINDS = ("join", "peers_for", "status", "own_feed", "revoked", "media_url", "player")  # the last two: agent.playback
+KINDS = ("join", "peers_for", "status", "own_feed", "revoked", "media_url", "player",  # agent.playback
+         "friend_views", "torrent_file")  # agent.friends
 VERSION_MAX = (1 << 63) - 1
 NOTICE_DECISIONS_MAX = 256
 REQUEST_BYTES_MAX = 60 * 1024
@@ -63,6 +64,10 @@ def decode_query(data: bytes) -> Query:
         ih = _field(body, "infohash", str, 40)
         if len(ih) != 40 or any(c not in "0123456789abcdef" for c in ih):
             raise DecodeError("peers_for needs a 40-hex infohash")
+    elif kind in ("friend_views", "torrent_file"):  # agent.friends_wire
+        from agent.friends_wire import check_request
+
+        check_request(kind, body)
     elif kind == "own_feed":
         version = body.get("version")
         if type(version) is not int or not 0 <= version <= VERSION_MAX:

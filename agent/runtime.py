@@ -30,6 +30,7 @@ from agent.config import Config
 from agent.discovery import remove_daemon_file, write_daemon_file
 from agent.fabric import FabricManager
 from agent.fleet_key import FleetKeyKeeper
+from agent.friends import FriendsManager
 from agent.http import bind_text, serve_api
 from agent.jobs import Jobs
 from agent.joining import JoinListener
@@ -53,7 +54,7 @@ log = logging.getLogger("tva.agent")
 INCARNATION_EPOCH_S = 1_577_836_800  # 2020-01-01
 # What a revoked host stops (the rest — saving, jobs, the local API — goes on).
 PARTICIPATION = ("mesh", "join", "fleet_key", "torrents", "presence", "fabric", "policy", "housekeeping",
-                 "overlay_api", "notify", "media")
+                 "overlay_api", "notify", "media", "friends")
 EXIT_STATE_UNWRITABLE = 5
 NOTICE_ATTEMPTS = 5
 NOTICE_TIMEOUT_MS = 10_000
@@ -111,11 +112,19 @@ class Agent:
         self.service = Service(state, clock_ms=clock_ms, live=self._live_info, on_change=self._on_local_change,
                                media_dir=cfg.media_dir(), bootstrap=self._join_addrs,
                                extras=self._status_extras,
-                               custody_config=CustodyConfig(lease_ms_max=cfg.repair_lease_ms_max))
+                               custody_config=CustodyConfig(lease_ms_max=cfg.repair_lease_ms_max),
+                               friends=lambda: self.friends.inputs())
+        # [friends] friend fleets: links, the views that cross, serving their gateways (agent.friends)
+        self.friends = FriendsManager(cfg, state, self.service, clock_ms=clock_ms,
+                                      commit=lambda: self.service.commit(doc_changed=True),
+                                      client_factory=self._friend_client,
+                                      mesh_request=lambda peer, data, t: self.transport.request(peer, data, t),
+                                      live=self._live_peers, own_join_addrs=self._join_addrs)
         self._card_extra: dict = {}
         from agent.torrents import TorrentManager
 
-        self.torrents = TorrentManager(cfg, state, self.service, clock_ms=clock_ms, on_card=self._update_card)
+        self.torrents = TorrentManager(cfg, state, self.service, clock_ms=clock_ms, on_card=self._update_card,
+                                       fetch_torrent=self._fetch_torrent_file)
         self.fabric = FabricManager(cfg, state, on_card=self._update_card, reconcile_interval_ms=cfg.tick_interval_ms,
                                     on_health=partial(self.supervisor.report, "fabric"))
         self.jobs = Jobs(clock_ms=clock_ms)
@@ -123,7 +132,8 @@ class Agent:
         make_join = new_join_transport or partial(_join_transport, cfg, state, transport)
         self.join = JoinListener(state, join_transport or make_join(), new_transport=make_join,
                                  commit=lambda: self.service.commit(doc_changed=True),
-                                 on_admitted=self._learn_peer_addrs, clock_ms=clock_ms)
+                                 on_admitted=self._learn_peer_addrs, clock_ms=clock_ms,
+                                 friend_handler=self.friends.handle_request)
         self.fleet_key = FleetKeyKeeper(state, clock_ms=clock_ms, transport=lambda: self.transport, join=self.join,
                                         liveness=lambda: self._liveness, on_decisions=self._decisions_learnt,
                                         on_adopted=self.persistence.mark_dirty)
@@ -142,7 +152,7 @@ class Agent:
         self.playback = playback.build(self)
         self.api_context = ApiContext(service=self.service, daemon=True, torrents=self.torrents, fabric=self.fabric,
                                       jobs=self.jobs, supervisor=self.supervisor, faults=faults,
-                                      library=self.library, playback=self.playback)
+                                      library=self.library, playback=self.playback, friends=self.friends)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -197,6 +207,7 @@ class Agent:
         await sup.start(nursery, "housekeeping", self._housekeeping_loop)
         await sup.start(nursery, "fleet_key", self.fleet_key.run)
         await sup.start(nursery, "notify", self.notifier.run)  # [notify]
+        await sup.start(nursery, "friends", self.friends.run)  # [friends]
 
     def stop(self) -> None:
         self._stopping.set()
@@ -368,6 +379,7 @@ class Agent:
             self._members_changed()
             self._revocations_changed()
             self.fleet_key.check()
+            self.friends.kick()
         self.driver.submit(t.LocalChanged(delta=delta, doc_changed=doc_changed))
 
     def _on_remote_state(self, feeds: bool, doc: bool) -> None:
@@ -379,6 +391,7 @@ class Agent:
             self.driver.submit(t.LocalChanged())
             self._revocations_changed()
             self.fleet_key.check()
+            self.friends.kick()
         if feeds:
             self._learn_peer_addrs()
         self.service.invalidate()
@@ -530,7 +543,35 @@ class Agent:
             return rpc.encode_reply(self.service.peers_for(ih, external=self.torrents.external_peers(ih)))
         if query.kind == "own_feed":
             return rpc.encode_reply(feed_upkeep.answer_own_feed(self.state, peer, query.body))
+        if query.kind == "friend_views":  # [friends] a member asks a gateway for a friend's view
+            return rpc.encode_reply(self.friends.answer_member(peer, query.body))
+        if query.kind == "torrent_file":  # a repair of a private item asks a holder for its .torrent
+            return rpc.encode_reply({"torrent": await self.torrents.shareable_torrent(query.body["infohash"])})
         return rpc.encode_reply(self.service.status())
+
+    def _live_peers(self) -> frozenset[str]:
+        return frozenset(p for p, s in self._liveness.items() if s in ("alive", "suspect"))
+
+    def _friend_client(self, fleet_id: str) -> tuple[Transport, bool]:
+        """A requests-only host on a friend fleet's join network (their join key, our identity);
+        beside an in-memory mesh (tests), our join listener's own in-memory transport."""
+        network = getattr(self.transport, "network", None)
+        if network is not None and hasattr(network, "sibling"):
+            return self.join.transport, False
+        from mesh.libp2p_transport import Libp2pTransport
+
+        transport = Libp2pTransport(self.state.key.seed, secrets.join_psk(fleet_id),
+                                    listen_addrs=("/ip4/127.0.0.1/tcp/0",), serve_frames=False)
+        transport.set_peer_filter(lambda _peer: True)
+        transport.set_request_handler(_refuse_requests)
+        return transport, True
+
+    async def _fetch_torrent_file(self, peer: str, infohash: str) -> bytes | None:
+        reply = rpc.decode_reply(await self.transport.request(peer, rpc.encode_query("torrent_file", {
+            "infohash": infohash}), NOTICE_TIMEOUT_MS))
+        rpc.raise_if_refused(reply)
+        data = reply.get("torrent")
+        return data if isinstance(data, bytes) else None
 
     def _decisions_learnt(self) -> None:
         """Decisions arrived outside the mesh (a join listener's rekey answer): process them as synced ones."""
@@ -549,8 +590,12 @@ class Agent:
                 "join": dict(self.join.counters),
                 "wg": self.fabric.status(), "mesh": dict(self.driver.counters), "transport": self.transport.stats(),
                 "gossip": self.node.gossip_stats(),
-                "custody": dict(self.torrents.counters),
+                "custody": dict(self.torrents.counters), "friends": dict(self.friends.counters),
                 "components": self.supervisor.status(), "save_problem": self.persistence.problem}
+
+
+async def _refuse_requests(_peer: str, _payload: bytes) -> bytes:
+    return rpc.encode_refusal("this host asks; it answers nothing here")
 
 
 def _os_error(exc: BaseException) -> OSError | None:

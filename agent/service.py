@@ -16,8 +16,10 @@ from typing import Any
 
 from agent import views
 from agent.discovery import agent_version
+from agent.friend_inputs import FriendInputs
 from agent.policy import custody as custody_policy
 from agent.policy import duties as duty_policy
+from agent.policy import friend_custody
 from agent.policy import peers as peers_policy
 from agent.probes import disk_free_bytes
 from agent.state import NodeState
@@ -48,7 +50,8 @@ class Service:
                  live: Callable[[], views.LiveInfo] = views.LiveInfo, on_change: ChangeHook | None = None,
                  media_dir: os.PathLike | None = None, bootstrap: Callable[[], list[str]] = list,
                  extras: Callable[[], dict[str, Any]] = dict,
-                 custody_config: custody_policy.CustodyConfig | None = None) -> None:
+                 custody_config: custody_policy.CustodyConfig | None = None,
+                 friends: Callable[[], FriendInputs] | None = None) -> None:
         self.state = state
         self.custody_config = custody_config or custody_policy.CustodyConfig()
         self.clock_ms = clock_ms
@@ -57,11 +60,15 @@ class Service:
         self._media_dir = media_dir
         self._bootstrap = bootstrap
         self._extras = extras
+        # [friends] what friend fleets contribute (agent.friends); offline: the links alone
+        self._friends = friends or (lambda: FriendInputs.from_doc(state.doc))
         self._snapshot: views.Snapshot | None = None
         self._snapshot_inputs: tuple = ()
         self._peers_memo: dict[tuple, dict] = {}
         self._peers_memo_of: views.Snapshot | None = None
+        self._peers_memo_friends: FriendInputs | None = None
         self._plans: tuple | None = None
+        self._own_plans: tuple | None = None
         self._duties: tuple | None = None
 
     # --- snapshot cache ---------------------------------------------------------------------------
@@ -70,7 +77,11 @@ class Service:
         """Called whenever feeds, the fleet document or liveness changed."""
         self._snapshot = None
         self._plans = None
+        self._own_plans = None
         self._duties = None
+
+    def friend_inputs(self) -> FriendInputs:
+        return self._friends()
 
     def refresh(self) -> None:
         """A policy tick: plans again (leases age with the clock), but rebuild the snapshot only
@@ -89,7 +100,8 @@ class Service:
     def snapshot(self) -> views.Snapshot:
         if self._snapshot is None:
             live, me = inputs = self._inputs()
-            self._snapshot = views.build_snapshot(self.state, live, me)
+            self._snapshot = views.build_snapshot(self.state, live, me,
+                                                  friend_slots=len(self.friend_inputs().links))
             self._snapshot_inputs = _coarse(inputs)
         return self._snapshot
 
@@ -98,10 +110,24 @@ class Service:
             self._duties = duty_policy.assign_duties(self.snapshot().view)
         return self._duties
 
+    def own_custody_plans(self) -> tuple:
+        """Plans counting only our own hosts (what we ask friends for is computed from these)."""
+        if self._own_plans is None:
+            self._own_plans = custody_policy.plan_all(self.snapshot().view, self.clock_ms(), self.custody_config)
+        return self._own_plans
+
     def custody_plans(self) -> tuple:
+        """Plans with friends' copies counted where a pin allows it (agent.policy.friend_custody)."""
         if self._plans is None:
-            self._plans = custody_policy.plan_all(self.snapshot().view, self.clock_ms(), self.custody_config)
+            f = self.friend_inputs()
+            self._plans = friend_custody.count_friends(self.snapshot().view, self.own_custody_plans(), f.links,
+                                                       f.views)
         return self._plans
+
+    def item_policy(self, infohash: str) -> str:
+        """An item's effective policy: the most closed our holders and our friends say."""
+        return peers_policy.item_policy(self.snapshot().view, infohash,
+                                        friends=self.friend_inputs().peers_of(infohash.lower()))
 
     def _name(self, peer: str | None) -> str | None:
         if peer is None:
@@ -194,16 +220,20 @@ class Service:
         return out
 
     def peers_for(self, infohash: str, external: list | tuple = ()) -> dict[str, Any]:
-        """``external``: DHT peers from the torrent engine (agent.torrents), when it runs. Answers
-        are kept per snapshot (the hottest read: a client asks again and again), so callers must
-        not change the dict they get."""
-        snapshot = self.snapshot()
+        """``external``: DHT peers from the torrent engine (agent.torrents), when it runs; friend
+        fleets' holders come from their verified views (agent.friends). Answers are kept per
+        snapshot and per friend inputs (the hottest read: a client asks again and again), so
+        callers must not change the dict they get."""
+        snapshot, f = self.snapshot(), self.friend_inputs()
         key = (infohash, tuple(external))
-        if self._peers_memo_of is not snapshot or len(self._peers_memo) >= PEERS_MEMO_MAX:
-            self._peers_memo, self._peers_memo_of = {}, snapshot
+        if (self._peers_memo_of is not snapshot or self._peers_memo_friends is not f
+                or len(self._peers_memo) >= PEERS_MEMO_MAX):
+            self._peers_memo, self._peers_memo_of, self._peers_memo_friends = {}, snapshot, f
         d = self._peers_memo.get(key)
         if d is None:
-            d = peers_policy.peers_for(snapshot.view, infohash, external=list(external)).to_json_dict()
+            d = peers_policy.peers_for(snapshot.view, infohash, external=list(external),
+                                       friends=f.peers_of(infohash.lower()),
+                                       friend_fleets=frozenset(f.links)).to_json_dict()
             for p in d.get("peers", []):
                 p.setdefault("host", self._name(p.get("peer_id")))
             self._peers_memo[key] = d
@@ -253,16 +283,19 @@ class Service:
         self.commit()
         return {"message": f"holding {content} removed", "content": content}
 
-    def pin(self, content: str, copies: int, max_copies: int | None) -> dict:
+    def pin(self, content: str, copies: int, max_copies: int | None, friends: bool = False) -> dict:
         self._refuse_if_revoked()
         members = len(self.state.members())
-        if copies > members:
-            raise Conflict(f"cannot keep {copies} copies with {members} member host(s)",
-                               hint="pin fewer copies, or invite more hosts")
-        self.state.doc.pin(content, copies, max_copies, self.clock_ms())
+        linked = len(self.friend_inputs().links) if friends else 0
+        if copies > members + linked:
+            more = f" and {linked} friend fleet(s)" if friends else ""
+            raise Conflict(f"cannot keep {copies} copies with {members} member host(s){more}",
+                           hint="pin fewer copies, invite more hosts" + ("" if friends else ", or count friends' "
+                                                                         "copies with --friends"))
+        self.state.doc.pin(content, copies, max_copies, self.clock_ms(), friends=friends)
         self.commit(doc_changed=True)
-        return {"message": f"pinned {content}: {copies} copies", "content": content, "min": copies,
-                "max": max_copies}
+        return {"message": f"pinned {content}: {copies} copies" + (", friends' copies count" if friends else ""),
+                "content": content, "min": copies, "max": max_copies, "friends": friends}
 
     def unpin(self, content: str) -> dict:
         self._refuse_if_revoked()

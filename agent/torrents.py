@@ -28,13 +28,14 @@ import binascii
 import logging
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
 import trio
 
 from agent.custody_copies import CustodyCopies
+from agent.friend_copies import FriendCopies
 from agent.policy import duties as duty_policy
 from agent.policy import peers as peers_policy
 from agent.policy import reaper as reaper_policy
@@ -47,10 +48,10 @@ from agent.torrent_index import (
     TorrentTuning,
     decode_index,
     encode_index,
-    listen_ips,
     policy_sample,
     tuning_from_config,
 )
+from agent.torrent_swarm import SwarmKeeper
 from crdt import records
 from media.engine import CompletionTracker, TorrentEngine, TorrentSample
 from media.lt_settings import SwarmFlags
@@ -64,12 +65,15 @@ DHT_QUEUE_MAX = 64
 EngineFactory = Callable[[str, SwarmFlags], AbstractAsyncContextManager[TorrentEngine]]
 
 
-class TorrentManager(CustodyCopies):
-    """See the module docstring. ``service`` is the agent's ``agent.service.Service``."""
+class TorrentManager(CustodyCopies, SwarmKeeper, FriendCopies):
+    """See the module docstring. ``service`` is the agent's ``agent.service.Service``;
+    ``fetch_torrent(peer, infohash)``: a fleet holder's .torrent (trackers stripped), for repairs of
+    private-tracker items, which are never added from a bare magnet."""
 
     def __init__(self, cfg, state, service, *, clock_ms: Callable[[], int],
                  tuning: TorrentTuning | None = None, engine_factory: EngineFactory | None = None,
-                 on_card: Callable[[dict], None] | None = None) -> None:
+                 on_card: Callable[[dict], None] | None = None,
+                 fetch_torrent: Callable[[str, str], Awaitable[bytes | None]] | None = None) -> None:
         self.cfg = cfg
         self._on_card = on_card or (lambda _fields: None)
         self.state = state
@@ -90,7 +94,10 @@ class TorrentManager(CustodyCopies):
         self.dht_lookups = 0  # how many DHT queries this host sent (the gate's test counts them)
         self._face = False
         self._flags = SwarmFlags()
+        self._fetch_torrent = fetch_torrent
         self._init_custody()
+        self._init_swarm()  # [friends] BEP 27 per torrent, listen addresses
+        self._init_friend_copies()  # [friends] copies kept for friend fleets
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -116,7 +123,7 @@ class TorrentManager(CustodyCopies):
             task_status.started()
             await trio.sleep_forever()
         os.makedirs(self.cfg.media_dir(), exist_ok=True)
-        self._flags = replace(self.tuning.swarm, listen_addresses=listen_ips(tuple(self.cfg.listen)),
+        self._flags = replace(self.tuning.swarm, listen_addresses=self.listen_addresses(),
                               listen_port=self.cfg.torrent_port, public_swarm_face=False)
         async with self._open(self._flags) as engine:
             self.engine = engine
@@ -162,11 +169,16 @@ class TorrentManager(CustodyCopies):
         engine = self._require_engine()
         self.entries = self._load_index()
         for e in list(self.entries.values()):
+            if e.torrent is None and e.source == "private-tracker":
+                self.entries.pop(e.infohash)  # never re-added from a bare magnet: the baton re-plans it
+                continue
+            public = self.wants_public(e.infohash, e.policy, self._is_private(e))
             try:
                 if e.torrent is not None:
-                    await engine.add_torrent(e.torrent, e.save_dir)
+                    await engine.add_torrent(e.torrent, e.save_dir, public=public)
                 else:  # a repair whose metadata was not checked yet is held again until it is
-                    await engine.add_magnet(self._magnet(e), e.save_dir, hold=e.kind == "repair")
+                    await engine.add_magnet(self._magnet(e), e.save_dir, hold=e.kind == "repair", public=public)
+                self.applied_public(e.infohash, public)
             except TvaError as exc:
                 log.warning("could not re-add %s (%s): %s", e.content_id, e.infohash, exc.message)
 
@@ -195,13 +207,14 @@ class TorrentManager(CustodyCopies):
             except (binascii.Error, ValueError):
                 raise InvalidInput("the .torrent bytes are not valid base64") from None
             meta = parse_torrent(data)
-            ih = await engine.add_torrent(data)
+            ih = await engine.add_torrent(data, public=self.public_choice(policy)(meta.infohash, meta.private))
             kind, cid, name, torrent, private = "download", content_id_for(meta.name, ih), meta.name, data, meta.private
         else:
             from agent.jobs import thread_progress
 
             res = await add_from_argument(engine, source,
-                                          progress=None if progress is None else thread_progress(progress))
+                                          progress=None if progress is None else thread_progress(progress),
+                                          public=self.public_choice(policy))
             ih, cid, name = res.infohash, res.content_id, res.name
             kind = "seed" if res.kind == "seed" else "download"
             if kind == "seed":  # [library] where the data lies: a restart re-adds it there, not at the root
@@ -218,6 +231,7 @@ class TorrentManager(CustodyCopies):
             policy, note = "f2f_only", "private-tracker content is f2f_only at most"
         size = parse_torrent(torrent).size_bytes if torrent is not None else 0
         self._remember(Entry(ih, cid, policy, src, kind, torrent, save_dir, size_bytes=size))
+        await self._sync_swarm()  # what the engine chose at add time, checked against the entry now
         return {"message": f"{'seeding' if kind == 'seed' else 'downloading'} {cid} ({ih})" + (f": {note}" if note else ""),
                 "kind": kind, "content": cid, "infohash": ih, "name": name, "policy": policy, "note": note}
 
@@ -258,9 +272,12 @@ class TorrentManager(CustodyCopies):
         changed |= await self._guard_disk(samples)
         changed |= self._publish_progress(samples, now)
         changed |= await self._carry_out(now)
+        changed |= await self._keep_friend_copies(samples, now)  # [friends]
         if changed:
             self.service.commit()
         self._follow_face_duty()
+        self._follow_listen()  # [friends] concrete addresses only, as the fleet and its friends need
+        await self._sync_swarm()  # [friends] BEP 27: each torrent's swarm mode from its policy now
         self._on_card({"torrent_port": engine.listen_port()})  # re-applied settings may re-bind
         if self.tuning.auto_reaper and self._duty_primary(REAPER) == self.state.peer_id:
             await self.apply_reaper(only_due=True)
@@ -386,7 +403,7 @@ class TorrentManager(CustodyCopies):
         if self.engine is None or not self._face:
             return []
         # The gate from the policy core: only a public item may be looked up at all.
-        if peers_policy.item_policy(self.service.snapshot().view, infohash) != PUBLIC:
+        if self.service.item_policy(infohash) != PUBLIC:
             return []
         at, peers = self._dht_cache.get(infohash, (None, ()))
         if (at is None or self.clock_ms() - at >= self.tuning.dht_refresh_ms) and len(self._dht_wanted) < DHT_QUEUE_MAX:
@@ -400,7 +417,7 @@ class TorrentManager(CustodyCopies):
                 continue
             ih = next(iter(self._dht_wanted))
             self._dht_wanted.pop(ih)
-            if not self._face or peers_policy.item_policy(self.service.snapshot().view, ih) != PUBLIC:
+            if not self._face or self.service.item_policy(ih) != PUBLIC:
                 continue  # the item closed (or the duty moved) while it waited
             self.dht_lookups += 1
             try:

@@ -188,21 +188,25 @@ class ViewMemo:
              revoked: bool) -> HostView:
         return host_view(peer, card, liveness, presence, revoked)
 
-    def fleet_view(self, hosts: list[HostView], parts: list[FeedParts], doc: DocParts) -> FleetView:
-        """The view of exactly these inputs (``parts``: every held feed, in owner order)."""
+    def fleet_view(self, hosts: list[HostView], parts: list[FeedParts], doc: DocParts,
+                   friend_slots: int = 0) -> FleetView:
+        """The view of exactly these inputs (``parts``: every held feed, in owner order;
+        ``friend_slots``: linked friend fleets, as many more copies a ``--friends`` pin may want)."""
         listed = doc.members | doc.revoked  # holdings of members and revoked hosts (shown as such)
         holdings = [h for part in parts if part.peer in listed for h in part.holding_views]
         intents = [i for part in parts if part.peer not in doc.revoked for i in part.intent_views]
         # strict=False: one impossible pin (more copies than usable hosts) is reported, not fatal.
-        return FleetView.build(hosts, holdings, doc.pins, intents, doc.overrides, doc.revoked, strict=False)
+        return FleetView.build(hosts, holdings, doc.pins, intents, doc.overrides, doc.revoked, strict=False,
+                               friend_slots=friend_slots)
 
 
 DIRECT = ViewMemo()
 
 
-def build_snapshot(state, live: LiveInfo, self_presence: Presence, memo: ViewMemo = DIRECT) -> Snapshot:
+def build_snapshot(state, live: LiveInfo, self_presence: Presence, memo: ViewMemo = DIRECT, *,
+                   friend_slots: int = 0) -> Snapshot:
     """``state`` is an ``agent.state.NodeState`` (typed loosely to keep this module import-light:
-    anything with ``doc``, ``feeds`` and ``peer_id``)."""
+    anything with ``doc``, ``feeds`` and ``peer_id``). ``friend_slots``: linked friend fleets."""
     doc, self_id, feeds = memo.doc_parts(state.doc), state.peer_id, state.feeds
     revoked = doc.revoked
     parts = {}
@@ -224,7 +228,7 @@ def build_snapshot(state, live: LiveInfo, self_presence: Presence, memo: ViewMem
             hosts.append(memo.host(peer, part.card, planned, presence, peer in revoked))
         except InvalidInput:
             continue  # a card the policy core cannot use (e.g. an unknown class from a newer peer)
-    view = memo.fleet_view(hosts, list(parts.values()), doc)
+    view = memo.fleet_view(hosts, list(parts.values()), doc, friend_slots)
     bad_pins = [*doc.bad_pins, *((p.content, why) for p, why in getattr(view, "rejected_pins", ()))]
     cards = {peer: part.card for peer, part in parts.items() if part.card is not None}
     holdings = {peer: dict(part.holdings) for peer, part in parts.items()}
@@ -240,7 +244,7 @@ def _pins(doc) -> tuple[list[PinView], list[tuple[str, str]]]:
     pins: dict[str, tuple[PinView, str]] = {}
     for key, p in sorted(doc.pins().items()):
         try:
-            view = PinView(p.content, p.min_copies, p.max_copies)
+            view = PinView(p.content, p.min_copies, p.max_copies, p.friends is True)
         except (InvalidInput, TypeError) as exc:
             bad.append((key, getattr(exc, "message", str(exc))))
             continue

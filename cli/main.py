@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("content", help="a content id or an infohash")
     c.add_argument("--copies", type=int, required=True)
     c.add_argument("--max", type=int, dest="max_copies")
+    c.add_argument("--friends", action="store_true",
+                   help="friend fleets' copies count (they must offer custody; search_only items never cross)")
     c.add_argument("--json", action="store_true")
     c = sub.add_parser("unpin", help="stop keeping copies of an item")
     c.add_argument("content")
@@ -122,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     from cli import media as media_cli  # [media]
 
     media_cli.add_parser(sub)
+    from cli import friends as friends_cli  # [friends]
+
+    friends_cli.add_parser(sub)
     c = sub.add_parser("revoke", help="remove a host from the fleet for good")
     c.add_argument("host", help="a peer id or a host name")
     c.add_argument("--reason", default="")
@@ -177,7 +182,8 @@ def _request_for(args: argparse.Namespace) -> tuple[str, str, dict | None]:
         return "POST", "/holdings", {"content": args.content, "infohash": args.infohash,
                                      "size_bytes": args.size, "policy": args.policy, "source": args.source}
     if cmd == "pin":
-        return "POST", "/pins", {"content": args.content, "copies": args.copies, "max_copies": args.max_copies}
+        return "POST", "/pins", {"content": args.content, "copies": args.copies, "max_copies": args.max_copies,
+                                 "friends": args.friends}
     if cmd == "unpin":
         return "DELETE", f"/pins/{_path_part(args.content)}", None
     if cmd == "revoke":
@@ -192,6 +198,10 @@ def _request_for(args: argparse.Namespace) -> tuple[str, str, dict | None]:
         from cli import torrent as torrent_cli
 
         return torrent_cli.request_for(args)
+    if cmd in ("friends", "friend"):  # [friends]
+        from cli import friends as friends_cli
+
+        return friends_cli.request_for(args)
     if cmd == "wg":
         return ("GET", "/wg", None) if args.action == "status" else ("POST", f"/wg/{args.action}", {})
     raise AssertionError(cmd)
@@ -259,6 +269,10 @@ def _render(args: argparse.Namespace, result: Any) -> None:
         from cli import torrent as torrent_cli
 
         torrent_cli.render(args, result)
+    elif args.command in ("friends", "friend"):  # [friends]
+        from cli import friends as friends_cli
+
+        friends_cli.render(args, result)
     else:
         render.human(args, result)
 

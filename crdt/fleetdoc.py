@@ -234,17 +234,23 @@ class FleetDoc:
         log.insert(op)
         return op
 
-    def pin(self, content: str, min_copies: int, max_copies: int | None, now_ms: int) -> None:
+    def pin(self, content: str, min_copies: int, max_copies: int | None, now_ms: int, *,
+            friends: bool = False) -> None:
         sch.check_text(content, "content")
         sch.check_int(min_copies, "min_copies", 1, sch.COPIES_MAX)
         if max_copies is not None:
             sch.check_int(max_copies, "max_copies", min_copies, sch.COPIES_MAX)
         if (why := limits.pin_problem(content, min_copies, max_copies)) is not None:
             raise InvalidInput(f"pin {content!r:.60}: {why}", hint="content ids are [A-Za-z0-9._:-] or an infohash")
+        if not isinstance(friends, bool):
+            raise InvalidInput("friends must be a bool", hint=repr(friends)[:40])
         held = self.pins().get(content)
-        if held is not None and (held.min_copies, held.max_copies) == (min_copies, max_copies):
+        if held is not None and (held.min_copies, held.max_copies, held.friends) == (min_copies, max_copies, friends):
             return  # unchanged: no new op (history only grows with real decisions)
-        self._write("pin", {"content": content, "min": min_copies, "max": max_copies}, now_ms)
+        body: dict = {"content": content, "min": min_copies, "max": max_copies}
+        if friends:
+            body["friends"] = True
+        self._write("pin", body, now_ms)
 
     def unpin(self, content: str, now_ms: int) -> bool:
         if sch.check_text(content, "content") not in self.pins():
@@ -368,7 +374,8 @@ class FleetDoc:
         """Pins within tva.limits; a decision outside them (an older or newer build, a misbehaving
         member) still holds its place in the register but is listed by ``invalid_pins`` instead."""
         return self._cached("pins", lambda: {
-            c: Pin(c, n.parsed[1], n.parsed[2], rules.peer_of(n.op.author), n.op.at_ms)
+            c: Pin(c, n.parsed[1], n.parsed[2], rules.peer_of(n.op.author), n.op.at_ms,
+                   n.op.body.get("friends") is True)
             for c, n in sorted(self._winners("pin").items())
             if limits.pin_problem(c, n.parsed[1], n.parsed[2]) is None})
 

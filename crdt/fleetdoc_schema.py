@@ -48,6 +48,9 @@ class Pin:
     max_copies: int | None
     by: PeerId
     at_ms: int
+    # Friends' copies may count for it (``pin … --friends``): an optional body field of the pin op
+    # that the rules ignore, so an older build reads the same pin without it (it counts only our own).
+    friends: bool = False
 
 
 @dataclass(frozen=True)

@@ -56,16 +56,39 @@ class CompletedItem:
     save_path: str
 
 
+# Whether a torrent may meet the public swarm (agent.policy.swarm): a bool, or — for a path
+# hashed into a torrent inside the engine — a function of (infohash, private flag) asked before
+# the torrent is added.
+PublicChoice = bool | Callable[[str, bool], bool]
+
+
+def decide_public(choice: PublicChoice, infohash: str, private: bool) -> bool:
+    if private:
+        return False  # BEP 27: never, whatever was asked
+    return bool(choice(infohash, private)) if callable(choice) else bool(choice)
+
+
 class TorrentEngine(Protocol):
+    """Every add is *closed* by default (BEP 27 isolation: no DHT, PEX or LSD for the torrent);
+    ``public=True`` opens it, and ``set_public`` changes it later. A torrent carrying the private
+    flag is never opened."""
+
     async def add_torrent(
-        self, torrent_bytes: bytes, save_dir: str | None = None, peers: tuple[tuple[str, int], ...] = ()
+        self, torrent_bytes: bytes, save_dir: str | None = None, peers: tuple[tuple[str, int], ...] = (),
+        *, public: bool = False,
     ) -> str:
         """Validate and add .torrent bytes (download into ``save_dir``, default the media root)."""
         ...
 
-    async def add_magnet(self, magnet: str, save_dir: str | None = None, *, hold: bool = False) -> str:
+    async def add_magnet(self, magnet: str, save_dir: str | None = None, *, hold: bool = False,
+                         public: bool = False) -> str:
         """Add by magnet. ``hold``: fetch only the metadata (the .torrent), no data until
         ``release`` — so a caller can check the real size before a byte lands on its disk."""
+        ...
+
+    async def set_public(self, infohash: str, public: bool) -> None:
+        """Open a torrent to the public swarm's discovery, or close it (refused where the engine
+        cannot keep a closed torrent off the DHT)."""
         ...
 
     async def release(self, infohash: str) -> None:
@@ -73,7 +96,8 @@ class TorrentEngine(Protocol):
         ...
 
     async def seed_path(self, path: str, trackers: tuple[str, ...] = (),
-                        progress: Callable[[int, int], None] | None = None) -> tuple[str, bytes]:
+                        progress: Callable[[int, int], None] | None = None, *,
+                        public: PublicChoice = False) -> tuple[str, bytes]:
         """Make a v1 torrent of a file/dir under the media root and seed it: (infohash, bytes).
         ``progress(bytes_hashed, bytes_total)`` is called from the hashing worker thread."""
         ...
@@ -85,7 +109,8 @@ class TorrentEngine(Protocol):
     async def samples(self) -> list[TorrentSample]: ...
 
     async def reannounce(self, infohash: str) -> bool:
-        """Announce now to trackers (and the DHT); False when the client refuses to yet."""
+        """Announce now to trackers (and the DHT, for a public torrent only); False when the client
+        refuses to yet."""
         ...
 
     async def verify(self, infohash: str) -> None: ...

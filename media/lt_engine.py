@@ -13,11 +13,12 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import libtorrent as lt
 import trio
 
-from media.engine import TorrentSample, now_ms
+from media.engine import PublicChoice, TorrentSample, decide_public, now_ms
 from media.lt_settings import SwarmFlags, build_settings
 from media.torrent_input import (
     parse_magnet,
@@ -119,12 +120,13 @@ class LibtorrentEngine:
     def _save_dir(self, save_dir: str | None) -> str:
         return save_dir_under(self._media_root, save_dir)
 
-    def _params(self, save_path: str) -> lt.add_torrent_params:
+    def _params(self, save_path: str, public: bool) -> lt.add_torrent_params:
         atp = lt.add_torrent_params()
         atp.save_path = save_path
         # Not auto-managed: the agent decides what runs; libtorrent's queue would silently
         # hold torrents back and make the reaper's samples lie.
         atp.flags &= ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
+        _set_swarm_flags(atp, public)
         return atp
 
     def _find(self, infohash: str) -> lt.torrent_handle:
@@ -135,22 +137,28 @@ class LibtorrentEngine:
         return h
 
     async def add_torrent(
-        self, torrent_bytes: bytes, save_dir: str | None = None, peers: tuple[tuple[str, int], ...] = ()
+        self, torrent_bytes: bytes, save_dir: str | None = None, peers: tuple[tuple[str, int], ...] = (),
+        *, public: bool = False,
     ) -> str:
         meta = parse_torrent(torrent_bytes)
         validate_peers(peers)  # refuse before adding anything
-        atp = self._params(self._save_dir(save_dir))
+        # BEP 27: a private torrent never meets the public swarm, whatever the caller asked.
+        atp = self._params(self._save_dir(save_dir), public and not meta.private)
         atp.ti = _torrent_info(bytes(torrent_bytes))
         await trio.to_thread.run_sync(self._ses.add_torrent, atp)
         self._torrent_bytes[meta.infohash] = bytes(torrent_bytes)
         await self.connect_peers(meta.infohash, peers)
         return meta.infohash
 
-    async def add_magnet(self, magnet: str, save_dir: str | None = None, *, hold: bool = False) -> str:
+    async def add_magnet(self, magnet: str, save_dir: str | None = None, *, hold: bool = False,
+                         public: bool = False) -> str:
         m = parse_magnet(magnet)
         atp = lt.parse_magnet_uri(magnet)
         atp.save_path = self._save_dir(save_dir)
         atp.flags &= ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
+        # Closed from the first instant: a magnet of a closed item must not look its metadata up
+        # on the DHT (or announce itself there) while the metadata comes from dialled peers.
+        _set_swarm_flags(atp, public)
         if hold:
             # Upload mode requests no pieces, but ut_metadata still runs: the metadata arrives,
             # no file is created (measured: libtorrent 2.1, a 4 MiB torrent, nothing on disk).
@@ -162,17 +170,17 @@ class LibtorrentEngine:
         self._find(infohash).unset_flags(lt.torrent_flags.upload_mode)
 
     async def seed_path(self, path: str, trackers: tuple[str, ...] = (),
-                        progress: HashProgress | None = None) -> tuple[str, bytes]:
+                        progress: HashProgress | None = None, *, public: PublicChoice = False) -> tuple[str, bytes]:
         full = path_under_root(self._media_root, path)
         data = await trio.to_thread.run_sync(make_torrent_v1, full, trackers, progress)
-        atp = self._params(os.path.dirname(full))
+        meta = parse_torrent(data)
+        atp = self._params(os.path.dirname(full), decide_public(public, meta.infohash, meta.private))
         atp.ti = _torrent_info(data)
         # We hashed the data a moment ago; seed mode checks pieces lazily as peers ask for them.
         atp.flags |= lt.torrent_flags.seed_mode
         await trio.to_thread.run_sync(self._ses.add_torrent, atp)
-        infohash = parse_torrent(data).infohash
-        self._torrent_bytes[infohash] = data
-        return infohash, data
+        self._torrent_bytes[meta.infohash] = data
+        return meta.infohash, data
 
     async def connect_peers(self, infohash: str, peers: tuple[tuple[str, int], ...]) -> int:
         h = self._find(infohash)
@@ -234,9 +242,23 @@ class LibtorrentEngine:
     async def reannounce(self, infohash: str) -> bool:
         h = self._find(infohash)
         h.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
-        if self._ses.is_dht_running():
-            h.force_dht_announce()
+        if self._ses.is_dht_running() and _is_public(h):
+            h.force_dht_announce()  # never for a closed or private torrent, face host or not
         return True
+
+    async def set_public(self, infohash: str, public: bool) -> None:
+        """Open a torrent to the public swarm's discovery (DHT, PEX, LSD), or close it."""
+        h = self._find(infohash)
+        ti = h.torrent_file()
+        if public and ti is not None and ti.priv():
+            public = False  # BEP 27
+        if public:
+            h.unset_flags(_CLOSED_FLAGS)
+        else:
+            h.set_flags(_CLOSED_FLAGS)
+
+    def is_public(self, infohash: str) -> bool:
+        return _is_public(self._find(infohash))
 
     async def verify(self, infohash: str) -> None:
         self._find(infohash).force_recheck()
@@ -283,6 +305,23 @@ class LibtorrentEngine:
         box, self._ses = [self._ses], None
         if box[0] is not None:
             await trio.to_thread.run_sync(_shutdown, box)
+
+
+_CLOSED_FLAGS = lt.torrent_flags.disable_dht | lt.torrent_flags.disable_pex | lt.torrent_flags.disable_lsd
+
+
+def _set_swarm_flags(atp: lt.add_torrent_params, public: bool) -> None:
+    if public:
+        atp.flags &= ~_CLOSED_FLAGS
+    else:
+        atp.flags |= _CLOSED_FLAGS
+
+
+def _is_public(h: lt.torrent_handle) -> bool:
+    if int(h.flags()) & int(_CLOSED_FLAGS):
+        return False
+    ti = h.torrent_file()
+    return not (ti is not None and ti.priv())
 
 
 def _shutdown(box: list[lt.session]) -> None:
@@ -337,6 +376,11 @@ async def open_lt_engine(media_root: str, flags: SwarmFlags = SwarmFlags()) -> A
     engine = None
     try:
         await _wait_listening(ses, flags)
+        if flags.listen_port == 0 and len(flags.listen_addresses) > 1:
+            # Port 0 on several addresses gives each its own port; peers know one (the card's).
+            port = ses.listen_port()
+            ses.apply_settings({"listen_interfaces": build_settings(replace(flags, listen_port=port))[
+                "listen_interfaces"]})
         engine = LibtorrentEngine(ses, media_root)
         ses = None  # the engine owns it now
         async with trio.open_nursery() as nursery:

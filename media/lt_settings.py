@@ -121,6 +121,9 @@ def build_settings(flags: SwarmFlags) -> dict[str, object]:
             dht_restrict_search_ips=False,
             dht_prefer_verified_node_ids=False,
             dht_ignore_dark_internet=False,
+            # Flood protection against strangers (5 packets/s, then blocked for 5 minutes) only
+            # gets in the way among our own few nodes asking about many items.
+            dht_block_ratelimit=1000,
         )
     return settings
 

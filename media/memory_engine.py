@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import trio
 
-from media.engine import TorrentSample, now_ms
+from media.engine import PublicChoice, TorrentSample, decide_public, now_ms
 from media.torrent_input import (
     parse_magnet,
     parse_torrent,
@@ -42,6 +42,8 @@ class MemoryEngine:
         self.announces: list[str] = []
         self.verifies: list[str] = []
         self.held: set[str] = set()  # added with hold=True and not yet released
+        self.public: set[str] = set()  # open to the public swarm (everything else is closed)
+        self.dht_announces: list[str] = []  # reannounces that reached the (modelled) DHT
 
     def _new(self, ih: str, name: str, size: int, save: str, data: bytes | None, done: bool) -> None:
         if ih in self._items:
@@ -64,20 +66,35 @@ class MemoryEngine:
         return self._items[ih]
 
     async def add_torrent(
-        self, torrent_bytes: bytes, save_dir: str | None = None, peers: tuple[tuple[str, int], ...] = ()
+        self, torrent_bytes: bytes, save_dir: str | None = None, peers: tuple[tuple[str, int], ...] = (),
+        *, public: bool = False,
     ) -> str:
         meta = parse_torrent(torrent_bytes)
         validate_peers(peers)
         self._new(meta.infohash, meta.name, meta.size_bytes, self._save_dir(save_dir), bytes(torrent_bytes), False)
+        self._open(meta.infohash, decide_public(public, meta.infohash, meta.private))
         await self.connect_peers(meta.infohash, peers)
         return meta.infohash
 
-    async def add_magnet(self, magnet: str, save_dir: str | None = None, *, hold: bool = False) -> str:
+    async def add_magnet(self, magnet: str, save_dir: str | None = None, *, hold: bool = False,
+                         public: bool = False) -> str:
         m = parse_magnet(magnet)
         self._new(m.infohash, m.name or m.infohash, 0, self._save_dir(save_dir), None, False)
+        self._open(m.infohash, public)
         if hold:
             self.held.add(m.infohash)
         return m.infohash
+
+    def _open(self, ih: str, public: bool) -> None:
+        if public:
+            self.public.add(ih)
+        else:
+            self.public.discard(ih)
+
+    async def set_public(self, infohash: str, public: bool) -> None:
+        item = self._get(infohash)
+        private = item.data is not None and parse_torrent(item.data).private
+        self._open(item.sample.infohash, public and not private)
 
     async def release(self, infohash: str) -> None:
         self.held.discard(self._get(infohash).sample.infohash)
@@ -92,11 +109,12 @@ class MemoryEngine:
             item.sample, name=meta.name, size_bytes=meta.size_bytes, state="downloading"))
 
     async def seed_path(self, path: str, trackers: tuple[str, ...] = (),
-                        progress: HashProgress | None = None) -> tuple[str, bytes]:
+                        progress: HashProgress | None = None, *, public: PublicChoice = False) -> tuple[str, bytes]:
         full = path_under_root(self._root, path)
         data = await trio.to_thread.run_sync(make_torrent_v1, full, trackers, progress)
         meta = parse_torrent(data)
         self._new(meta.infohash, meta.name, meta.size_bytes, os.path.dirname(full), data, True)
+        self._open(meta.infohash, decide_public(public, meta.infohash, meta.private))
         return meta.infohash, data
 
     async def connect_peers(self, infohash: str, peers: tuple[tuple[str, int], ...]) -> int:
@@ -121,7 +139,10 @@ class MemoryEngine:
         return [replace(i.sample, at_ms=at) for i in self._items.values()]
 
     async def reannounce(self, infohash: str) -> bool:
-        self.announces.append(self._get(infohash).sample.infohash)
+        ih = self._get(infohash).sample.infohash
+        self.announces.append(ih)
+        if ih in self.public:
+            self.dht_announces.append(ih)
         return True
 
     async def verify(self, infohash: str) -> None:
@@ -131,6 +152,7 @@ class MemoryEngine:
         ih = self._get(infohash).sample.infohash
         del self._items[ih]
         self.held.discard(ih)
+        self.public.discard(ih)
 
     async def torrent_file(self, infohash: str) -> bytes | None:
         ih = validate_infohash(infohash)

@@ -147,6 +147,16 @@ def parse_torrent(data: bytes) -> TorrentMeta:
     return TorrentMeta(infohash, name, size, piece_bytes, count, private, trackers)
 
 
+def info_only(data: bytes) -> bytes:
+    """The same torrent with nothing but its info dictionary (byte for byte, so the infohash is
+    unchanged): no announce URL, no tracker list, no comment. What a fleet or friend copy of a
+    closed item gets — a private tracker's passkey lives in its announce URL and never travels."""
+    top, span = decode_with_info_span(data, bytes_max=TORRENT_BYTES_MAX)
+    if not isinstance(top, dict) or span is None:
+        raise DecodeError("torrent: no top-level dictionary with an 'info' entry")
+    return b"d4:info" + bytes(data[span[0]:span[1]]) + b"e"
+
+
 def _trackers(top: dict) -> tuple[str, ...]:
     urls: list[str] = []
     if isinstance(top.get(b"announce"), bytes):

@@ -4,6 +4,14 @@ For hosts that already run Transmission. transmission-rpc is a blocking HTTP cli
 call runs in a worker thread that trio waits for. Two things Transmission 3 cannot do, and the
 adapter says so instead of pretending: it has no RPC to dial a peer (``connect_peers`` returns
 0 — peers must dial *it*, which is what peers_for arranges), and it exposes no DHT lookup.
+
+BEP 27 (closed items: ``f2f_only``, ``search_only``, private trackers'): Transmission 3's RPC has
+no per-torrent DHT/PEX/LPD switch — only the .torrent's private flag turns them off for one torrent
+(libtransmission honours it: "dht-enabled … in public torrents"). So the adapter reads the daemon's
+``dht-enabled``, ``pex-enabled`` and ``lpd-enabled`` before every closed add and **refuses** a closed
+item unless its .torrent carries the private flag or all three are off (a magnet is never private
+before its metadata, so a closed magnet needs all three off). A torrent that closes later while
+they are on is stopped, not left announcing.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from typing import Any
 import transmission_rpc
 import trio
 
-from media.engine import TorrentSample, now_ms
+from media.engine import PublicChoice, TorrentSample, decide_public, now_ms
 from media.torrent_input import (
     TORRENT_BYTES_MAX,
     parse_magnet,
@@ -31,6 +39,7 @@ from media.torrent_input import (
 from media.torrent_make import HashProgress, make_torrent_v1
 from tva.errors import (
     ConfigError,
+    Conflict,
     DaemonUnavailable,
     InvalidInput,
     RemoteDataError,
@@ -128,18 +137,41 @@ class TransmissionEngine:
             raise InvalidInput(f"no torrent {ih} in transmission-daemon", hint="tva-agent torrent list")
         return ih
 
+    async def swarm_leaks(self) -> list[str]:
+        """The daemon's discovery features that would reach the public swarm for a non-private
+        torrent (empty: a closed item is safe here)."""
+        session = await self._rpc("session-get", self._client.get_session)
+        fields = getattr(session, "fields", {}) or {}
+        return [name for name in ("dht-enabled", "pex-enabled", "lpd-enabled") if fields.get(name, True)]
+
+    async def _require_closable(self, private: bool, what: str) -> None:
+        if private:
+            return  # libtransmission keeps DHT/PEX/LPD off for a private torrent by itself
+        leaks = await self.swarm_leaks()
+        if leaks:
+            raise Conflict(f"transmission-daemon has {', '.join(leaks)} on: it would announce {what} to the public "
+                           "swarm, which this item's policy forbids",
+                           hint="set dht-enabled, pex-enabled and lpd-enabled to false in transmission's "
+                                "settings.json (daemon stopped), or use torrent_engine = \"libtorrent\"")
+
     async def add_torrent(
-        self, torrent_bytes: bytes, save_dir: str | None = None, peers: tuple[tuple[str, int], ...] = ()
+        self, torrent_bytes: bytes, save_dir: str | None = None, peers: tuple[tuple[str, int], ...] = (),
+        *, public: bool = False,
     ) -> str:
         meta = parse_torrent(torrent_bytes)
         validate_peers(peers)  # Transmission cannot dial them, but bad ones are still refused
+        if not decide_public(public, meta.infohash, meta.private):
+            await self._require_closable(meta.private, f"the closed item {meta.infohash}")
         save = self._save_dir(save_dir)
         await self._rpc("torrent-add", self._client.add_torrent, bytes(torrent_bytes), download_dir=save)
         self._torrent_bytes[meta.infohash] = bytes(torrent_bytes)
         return meta.infohash
 
-    async def add_magnet(self, magnet: str, save_dir: str | None = None, *, hold: bool = False) -> str:
+    async def add_magnet(self, magnet: str, save_dir: str | None = None, *, hold: bool = False,
+                         public: bool = False) -> str:
         m = parse_magnet(magnet)
+        if not public:
+            await self._require_closable(False, f"the closed magnet {m.infohash}")
         await self._rpc("torrent-add", self._client.add_torrent, magnet, download_dir=self._save_dir(save_dir))
         if hold:
             # Transmission has no metadata-only mode. A per-torrent download limit of 0 holds
@@ -155,14 +187,31 @@ class TransmissionEngine:
         await self._rpc("torrent-set", self._client.change_torrent, [ih], download_limited=False)
 
     async def seed_path(self, path: str, trackers: tuple[str, ...] = (),
-                        progress: HashProgress | None = None) -> tuple[str, bytes]:
+                        progress: HashProgress | None = None, *, public: PublicChoice = False) -> tuple[str, bytes]:
         full = path_under_root(self._media_root, path)
         data = await trio.to_thread.run_sync(make_torrent_v1, full, trackers, progress)
-        infohash = parse_torrent(data).infohash
+        meta = parse_torrent(data)
+        infohash = meta.infohash
+        if not decide_public(public, infohash, meta.private):
+            await self._require_closable(meta.private, f"the closed item {infohash}")
         # Transmission checks the existing data on add, then seeds it.
         await self._rpc("torrent-add", self._client.add_torrent, data, download_dir=os.path.dirname(full))
         self._torrent_bytes[infohash] = data
         return infohash, data
+
+    async def set_public(self, infohash: str, public: bool) -> None:
+        """Opening needs nothing (the daemon's own settings apply); closing a non-private torrent
+        while the daemon's DHT/PEX/LPD are on stops it instead (it would keep announcing)."""
+        ih = await self._require(infohash)
+        if public:
+            return
+        data = await self.torrent_file(ih)
+        private = data is not None and parse_torrent(data).private
+        try:
+            await self._require_closable(private, f"{ih}, whose policy closed")
+        except Conflict:
+            await self._rpc("torrent-stop", self._client.stop_torrent, [ih])
+            raise
 
     async def connect_peers(self, infohash: str, peers: tuple[tuple[str, int], ...]) -> int:
         validate_peers(peers)

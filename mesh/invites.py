@@ -195,4 +195,22 @@ def check_admission(
         raise InviteError("this host was revoked from the fleet")
     if inv.role not in ("admin", "member"):
         raise InviteError("friend invites link fleets; they do not admit members",
-                          hint="friend federation is not available in this version")
+                          hint="an admin of the other fleet runs `tva-agent friend add INVITE`")
+
+
+def check_friend_invite(
+    inv: Invite, *, now_ms: int, fleet_id: str, roles: Mapping[str, str], revoked: frozenset[str],
+    used: frozenset[str],
+) -> None:
+    """The inviting fleet's checks when another fleet redeems a friend invite (``used``: nonces
+    already redeemed by a friend link, agent.policy.friend_links.used_nonces)."""
+    check_usable(inv, now_ms)
+    if inv.role != "friend":
+        raise InviteError("this invite admits a host; it does not link fleets",
+                          hint="ask an admin for `tva-agent invite --role friend`")
+    if inv.fleet_id != fleet_id:
+        raise InviteError("invite is for another fleet")
+    if inv.inviter_peer_id in revoked or roles.get(inv.inviter_peer_id) not in ("owner", "admin"):
+        raise InviteError("invite was issued by a host that is not (or no longer) an admin")
+    if inv.nonce_hex in used:
+        raise InviteError("invite was already redeemed", hint="each friend invite links one fleet once")

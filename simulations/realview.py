@@ -158,9 +158,10 @@ class Interner(views.ViewMemo):
             h = self.hosts[key] = views.host_view(peer, card, liveness, presence, revoked)
         return h
 
-    def fleet_view(self, hosts: list[HostView], parts: list[views.FeedParts], doc: views.DocParts) -> FleetView:
+    def fleet_view(self, hosts: list[HostView], parts: list[views.FeedParts], doc: views.DocParts,
+                   friend_slots: int = 0) -> FleetView:
         # Every id below is of an object kept for the whole run: equal key, equal inputs.
-        key = (tuple(map(id, hosts)), tuple(map(id, parts)), id(doc)) if self.memo else None
+        key = (tuple(map(id, hosts)), tuple(map(id, parts)), id(doc), friend_slots) if self.memo else None
         if key is not None:
             hit = self.views.get(key)
             if hit is not None:
@@ -168,7 +169,7 @@ class Interner(views.ViewMemo):
                 self._last = hit
                 return hit.view
         self.view_misses += 1
-        view = super().fleet_view(hosts, parts, doc)
+        view = super().fleet_view(hosts, parts, doc, friend_slots)
         shared = SharedView(view, self.memo, (key[0], doc.revoked) if key is not None else None, self.duties)
         if key is not None:
             if len(self.views) >= VIEWS_KEPT_MAX:

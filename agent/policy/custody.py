@@ -122,6 +122,8 @@ class CustodyPlan(JsonOutput):
     trims: tuple[str, ...]
     research: Research | None
     notes: tuple[str, ...]
+    # Friend fleets whose copies this plan counts (``pin … --friends``; agent.policy.friend_custody).
+    friend_copies: tuple[str, ...] = ()
 
 
 class _Pool:

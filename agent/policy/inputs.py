@@ -134,9 +134,11 @@ class PinView:
     content: str
     min_copies: int
     max_copies: int | None = None
+    friends: bool = False  # friends' copies may count (``pin … --friends``; agent.policy.friend_custody)
 
     def __post_init__(self) -> None:
         checks.text(self.content, "PinView.content")
+        checks.boolean(self.friends, "PinView.friends")
         # The same rule as the API and the fleet document (tva.limits): a pin they accept is
         # always a valid PinView, so a read never fails on a stored pin.
         why = limits.pin_problem(self.content, self.min_copies, self.max_copies)

@@ -95,7 +95,7 @@ class CustodyPlanner:
 
     def put_pin(self, pin: PinView) -> tuple[CustodyPlan, ...]:
         checks.instance(pin, "pin", PinView)
-        _check_pin_fits(pin, self._view.usable_host_count())
+        _check_pin_fits(pin, self._view.usable_host_count() + (self._view.friend_slots if pin.friends else 0))
         self._view.pins[pin.content] = pin
         return self._replan([pin.content])
 

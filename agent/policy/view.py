@@ -26,8 +26,8 @@ HOLDINGS_MAX = 10_000_000
 
 
 class FleetView:
-    __slots__ = ("by_content", "by_infohash", "by_peer", "duty_prefs", "hosts", "intents", "overrides", "pins",
-                 "rejected_pins", "revoked_listed", "revoked_peers")
+    __slots__ = ("by_content", "by_infohash", "by_peer", "duty_prefs", "friend_slots", "hosts", "intents",
+                 "overrides", "pins", "rejected_pins", "revoked_listed", "revoked_peers")
 
     def __init__(self) -> None:
         self.hosts: dict[str, HostView] = {}
@@ -44,6 +44,7 @@ class FleetView:
         self.by_infohash: dict[str, dict[str, dict[str, HoldingView]]] = {}
         self.by_peer: dict[str, set[str]] = {}
         self.intents: dict[str, tuple[IntentView, ...]] = {}
+        self.friend_slots = 0  # friend fleets offering custody (see ``build``)
 
     @classmethod
     def build(
@@ -56,6 +57,7 @@ class FleetView:
         revoked: Iterable[str] = (),
         *,
         strict: bool = True,
+        friend_slots: int = 0,
     ) -> FleetView:
         """Validate and index. ``revoked`` lists revoked peer ids from the fleet document (a revoked
         host may have no card at all); hosts whose card says ``revoked`` are added to it.
@@ -64,7 +66,8 @@ class FleetView:
         pins for one content) and on a pin whose ``min_copies`` exceeds the hosts that could ever
         count as copies. With ``strict=False`` such pins are left out and listed with the reason in
         ``rejected_pins`` instead, so one impossible pin in the fleet document is reported without
-        stopping all planning (the runtime's choice).
+        stopping all planning (the runtime's choice). ``friend_slots``: friend fleets that offer us
+        custody; a pin that counts friends' copies may ask for that many more copies than our hosts.
         """
         view = cls()
         host_list = checks.instances(hosts, "hosts", HostView)
@@ -96,12 +99,13 @@ class FleetView:
             raise checks.fail(f"{len(pin_list)} pins (max {PINS_MAX})", "fewer pins")
         checks.boolean(strict, "strict")
         hosts_usable = view.usable_host_count()
+        view.friend_slots = checks.integer(friend_slots, "friend_slots", maximum=HOSTS_MAX)
         rejected = []
         for p in pin_list:
             if p.content in view.pins:
                 raise checks.fail(f"two pins for {p.content!r:.60}", "a content is pinned once")
             try:
-                _check_pin_fits(p, hosts_usable)
+                _check_pin_fits(p, hosts_usable + (view.friend_slots if p.friends else 0))
             except InvalidInput as e:
                 if strict:
                     raise
@@ -237,6 +241,7 @@ class FleetView:
         v.by_infohash = {k: {p: dict(c) for p, c in d.items()} for k, d in self.by_infohash.items()}
         v.by_peer = {k: set(s) for k, s in self.by_peer.items()}
         v.intents = dict(self.intents)
+        v.friend_slots = self.friend_slots
         return v
 
 

@@ -166,8 +166,8 @@ async def test_dht_peers_for_public_items_only(tmp_path):
         ports = [manager.listen_port()] + [s.listen_port() for s in seeders]
         for e in [manager.engine, *seeders]:
             e.add_dht_nodes(tuple(("127.0.0.1", p) for p in ports if p != e.listen_port()))
-        ih = (await seeders[0].seed_path("open.bin"))[0]
-        assert (await seeders[1].seed_path("open.bin"))[0] == ih
+        ih = (await seeders[0].seed_path("open.bin", public=True))[0]
+        assert (await seeders[1].seed_path("open.bin", public=True))[0] == ih
         wanted = {("127.0.0.1", s.listen_port()) for s in seeders}
 
         def dht_peers() -> set:

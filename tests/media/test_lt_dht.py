@@ -41,8 +41,8 @@ async def test_dht_get_peers_answers_with_the_seeding_sessions_endpoints(tmp_pat
         ports = [e.listen_port() for e in engines]
         for e in engines:
             e.add_dht_nodes(tuple(("127.0.0.1", p) for p in ports if p != e.listen_port()))
-        ih1, _ = await engines[0].seed_path("shared.bin")
-        ih2, _ = await engines[1].seed_path("shared.bin")
+        ih1, _ = await engines[0].seed_path("shared.bin", public=True)
+        ih2, _ = await engines[1].seed_path("shared.bin", public=True)
         assert ih1 == ih2  # same bytes, same v1 torrent (no creation-time dependence in info)
         seeders = {("127.0.0.1", ports[0]), ("127.0.0.1", ports[1])}
         found: set[tuple[str, int]] = set()
