@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Packages (and their sub-packages) that must stay pure.
 PURE_PACKAGES = ("tva", "crdt", "mesh.core", "mesh.invites", "agent.policy", "wg.plan", "agent.door",
-PURE_PACKAGES = ("tva", "crdt", "mesh.core", "mesh.invites", "agent.policy", "wg.plan", "agent.door",
                  "media.title_parse", "media.probe_parse", "media.library_model", "agent.unit_files",
                  "agent.notify_core", "media.http_ranges", "media.signed_urls", "media.hls_plan")
 
