@@ -196,9 +196,9 @@ class Reconciler:
         """The feeds' version vector (plus the refused versions), read once per state change."""
         if self._vv is None:
             vv = self.feeds.version_vector()
-            for owner, (version, _) in self.refused.items():
-                if version > vv.get(owner, 0):
-                    vv[owner] = version
+            claimed = {o: v for o, (v, _) in self.refused.items() if v > vv.get(o, 0)}
+            if claimed:  # a new dict: the store's vector is not ours to change (it may be cached)
+                vv = {**vv, **claimed}
             self._vv = vv
         return self._vv
 

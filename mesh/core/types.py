@@ -37,7 +37,8 @@ LIVENESS_BY_RANK = {rank: state for state, rank in _RANK.items()}
 class FeedStore(Protocol):
     """Single-writer signed feeds (implemented by ``crdt.feedset.FeedSet``)."""
 
-    def version_vector(self) -> dict[bytes, int]: ...  # owner public key -> head version
+    # owner public key -> head version; read-only for the caller (a store may hand out a cached one)
+    def version_vector(self) -> dict[bytes, int]: ...
 
     def deltas_since(self, vv: dict[bytes, int], bytes_max: int) -> list[bytes]: ...
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crdt.feedset import FeedSet
 from mesh.core import FrameReceived, Liveness, MembersChanged, MeshConfig, Send, decode_frame, encode_frame
 from mesh.core.antientropy import (
     BUCKET_BITS_MAX,
@@ -234,17 +236,37 @@ def test_a_missed_leave_heals_by_anti_entropy_and_is_never_taken_for_a_death():
     assert not h.ever(leaver, Liveness.DEAD) and not h.ever(leaver, Liveness.SUSPECT, [victim])
 
 
-def test_a_feed_refused_here_is_not_resent_every_round_until_the_member_list_changes():
+class _VectorKeepingFeedSet(FeedSet):
+    """A store that hands out the same vector dict until its feeds change (as a cache would)."""
+
+    _kept: dict[bytes, int] | None = None
+
+    def version_vector(self) -> dict[bytes, int]:
+        if self._kept is None:
+            self._kept = super().version_vector()
+        return self._kept
+
+    def apply_delta(self, data: bytes):
+        self._kept = None
+        return super().apply_delta(data)
+
+    def set_allowed(self, allowed):
+        self._kept = None
+        return super().set_allowed(allowed)
+
+
+@pytest.mark.parametrize("store_b", [FeedSet, _VectorKeepingFeedSet])
+def test_a_feed_refused_here_is_not_resent_every_round_until_the_member_list_changes(store_b):
     # b does not admit owner X (its member list lags, or X was revoked); a holds X's feed. Without
     # a negative cache a would send b X's whole feed at every digest exchange, and b refuse it.
-    from crdt.feedset import FeedSet, OwnFeed
+    from crdt.feedset import OwnFeed
     from crdt.identity import NodeKey
     from mesh.core import LocalChanged
 
     h = Harness(2, seed=2)
     a, b = h.ids
     key_a, key_b, key_x = (NodeKey(bytes([i]) * 32) for i in (1, 2, 3))
-    fa, fb = FeedSet(), FeedSet(allowed={key_a.public, key_b.public})
+    fa, fb = FeedSet(), store_b(allowed={key_a.public, key_b.public})
     for name, feeds, key in ((a, fa, key_a), (b, fb, key_b)):
         own = OwnFeed(key, feeds)
         own.put("card", b"me")
@@ -264,6 +286,8 @@ def test_a_feed_refused_here_is_not_resent_every_round_until_the_member_list_cha
     h.run_until(60_000)
     assert h.nodes[a].stats.get("bytes_sent_deltas", 0) == sent_before  # nothing re-sent
     assert h.nodes[a].sync.digest() == h.nodes[b].sync.digest()  # and the digests agree meanwhile
+    # b's vector claims X's refused version, but the store's own vector is not changed for it
+    assert h.nodes[b].sync.vector()[key_x.public] == fa.feed(key_x.public).version and key_x.public not in fb.version_vector()
     # X is admitted at b: the refusal is forgotten with the member list, and the feed arrives
     fb.set_allowed({key_a.public, key_b.public, key_x.public})
     h.handle(b, MembersChanged(frozenset(h.ids)))
