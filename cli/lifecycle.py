@@ -22,11 +22,22 @@ def _progress(message: str) -> None:
     print(f"tva-agent: {message}", file=sys.stderr, flush=True)
 
 
-def _warm_daemon_imports() -> None:
+def _warm_daemon_imports():
     """`join --run`: import the daemon's modules (~0.5 s: FastAPI, pydantic, the components) in a
     thread while the join waits on the network, so the daemon starts — and the new host's
-    WireGuard key reaches the fleet — that much sooner after admission."""
+    WireGuard key reaches the fleet — that much sooner after admission.
+
+    Two threads importing the same packages in different orders trip Python's import-deadlock
+    avoidance, which hands one of them a partially initialised module ("cannot import name …
+    from partially initialized module agent.policy.inputs"): so the join's own modules are
+    imported here, on this thread, before the warm thread starts, and the caller joins the
+    thread before the daemon's own imports."""
+    import importlib
     import threading
+
+    for name in ("agent.joining", "agent.logs", "agent.secrets", "agent.service", "agent.state", "agent.store",
+                 "crdt.feedset", "mesh.invites", "mesh.libp2p_addrs", "mesh.libp2p_transport"):
+        importlib.import_module(name)
 
     def warm() -> None:
         try:
@@ -35,7 +46,9 @@ def _warm_daemon_imports() -> None:
         except Exception:  # the daemon's own import reports any real problem
             pass
 
-    threading.Thread(target=warm, name="warm-imports", daemon=True).start()
+    thread = threading.Thread(target=warm, name="warm-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
@@ -49,8 +62,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
                 print(f"founded fleet {state.fleet.fleet_name} ({state.fleet.fleet_id}); this host is {state.peer_id}")
             return 0
         if args.command == "join":
-            if args.run:
-                _warm_daemon_imports()
+            warming = _warm_daemon_imports() if args.run else None
             state = trio.run(lifecycle.join, cfg, args.invite, _progress)
             summary = lifecycle.summary(state)
             if args.json:
@@ -58,8 +70,9 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             else:
                 print(f"joined fleet {summary['fleet_name']} ({summary['fleet_id']}) as {summary['peer_id']}; "
                       f"{summary['members']} members, {summary['hosts_synced']} host feeds synced")
-            if not args.run:
+            if warming is None:
                 return 0
+            warming.join()
         else:
             state = lifecycle.load_for_run(cfg)
         from agent import logs
