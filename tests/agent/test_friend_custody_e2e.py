@@ -10,6 +10,8 @@ with one of them beta's). A pin without ``--friends`` asks nothing and stays und
 
 from __future__ import annotations
 
+import subprocess
+
 from tests.agent.procs import AgentProc, wait_until
 from tests.agent.test_repair_e2e import MIB, plan_of, seed, sha256_of, write_payload
 
@@ -40,6 +42,12 @@ def friend_copy_holder(p: AgentProc, infohash: str, ids: dict[str, str]) -> str 
         if h["infohash"] == infohash and h["state"] == "complete" and h["peer_id"] in (ids["b1"], ids["b2"]):
             return h["peer_id"]
     return None
+
+
+def listening(port: int) -> list[str]:
+    """Local addresses of the TCP and UDP sockets bound to ``port`` (ss, iproute2)."""
+    out = subprocess.run(["ss", "-Htuln", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[4] for line in out.splitlines() if line.strip()]
 
 
 def test_a_friends_pin_moves_a_copy_into_the_friend_fleet_and_counts_it(tmp_path):
@@ -101,6 +109,9 @@ def test_a_friends_pin_moves_a_copy_into_the_friend_fleet_and_counts_it(tmp_path
         assert closed_plan["status"] == "ok" and closed_plan["friend_copies"] == [beta_id]
         found = [p for p in a1.cli("peers-for", infohash, "--json")["peers"] if p["source"] == "friend"]
         assert [p["peer_id"] for p in found] == [keeper]
+        # The keeper's torrent engine, reachable by a friend fleet, binds concrete addresses only.
+        bound = listening(found[0]["port"])
+        assert bound and all(a.rsplit(":", 1)[0].split("%")[0] == "127.0.0.1" for a in bound), bound
     finally:
         for p in procs:
             p.kill()
