@@ -13,8 +13,9 @@
    --friends`; beta (b1) offers `friend_custody_bytes`. The copy time runs from the moment b1's
    engine has the torrent (the ask seen, the magnet added, alpha's holder dialled) to b1 holding
    every verified byte (polled every 20 ms); the file is hash-checked. Also: pin → alpha's custody
-   counts the copy (end to end). Baseline in the same run: the same transfer between two bare
-   libtorrent sessions (bench_torrent.plain_round).
+   counts the copy (end to end). Baselines in the same run: the same transfer between two bare
+   libtorrent sessions (bench_torrent.plain_round), and an in-fleet custody repair measured the
+   same way (bench_repair.repair_round).
 
 The agents run with the tests' short gossip/probe periods (tests.agent.procs.FAST_ENV) and the
 given friend sync interval (the default, 10 s, unless --sync-ms says otherwise).
@@ -34,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_repair import api, custody, seed
+from bench_repair import api, custody, repair_round, seed
 from bench_torrent import plain_round
 
 from tests.agent.procs import AgentProc, wait_until
@@ -138,7 +139,7 @@ def main() -> None:
     size = args.size_mib * MIB
     print(f"bench_friends: rounds={args.rounds} size={args.size_mib} MiB friend_sync_interval_ms={args.sync_ms} "
           f"cores={os.cpu_count()}", flush=True)
-    links, copies, plain = [], [], []
+    links, copies, plain, repairs = [], [], [], []
     for r in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="tva-bench-friends-") as tmp:
             work = Path(tmp)
@@ -146,10 +147,11 @@ def main() -> None:
             links.append(link_round(work / "l", r, args.sync_ms))
             copies.append(copy_round(work / "c", size, args.sync_ms))
             plain.append(plain_round(work / "plain", size))
+            repairs.append(repair_round(work / "r", size))
         lk, cp = links[-1], copies[-1]
         print(f"round {r + 1}: friend add → first friend answer {lk['add_to_first']:.2f} s; new item: friend "
               f"{lk['new_item_friend']:.2f} s, fleet {lk['new_item_fleet']:.2f} s; friend copy {cp['copy']:.2f} s, "
-              f"plain {plain[-1]:.2f} s, pin → counted {cp['pin_to_counted']:.2f} s", flush=True)
+              f"plain {plain[-1]:.2f} s, fleet repair {repairs[-1]:.2f} s, pin → counted {cp['pin_to_counted']:.2f} s", flush=True)
 
     def med(rows, key):
         return statistics.median(x[key] for x in rows)
@@ -163,7 +165,9 @@ def main() -> None:
     print(f"  new item on a fleet host → `fleet` (baseline):     {med(links, 'new_item_fleet'):6.2f} s")
     print(f"  friend copy, {mib} MiB, agent → friend agent:     {c:6.2f} s  {mib / c:7.1f} MiB/s")
     print(f"  plain libtorrent → libtorrent (baseline):          {p:6.2f} s  {mib / p:7.1f} MiB/s")
-    print(f"  friend copy throughput / baseline: {p / c:.0%}")
+    r = statistics.median(repairs)
+    print(f"  in-fleet repair copy (baseline):                   {r:6.2f} s  {mib / r:7.1f} MiB/s")
+    print(f"  friend copy throughput / plain: {p / c:.0%}; / in-fleet repair: {r / c:.0%}")
     print(f"  pin --friends → alpha's custody counts the copy:  {med(copies, 'pin_to_counted'):6.2f} s")
 
 
