@@ -13,6 +13,7 @@ from __future__ import annotations
 import subprocess
 
 from tests.agent.procs import AgentProc, wait_until
+from tests.agent.test_friends_e2e import start_fleet
 from tests.agent.test_repair_e2e import MIB, plan_of, seed, sha256_of, write_payload
 
 SYNC_MS = 1000
@@ -22,18 +23,6 @@ OFFER_BYTES = 64 * MIB
 def make(tmp_path, name: str, **env: str) -> AgentProc:
     return AgentProc(tmp_path, name, env={"TVA_TORRENT_ENGINE": "libtorrent",
                                           "TVA_FRIEND_SYNC_INTERVAL_MS": str(SYNC_MS), **env})
-
-
-def start_fleet(founder: AgentProc, fleet: str, *joiners: AgentProc) -> dict[str, str]:
-    founder.cli("init", "--name", fleet)
-    founder.start()
-    for j in joiners:
-        j.start_join(founder.cli("invite", "--json")["invite"])
-    everyone = (founder, *joiners)
-    for p in everyone:
-        wait_until(lambda p=p: sorted(h["state"] for h in p.cli("hosts", "--json")) == ["alive"] * len(everyone),
-                   30, f"{p.name} to see every host of {fleet} alive")
-    return {p.name: p.peer_id for p in everyone}
 
 
 def friend_copy_holder(p: AgentProc, infohash: str, ids: dict[str, str]) -> str | None:
