@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Body, Path
 from pydantic import Field
 
@@ -21,7 +23,8 @@ FLEET_PATTERN = r"^[A-Za-z0-9_=. -]{1,128}$"  # a fleet id, or a friend fleet's 
 class FriendIn(JsonBody):
     invite: str = Field(min_length=5, max_length=invites.TOKEN_CHARS_MAX)
     custody_bytes: int | None = Field(default=None, ge=0, le=CUSTODY_BYTES_MAX)
-    shares: list[str] | None = Field(default=None, min_length=1, max_length=2)
+    # The schema names the two shareable policies, so a client (and the OpenAPI description) knows them.
+    shares: list[Literal["public", "f2f_only"]] | None = Field(default=None, min_length=1, max_length=2)
 
 
 class OfferIn(JsonBody):
