@@ -70,6 +70,7 @@ Change = AddHolding | RemoveHolding | SetPin | Revoke | AddFriend | SetDiskFull
 class Send:
     dst: str
     frame: bytes
+    bulk: bool = False  # the bulk lane (deltas, documents): pings and acks never wait behind it
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from simulations.adapter import Announce, RepairStart, Trimmed
+from simulations.adapter import Announce, Fetch, RepairStart, Trimmed
 
 if TYPE_CHECKING:
     from simulations.sim import Simulation
@@ -43,6 +43,8 @@ class Checker:
         self.count = 0
         self._full_since: dict[str, int] = {}
         self._deaths_seen: set[tuple[str, int]] = set()
+        self.never_fetch: set[str] = set()  # items no honest host may ever fetch (a rogue's bait)
+        self.rogues: set[str] = set()  # a rogue announces what it likes: that is its own doing
 
     def _fail(self, at_ms: int, rule: str, detail: str) -> None:
         self.count += 1
@@ -51,6 +53,8 @@ class Checker:
 
     # --- safety ------------------------------------------------------------------------------------
     def announced(self, eff: Announce, now_ms: int) -> None:
+        if eff.holder in self.rogues:
+            return
         item = self.sim.items.get(eff.item)
         if item is None or item.policy != "public":
             policy = item.policy if item else "unknown"
@@ -90,6 +94,10 @@ class Checker:
         full_at = self._full_since.get(eff.target)
         if full_at is not None and now_ms - full_at > self.grace_ms:
             self._fail(now_ms, "repair-full", f"repair of {eff.item} targets full {eff.target[-8:]}")
+
+    def fetch_started(self, eff: Fetch, now_ms: int) -> None:
+        if eff.item in self.never_fetch:
+            self._fail(now_ms, "forced-fetch", f"{eff.target[-8:]} fetches {eff.item}, which only a rogue asked for")
 
     def repair_landed(self, item: str, target: str, now_ms: int) -> None:
         # The copy is being written: a full or revoked disk must never receive it, whatever the
@@ -132,13 +140,13 @@ class Checker:
 
     def converged(self) -> tuple[bool, str]:
         """Do all live, unrevoked nodes hold the same feeds and fleet document?"""
-        live = self.live_members()
-        revoked = self.sim.revoked
+        live = [p for p in self.live_members() if p not in self.rogues]
+        ignored = {*self.sim.revoked, *self.rogues}  # a rogue's own feed is its own business
         seen_vv: dict[tuple, str] = {}
         seen_doc: dict[str, str] = {}
         for p in live:
             node = self.sim.nodes[p]
-            vv = tuple(sorted((o, v) for o, v in node.version_vector().items() if o not in revoked))
+            vv = tuple(sorted((o, v) for o, v in node.version_vector().items() if o not in ignored))
             seen_vv.setdefault(vv, p)
             seen_doc.setdefault(node.doc_digest(), p)
             if len(seen_vv) > 1 or len(seen_doc) > 1:

@@ -66,7 +66,7 @@ class Network:
         self._profiles: dict[str, LinkProfile] = {}  # per-node override (its links in and out)
         self._blocked: set[tuple[str, str]] = set()
         self._groups: dict[str, int] | None = None  # symmetric split: node -> side
-        self._uplink_free_ms: dict[str, float] = {}
+        self._uplink_free_ms: dict[tuple[str, bool], float] = {}
         self.healed_at_ms: int | None = None  # when the last partition ended
         self.stats = NetStats()
 
@@ -106,8 +106,11 @@ class Network:
         return self._groups is not None or bool(self._blocked)
 
     # --- sending --------------------------------------------------------------------------------
-    def send(self, src: str, dst: str, size_bytes: int, now_ms: int, kind: str = "") -> list[int]:
-        """Delivery times (ms) for one frame: [] when lost or blocked, two when duplicated."""
+    def send(self, src: str, dst: str, size_bytes: int, now_ms: int, kind: str = "", bulk: bool = False) -> list[int]:
+        """Delivery times (ms) for one frame: [] when lost or blocked, two when duplicated.
+
+        Bulk frames (deltas, documents) queue on a lane of their own, as the agent's transports
+        carry them (``mesh.core.Send.bulk``): megabytes in flight never delay a ping or an ack."""
         stats = self.stats
         if kind:
             stats.bytes_by_kind[kind] = stats.bytes_by_kind.get(kind, 0) + size_bytes
@@ -117,9 +120,10 @@ class Network:
         stats.per_node_frames[src] = stats.per_node_frames.get(src, 0) + 1
         prof = self.profile(src, dst)
         # The uplink serialises every frame, even ones the network will then drop.
-        start = max(float(now_ms), self._uplink_free_ms.get(src, 0.0))
+        lane = (src, bulk)
+        start = max(float(now_ms), self._uplink_free_ms.get(lane, 0.0))
         done = start + 1000.0 * size_bytes / prof.uplink_bytes_per_s
-        self._uplink_free_ms[src] = done
+        self._uplink_free_ms[lane] = done
         if not self.reachable(src, dst):
             stats.frames_blocked += 1
             return []

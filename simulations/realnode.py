@@ -221,7 +221,7 @@ class RealNode:
     def _handle(self, event: object, now_ms: int, out: list[Effect]) -> None:
         for eff in self.mesh.handle(event, now_ms):  # type: ignore[arg-type]
             if isinstance(eff, MeshSend):
-                out.append(Send(eff.peer, eff.data))
+                out.append(Send(eff.peer, eff.data, eff.bulk))
             elif isinstance(eff, LivenessChanged):
                 if eff.state is Liveness.DEAD:
                     out.append(DeclaredDead(eff.peer, eff.incarnation))

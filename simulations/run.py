@@ -79,6 +79,7 @@ def run_scenario(p: Params, trace_out: IO[str] | None = None, progress: bool = F
             "converged": sim.checker.converged(),
             "pins_restored": sim.checker.pins_restored(),
             "duties_agree": sim.checker.duties_agree(),
+            **{name: check() for name, check in sim.liveness_checks.items()},
         }
         if all(ok for ok, _ in status.values()):
             settled_ms = t - heal_ms
@@ -136,6 +137,8 @@ def run_scenario(p: Params, trace_out: IO[str] | None = None, progress: bool = F
         "rumours_dropped_for_size": gossip.counts.get("dropped_for_size", 0),
         "rumour_items_skipped_for_size": gossip.counts.get("skipped_for_size", 0),
     }
+    for source in sim.metric_sources:
+        metrics.update(source())
     checks = {
         "safety": {"ok": sim.checker.count == 0, "violations": sim.checker.count,
                    "first": [f"t={v.at_ms}ms {v.rule}: {v.detail}" for v in sim.checker.violations[:10]]},

@@ -25,7 +25,7 @@ from simulations.sim import ASLEEP, CRASHED, Item, Simulation
 from tva.errors import InvalidInput
 
 SCENARIOS = ("steady", "churn", "partition-heal", "sleepy-laptops", "holder-loss", "mass-join",
-             "lossy-wan")
+             "lossy-wan", "byzantine-member")
 SEED_NODES = 5
 NODES_MAX = 5000
 DURATION_S_MAX = 3600.0
@@ -320,6 +320,11 @@ def mass_join(sim: Simulation, p: Params, rng: random.Random, heal_ms: int) -> N
     _common(sim, p, rng, heal_ms)
 
 
+def byzantine_member(sim: Simulation, p: Params, rng: random.Random, heal_ms: int) -> None:
+    from simulations.byzantine import setup  # the real cores only: imported when asked for
+    setup(sim, p, rng, heal_ms)
+
+
 def lossy_wan(sim: Simulation, p: Params, rng: random.Random, heal_ms: int) -> None:
     steady(sim, p, rng, heal_ms)
 
@@ -328,6 +333,7 @@ SETUP: dict[str, Callable[[Simulation, Params, random.Random, int], None]] = {
     "steady": steady, "churn": churn, "partition-heal": partition_heal,
     "sleepy-laptops": sleepy_laptops, "holder-loss": holder_loss, "mass-join": mass_join,
     "lossy-wan": lossy_wan,
+    "byzantine-member": byzantine_member,
 }
 
 

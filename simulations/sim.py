@@ -122,6 +122,9 @@ class Simulation:
         self.friends: list[str] = []
         self.item_holders: dict[str, set[str]] = {}
         self.keep_crashed = False  # set by scenarios whose crashed hosts never come back
+        # a scenario's own liveness checkers (name -> () -> (ok, detail)) and figures (() -> dict)
+        self.liveness_checks: dict[str, Callable[[], tuple[bool, str]]] = {}
+        self.metric_sources: list[Callable[[], dict]] = []
         self._tracked: dict[str, SimNode] | None = None
         self._calls: dict[int, Callable[[int], None]] = {}
         self._tick_at: dict[str, int] = {}  # the one live tick per node; others are stale
@@ -326,7 +329,7 @@ class Simulation:
         schedule = self.world.schedule
         for eff in effects:
             if isinstance(eff, Send):
-                for at in net.send(peer, eff.dst, len(eff.frame), now_ms, self._kind_of(eff.frame)):
+                for at in net.send(peer, eff.dst, len(eff.frame), now_ms, self._kind_of(eff.frame), eff.bulk):
                     schedule(at, "deliver", eff.dst, (peer, eff.frame))
             elif isinstance(eff, DeclaredDead):
                 self.checker.declared_dead(peer, eff.peer, eff.incarnation, now_ms)
@@ -334,6 +337,7 @@ class Simulation:
                 self.checker.repair_started(eff, now_ms)
                 self.metrics.repairs_started += 1
             elif isinstance(eff, Fetch):
+                self.checker.fetch_started(eff, now_ms)
                 it = self.items.get(eff.item)
                 if it is None or (eff.item, eff.target) in self._fetching:
                     continue
