@@ -61,6 +61,10 @@ class RogueNode(RealNode):
     honest: list[str]
     made: dict[str, int]
     past_limit_targets: list[str] = []
+    full_feed = None  # its feed as it was when it reached the byte limit
+
+    def _finished_intents(self, plans, view, now_ms: int) -> list[str]:
+        return []  # it keeps its forced intents alive
 
     def _policy(self, now_ms: int, out: list[Effect]) -> None:
         try:
@@ -168,6 +172,7 @@ class RogueNode(RealNode):
             pass  # the feed is full: OwnFeed refuses, as the agent's would
         self.made["feed_entries_to_limit"] = n
         self._commit(now_ms, out)
+        self.full_feed = tools.own_copy(self.key, self.own.feed).feed  # type: ignore[arg-type]
         junk = random.Random(derive_bytes(0, "garbage"))
         for i in range(GARBAGE_FRAMES):
             peer = self.honest[i % len(self.honest)]
@@ -178,7 +183,7 @@ class RogueNode(RealNode):
         """A hand-signed delta taking its full feed past the byte limit, to the ``targets`` that
         hold the full feed (it sees their version vectors); then it makes room again for its
         ordinary writes (by deleting its junk, as the agent would have to)."""
-        feed = self.own.feed
+        feed = self.full_feed
         assert feed is not None
         value = b"\x5a" * (VALUE_BYTES_MAX - 96)
         over = tools.oversized_delta(self.key, feed, 64, value, now_ms)
@@ -224,7 +229,7 @@ def setup(sim: Simulation, p: Params, rng: random.Random, heal_ms: int) -> None:
                 sim._pins_changed(now)
         sim.at(at_ms, label, act)
 
-    span = max(1000, (heal_ms - 6000) // 8)
+    span = max(1000, min(1500, (heal_ms - 16_000) // 8))
 
     def within(node: RogueNode, now: int) -> list[Effect]:
         mine = sorted(sim.pins)[0]
@@ -252,7 +257,7 @@ def setup(sim: Simulation, p: Params, rng: random.Random, heal_ms: int) -> None:
     def past_limit(node: RogueNode, now: int) -> list[Effect]:
         # The full feed (4 MiB) takes seconds to spread at 10 Mbit/s: the rogue waits until some
         # honest replicas hold it (or the active phase is nearly over), then goes past the limit.
-        full = node.own.version
+        full = node.full_feed.version if node.full_feed is not None else -1
         targets = [q for q in honest if q in sim.nodes
                    and sim.nodes[q].version_vector().get(rogue_peer) == full]  # type: ignore[attr-defined]
         if len(targets) < len(honest) // 2 and now < heal_ms - 3000:

@@ -73,7 +73,7 @@ def forged_presence(rogue: NodeKey, victim: str) -> PresenceRecord:
                           rogue.sign(presence_message(body)), body, 10**9)
 
 
-def _own_copy(key: NodeKey, feed: Feed) -> OwnFeed:
+def own_copy(key: NodeKey, feed: Feed) -> OwnFeed:
     """A writer over a private copy of ``key``'s own feed (from its full snapshot)."""
     fs = FeedSet()
     fs.apply_delta(encode_delta(feed.delta_since(-1)))
@@ -84,7 +84,7 @@ def feed_forks(key: NodeKey, feed: Feed, entries: list[tuple[str, bytes]], now_m
     """One delta per entry, all at the same next version of ``key``'s feed: an equivocation."""
     out = []
     for k, v in entries:
-        fork = _own_copy(key, feed)
+        fork = own_copy(key, feed)
         fork.put(k, v)
         data = fork.commit(now_ms)
         assert data is not None
@@ -95,7 +95,7 @@ def feed_forks(key: NodeKey, feed: Feed, entries: list[tuple[str, bytes]], now_m
 def oversized_delta(key: NodeKey, feed: Feed, n_entries: int, value: bytes, now_ms: int) -> bytes:
     """A correctly signed delta of ``key``'s feed past the feed limits (``OwnFeed`` refuses to
     make one: this builds the head by hand)."""
-    f = _own_copy(key, feed).feed
+    f = own_copy(key, feed).feed
     assert f is not None
     version = hlc_next(f.version, now_ms)
     stamped = {f"over/{i}": (version, value) for i in range(n_entries)}

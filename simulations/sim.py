@@ -127,6 +127,7 @@ class Simulation:
         self.metric_sources: list[Callable[[], dict]] = []
         self._tracked: dict[str, SimNode] | None = None
         self._calls: dict[int, Callable[[int], None]] = {}
+        self._call_seq = 0
         self._tick_at: dict[str, int] = {}  # the one live tick per node; others are stale
         self._fetching: set[tuple[str, str]] = set()
         self.gossip = GossipTally()  # what the cores of nodes no longer running sent, by item kind
@@ -153,7 +154,8 @@ class Simulation:
 
     def at(self, at_ms: int, label: str, fn: Callable[[int], None]) -> None:
         """Run ``fn(now_ms)`` at virtual time ``at_ms`` (faults and workload use this)."""
-        key = len(self._calls)
+        key = self._call_seq  # not len(self._calls): calls scheduled while others ran must not collide
+        self._call_seq += 1
         self._calls[key] = fn
         self.world.schedule(at_ms, "call", label, key)
 
