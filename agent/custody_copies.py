@@ -23,9 +23,9 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+from agent.feed_upkeep import finished_intent_keys
 from agent.policy import actions as policy_actions
 from agent.policy import peers as peers_policy
-from agent.feed_upkeep import finished_intent_keys
 from agent.probes import disk_free_bytes
 from agent.torrent_index import CUSTODY_KINDS, Entry
 from crdt import records
