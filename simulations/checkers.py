@@ -45,6 +45,9 @@ class Checker:
         self._deaths_seen: set[tuple[str, int]] = set()
         self.never_fetch: set[str] = set()  # items no honest host may ever fetch (a rogue's bait)
         self.rogues: set[str] = set()  # a rogue announces what it likes: that is its own doing
+        # long-haul: a verdict is false when it names the running process's own incarnation (or
+        # above) — exact, where the time window below is a bound for big fleets' suspicion times
+        self.false_dead_by_incarnation = False
 
     def _fail(self, at_ms: int, rule: str, detail: str) -> None:
         self.count += 1
@@ -124,6 +127,11 @@ class Checker:
         m.declared_dead += 1
         if peer not in self.sim.nodes:
             return  # really down (crashed, asleep, left): a true verdict
+        running = getattr(self.sim.nodes[peer], "incarnation", None)
+        if self.false_dead_by_incarnation and running is not None:
+            if incarnation >= running():
+                m.false_dead += 1
+            return
         if now_ms - self.sim.hosts[peer].up_since_ms < FALSE_DEAD_WINDOW_MS:
             return  # it was down recently: the verdict is about the process that died
         net = self.sim.net

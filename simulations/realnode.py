@@ -57,6 +57,7 @@ from simulations.adapter import (
     Effect,
     Fetch,
     FriendOffer,
+    HoldingBatch,
     PeerAnswer,
     RemoveHolding,
     RepairStart,
@@ -65,6 +66,7 @@ from simulations.adapter import (
     SetDiskFull,
     SetPin,
     Trimmed,
+    Unpin,
     infohash_of,
 )
 from simulations.realview import Interner, SharedView, ViewBuilder
@@ -73,6 +75,7 @@ from tva.errors import InvalidInput, RemoteDataError
 
 DISK_FREE_BYTES = 4 * 1024**4  # a roomy server disk; "full" is 0
 FETCH_RETRY_MS = 10_000
+GC_FIRST_MS = 5_000  # the housekeeping's first tick after a start
 
 
 def soft_state(disk_free_bytes: int, host_class: str) -> SetSoftState:
@@ -217,8 +220,11 @@ class RealNode:
         self._fetching: dict[str, int] = {}
         self._announced: set[str] = set()
         self.refused = 0
-        self.writes_refused = 0  # own-feed writes the feed limits refused (a long-lived feed: never)
+        saved_counts = saved or {}
+        self.writes_refused = saved_counts.get("writes_refused", 0)  # own writes the feed limits refused
+        self.tombstones_collected = saved_counts.get("tombstones_collected", 0)
         self._next_gc_ms = 0
+        self.gc_mark = (0, 0)  # (own feed version, live entries) right after the last GC
 
     # --- plumbing -----------------------------------------------------------------------------------
     def _handle(self, event: object, now_ms: int, out: list[Effect]) -> None:
@@ -274,12 +280,18 @@ class RealNode:
             self.own.put(records.CARD_KEY, records.encode_card(records.HostCard(self.name, self.host_class)))
             self._commit(now_ms, out)
         self._next_policy_ms = now_ms + self.shared.policy_interval_ms
-        self._next_gc_ms = now_ms + GC_INTERVAL_MS
+        self._next_gc_ms = now_ms + GC_FIRST_MS
 
     def _collect_garbage(self, now_ms: int, out: list[Effect]) -> None:
         """The agent's housekeeping: tombstones collected on the GC horizon, the head pushed."""
         self._next_gc_ms = now_ms + GC_INTERVAL_MS
+        feed = self.own.feed
+        before = len(feed.tombstone_keys()) if feed is not None else 0
         delta = collect_garbage(self, now_ms)
+        feed = self.own.feed
+        if feed is not None and not self.own.pending_count:  # what the GC left (long-haul checkers)
+            self.tombstones_collected += before - len(feed.tombstone_keys())
+            self.gc_mark = (feed.version, feed.entry_count - len(feed.tombstone_keys()))
         if delta is not None:
             out.append(Applied(self.peer_id, self.own.version))
             self._view = None
@@ -316,17 +328,20 @@ class RealNode:
         out: list[Effect] = []
         if not self._started:
             self._start(now_ms, out)
-        if isinstance(op, AddHolding | RemoveHolding):
+        if isinstance(op, AddHolding | RemoveHolding | HoldingBatch):
             try:
-                self._write_holding(op)
+                for c in op.changes if isinstance(op, HoldingBatch) else (op,):
+                    self._write_holding(c)
             except InvalidInput:
                 self.writes_refused += 1  # the agent's torrent manager would log it and retry
                 self.own._clear_pending()
                 return out
             self._commit(now_ms, out)
-        elif isinstance(op, SetPin | Revoke | AddFriend):
+        elif isinstance(op, SetPin | Unpin | Revoke | AddFriend):
             if isinstance(op, SetPin):
                 self.doc.pin(op.item, op.copies_min, op.copies_max, now_ms)
+            elif isinstance(op, Unpin):
+                self.doc.unpin(op.item, now_ms)
             elif isinstance(op, Revoke):
                 self.doc.revoke(op.peer, "simulated revocation", now_ms)
             else:
@@ -368,9 +383,14 @@ class RealNode:
 
     def snapshot(self) -> dict:
         inner = self.feeds.inner
+        # the counters are the simulator's (the agent keeps them in its log and status)
+        counts = {"writes_refused": self.writes_refused, "tombstones_collected": self.tombstones_collected}
         if isinstance(inner, SharedFeedSet):  # shared: what the atomic save would load, as objects
-            return {"feeds": inner.shared_state(), "doc": self.doc, "incarnation": self.mesh.incarnation()}
-        return {"feeds": inner.to_bytes(), "doc": self.doc.save(), "incarnation": self.mesh.incarnation()}
+            return {"feeds": inner.shared_state(), "doc": self.doc, "incarnation": self.mesh.incarnation(), **counts}
+        return {"feeds": inner.to_bytes(), "doc": self.doc.save(), "incarnation": self.mesh.incarnation(), **counts}
+
+    def incarnation(self) -> int:
+        return self.mesh.incarnation()
 
     # --- policy ------------------------------------------------------------------------------------
     def _shared_view(self) -> SharedView:

@@ -15,6 +15,7 @@ from simulations.adapter import (
     Change,
     DeclaredDead,
     Fetch,
+    HoldingBatch,
     RemoveHolding,
     RepairStart,
     Revoke,
@@ -23,6 +24,7 @@ from simulations.adapter import (
     SetPin,
     SimNode,
     Trimmed,
+    Unpin,
 )
 from simulations.checkers import Checker
 from simulations.metrics import Metrics
@@ -172,8 +174,17 @@ class Simulation:
             self._disk_add(peer, op.item, op.size_bytes)
         elif isinstance(op, RemoveHolding):
             self._disk_remove(peer, op.item)
+        elif isinstance(op, HoldingBatch):
+            for c in op.changes:
+                if isinstance(c, AddHolding):
+                    self.items.setdefault(c.item, Item(c.item, c.size_bytes, c.policy))
+                    self._disk_add(peer, c.item, c.size_bytes)
+                else:
+                    self._disk_remove(peer, c.item)
         elif isinstance(op, SetPin):
             self.pins[op.item] = (op.copies_min, op.copies_max)
+        elif isinstance(op, Unpin):
+            self.pins.pop(op.item, None)
         elif isinstance(op, Revoke):
             self.revoked.setdefault(op.peer, now_ms)
             self._tracked = None
