@@ -17,11 +17,14 @@ The rogue (``RogueNode``, a real node with extra moves, tools in ``simulations.r
 * **forced downloads**: repair intents naming honest hosts for a huge item nobody pinned and for
   pinned items, with a lease of ten years.
 
-Checkers (beside the common ones): every honest node holds the expected membership, roles,
-settings, friends and other hosts' overrides; no honest host is held left/dead or carries a
-forged presence; no honest host fetched what the rogue asked for; each honest node counted the
-refusals (ineffective decisions, budget refusals, equivocations, forged records, refused deltas
-and frames, refused intents). Refusal totals are reported as metrics.
+Checkers (beside the common ones, which compare honest nodes only but every feed, the rogue's
+too): every honest node holds the expected membership, roles, settings, friends, pins and other
+hosts' overrides; no honest host is held left/dead or carries a forged presence at the end; no
+honest host fetched what the rogue asked for (safety, at every step); honest replicas hold one
+signed head per feed (equal version vectors are not enough after an equivocation); each honest
+node counted the refusals (ineffective decisions, budget refusals, equivocations, forged records,
+refused deltas and frames, refused intents). The rogue's moves and the refusal totals are
+reported as metrics.
 """
 
 from __future__ import annotations
@@ -263,10 +266,12 @@ def setup(sim: Simulation, p: Params, rng: random.Random, heal_ms: int) -> None:
         if len(targets) < len(honest) // 2 and now < heal_ms - 3000:
             move("rogue-past-feed-limit", now + 500, past_limit)
             return []
+        # last, on the feed it has made room in: two heads at one version, which honest replicas
+        # must come back from (one_head_per_feed)
         move("rogue-equivocate-feed", now + 1000, lambda node, now: node.equivocate_feed(now))
         return node.past_feed_limit(targets, now)
 
-    move("rogue-past-feed-limit", 3500 + 6 * span, past_limit)
+    move("rogue-past-feed-limit", 3500 + 6 * span, past_limit)  # then the feed equivocation
 
 
 class ByzantineWatch:
@@ -280,6 +285,7 @@ class ByzantineWatch:
             "membership_unchanged": self.membership_unchanged,
             "liveness_unforged": self.liveness_unforged,
             "refusals_counted": self.refusals_counted,
+            "one_head_per_feed": self.one_head_per_feed,
         })
         sim.metric_sources.append(self.figures)
         sim.checker.never_fetch.add("rogue-huge")
@@ -322,6 +328,16 @@ class ByzantineWatch:
                     bad.append(f"{q[-6:]} holds a forged presence of {peer[-6:]}")
         return not bad, ("no honest host held left, dead or with a forged presence" if not bad
                          else "; ".join(bad[:5]))
+
+    def one_head_per_feed(self) -> tuple[bool, str]:
+        """Stronger than equal version vectors: equal signed heads (an equivocation gives two
+        heads at one version), the rogue's feed included."""
+        heads: set[tuple] = set()
+        for _, node in self._honest_up():
+            fs = node.feeds.inner
+            heads.add(tuple(sorted((o, f.version, f.head.digest) for o in fs.owners()
+                                   if (f := fs.feed(o)) is not None and not fs.is_revoked(o))))
+        return len(heads) <= 1, f"{len(heads)} distinct sets of feed heads among honest nodes"
 
     def _counts(self, node: RealNode) -> dict[str, int]:
         st = node.doc.stats

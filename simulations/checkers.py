@@ -148,8 +148,9 @@ class Checker:
 
     def converged(self) -> tuple[bool, str]:
         """Do all live, unrevoked nodes hold the same feeds and fleet document?"""
+        # honest nodes only (a rogue holds what it likes), but every feed: the rogue's too
         live = [p for p in self.live_members() if p not in self.rogues]
-        ignored = {*self.sim.revoked, *self.rogues}  # a rogue's own feed is its own business
+        ignored = self.sim.revoked
         seen_vv: dict[tuple, str] = {}
         seen_doc: dict[str, str] = {}
         for p in live:

@@ -16,7 +16,7 @@ from simulations.run import deterministic_part, run_scenario
 from simulations.scenarios import params_for
 
 CI_NODES = 12
-SCENARIO_CHECKS = ("membership_unchanged", "liveness_unforged", "refusals_counted")
+SCENARIO_CHECKS = ("membership_unchanged", "liveness_unforged", "refusals_counted", "one_head_per_feed")
 
 
 def _run(nodes: int = CI_NODES, seed: int = 1) -> dict:
