@@ -11,7 +11,8 @@ The rogue (``RogueNode``, a real node with extra moves, tools in ``simulations.r
 * **forged liveness and presence** about honest hosts: LEFT at the maximum incarnation, a death
   with a forged statement, presence frozen at the maximum (no disk, portable, asleep);
 * **floods**: decisions up to its hourly budget and past it, its feed up to the byte limit and a
-  hand-signed delta past it, garbage frames;
+  hand-signed delta past it, garbage frames; ops no replica stores (a tampered signature, a key
+  nobody admitted, an op over the size limit);
 * **equivocation**: two decisions at one seq sent to two halves of the fleet, two feed heads at
   one version likewise;
 * **forced downloads**: repair intents naming honest hosts for a huge item nobody pinned and for
@@ -99,7 +100,7 @@ class RogueNode(RealNode):
             ("setting", {"name": "ipv4_subnet", "value": "10.66.0.0/24"}),
             ("override", {"peer": member, "class": "portable", "services": None, "duty": None}),
             ("psk", {"epoch": 99, "sealed": {self.peer_id: b"x" * 48}}),
-            ("friend", {"fleet": "fleet-of-the-rogue", "name": "mine", "link": {}}),
+            ("friend", {"fleet_id": "fleet-of-the-rogue", "name": "mine", "link": {}}),
         )
         for kind, body in attempts:
             tools.write_raw(self.doc, self.key, kind, body, now_ms)
@@ -165,6 +166,9 @@ class RogueNode(RealNode):
                               [{"peer": self.peer_id, "class": "server", "services": None, "duty": None}] * PAST_BUDGET_OPS,
                               now_ms)
         out += self._send_all(DocMessage(tools.raw_sync_message(past)), self.honest)
+        stranger = NodeKey(derive_bytes(0, "rogue-stranger"))
+        for wire in tools.unstorable_ops(self.doc, self.key, stranger, now_ms):  # one message each
+            out += self._send_all(DocMessage(tools.raw_sync_message([wire])), self.honest)
         value = b"\xa5" * (VALUE_BYTES_MAX - 96)
         n = 0
         try:
@@ -350,6 +354,9 @@ class ByzantineWatch:
         return {
             "ineffective": sum(st.ineffective.values()),
             "budget_refused": st.refused.get("TooLarge", 0),
+            # a tampered signature, an author never admitted (ops), an oversized op (its message)
+            "unstorable_refused": st.refused.get("SignatureError", 0) + st.refused.get("Unauthorized", 0)
+            + sum(v for k, v in mesh.items() if k.startswith("doc_refused")),
             "equivocations": st.equivocations,
             "member_records_forged": mesh.get("member_records_forged", 0),
             "presence_forged": mesh.get("presence_forged", 0),
@@ -360,7 +367,7 @@ class ByzantineWatch:
 
     def refusals_counted(self) -> tuple[bool, str]:
         need = {"ineffective": self.made.get("beyond_rights", 0), "budget_refused": 1, "equivocations": 1,
-                "member_records_forged": 1, "presence_forged": 1, "frames_refused": 1}
+                "member_records_forged": 1, "presence_forged": 1, "frames_refused": 1, "unstorable_refused": 3}
         rogue = self.sim.nodes.get(self.rogue)
         past_limit = set(getattr(rogue, "past_limit_targets", ()))
         short = [] if past_limit else ["no honest replica held the rogue's full feed: the limit was not tried"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import msgpack
 
+from crdt.decision_ops import FORMAT as DECISION_FORMAT
 from crdt.decision_ops import make_op
 from crdt.decision_sync import FORMAT as SYNC_FORMAT
 from crdt.feed import Delta, Feed, SignedHead, digest_of, encode_delta
@@ -47,6 +48,25 @@ def next_ops(doc: FleetDoc, key: NodeKey, kind: str, bodies: list[dict], at_ms: 
         wires.append(op.wire)
         parents, seq = [op.hash], seq + 1
     return wires
+
+
+def unstorable_ops(doc: FleetDoc, key: NodeKey, stranger: NodeKey, at_ms: int) -> list[bytes]:
+    """Ops every replica refuses to store: a tampered signature, an author nobody admitted, one
+    over the op size limit (packed by hand: ``make_op`` refuses to sign it)."""
+    log = doc._log
+    parents = sorted(log.heads)
+    seq = max(log.nodes[h].vc.get(key.public, 0) for h in parents) + 1
+    good = make_op(key, seq=seq, parents=parents, at_ms=at_ms, kind="pin",
+                   body={"content": "sneaky", "min": 1, "max": None})
+    wire = bytearray(good.wire)
+    wire[-5] ^= 0xFF  # the signature no longer verifies
+    alien = make_op(stranger, seq=1, parents=parents, at_ms=at_ms, kind="pin",
+                    body={"content": "stranger", "min": 1, "max": None})
+    huge_body = [DECISION_FORMAT, key.public, seq, list(parents), at_ms, "pin",
+                 {"content": "x" * 2000, "blob": b"\0" * 250}]
+    huge_packed = msgpack.packb(huge_body, use_bin_type=True) + b"\0" * (300 * 1024)
+    huge = msgpack.packb([huge_packed, key.sign(b"whatever")], use_bin_type=True)
+    return [bytes(wire), alien.wire, huge]
 
 
 def raw_sync_message(wires: list[bytes]) -> bytes:
