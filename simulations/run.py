@@ -116,6 +116,7 @@ def run_scenario(p: Params, trace_out: IO[str] | None = None, progress: bool = F
         "frames_lost": stats.frames_lost,
         "frames_blocked": stats.frames_blocked,
         "frames_duplicated": stats.frames_duplicated,
+        "frames_dropped_bulk_queue": stats.frames_dropped_bulk_queue,
         "pin_under_n_ms_total": sum(m.pin_under_ms.values()),
         "pin_under_n_ms_max": max(m.pin_under_ms.values(), default=0),
         "restore_ms_p50": _r(percentile(restore, 50)),

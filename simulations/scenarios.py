@@ -102,7 +102,7 @@ SCENARIO_DEFAULTS: dict[str, dict] = {
     "sleepy-laptops": {"portable_fraction": 0.4},
     "holder-loss": {"copies_min": 3, "copies_max": 4},
     "mass-join": {"warm_start": False},
-    "byzantine-member": {"duration_s": 40.0},
+    "byzantine-member": {"duration_s": 40.0, "bound_s": 120.0},
     "long-haul": {"days": 30, "duration_s": 40.0, "changes_per_s": 4.0},
 }
 
