@@ -51,7 +51,7 @@ def test_the_checkers_catch_an_agent_that_never_collects_tombstones(monkeypatch)
     assert r["metrics"]["tombstones_collected"] == 0
 
 
-@pytest.mark.skipif(os.environ.get("TVA_SOAK") != "1", reason="soak: set TVA_SOAK=1 (a month, ~1M changes)")
+@pytest.mark.skipif(os.environ.get("TVA_SOAK") != "1", reason="soak: set TVA_SOAK=1 (a month, ~1M changes, ~20 min)")
 def test_soak_a_month_with_a_million_holding_changes_on_one_host():
     r = _run(seed=2, nodes=30, days=30, duration_s=40.0, busy_changes_per_s=1300.0)
     _assert_passes(r)
