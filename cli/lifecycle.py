@@ -22,11 +22,24 @@ def _progress(message: str) -> None:
     print(f"tva-agent: {message}", file=sys.stderr, flush=True)
 
 
+JOIN_IMPORTS = ("agent.joining", "agent.lifecycle", "agent.logs", "agent.secrets", "agent.service", "agent.state",
+                "agent.store", "crdt.feedset", "crdt.records", "mesh.invites", "mesh.libp2p_addrs",
+                "mesh.libp2p_transport", "mesh.rekeyable_transport")
+
+
 def _warm_daemon_imports() -> None:
     """`join --run`: import the daemon's modules (~0.5 s: FastAPI, pydantic, the components) in a
     thread while the join waits on the network, so the daemon starts — and the new host's
-    WireGuard key reaches the fleet — that much sooner after admission."""
+    WireGuard key reaches the fleet — that much sooner after admission.
+
+    Everything the join itself imports is imported here first, on this thread: two threads
+    importing the same package cycle (agent.policy's __init__ and its submodules) can each see
+    the other's module half-initialised — an ImportError at random."""
+    import importlib
     import threading
+
+    for name in JOIN_IMPORTS:
+        importlib.import_module(name)
 
     def warm() -> None:
         try:
