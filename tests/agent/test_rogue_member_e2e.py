@@ -32,7 +32,7 @@ from agent.runtime import INCARNATION_EPOCH_S
 from agent.state import NodeState
 from agent.store import StateStore
 from crdt import records
-from crdt.decision_ops import FORMAT, make_op
+from crdt.decision_ops import make_op
 from crdt.decision_sync import FORMAT as SYNC_FORMAT
 from crdt.identity import NodeKey
 from mesh.core import LocalChanged, MembersChanged, MeshConfig, MeshNode, encode_frame
@@ -40,6 +40,7 @@ from mesh.core.frames import INCARNATION_MAX, DocMessage, Gossip, MemberRecord, 
 from mesh.core.signing import member_message, presence_message
 from mesh.core.types import Liveness
 from mesh.libp2p_transport import Libp2pTransport
+from simulations.rogue import unstorable_ops
 from tests.agent.procs import AgentProc, wait_until
 from tests.agent.raw_decisions import write_raw
 from tests.agent.test_fleet_key_rotation import _fleet_psk, _handshake, _mesh_addr
@@ -83,20 +84,7 @@ def _forged_decisions(state: NodeState, victims: dict[str, str], now_ms: int) ->
 def _unstorable(state: NodeState, now_ms: int) -> list[bytes]:
     """Ops every replica refuses to store: a tampered signature, an author nobody admitted, one
     over the op size limit (packed by hand: make_op refuses to sign it)."""
-    log = state.doc._log
-    parents = sorted(log.heads)
-    seq = max(log.nodes[h].vc.get(state.key.public, 0) for h in parents) + 1
-    good = make_op(state.key, seq=seq, parents=parents, at_ms=now_ms, kind="pin",
-                   body={"content": "sneaky", "min": 1, "max": None})
-    wire = bytearray(good.wire)
-    wire[-5] ^= 0xFF  # the signature no longer verifies
-    stranger = make_op(NodeKey(os.urandom(32)), seq=1, parents=parents, at_ms=now_ms, kind="pin",
-                       body={"content": "stranger", "min": 1, "max": None})
-    huge_body = [FORMAT, state.key.public, seq, list(parents), now_ms, "pin", {"content": "x" * 2000,
-                                                                               "blob": b"\0" * 250}]
-    huge_packed = msgpack.packb(huge_body, use_bin_type=True) + b"\0" * (300 * 1024)
-    huge = msgpack.packb([huge_packed, state.key.sign(b"whatever")], use_bin_type=True)
-    return [bytes(wire), stranger.wire, huge]
+    return unstorable_ops(state.doc, state.key, NodeKey(os.urandom(32)), now_ms)
 
 
 def _mesh_forgeries(rogue: NodeKey, victim: str) -> list:
