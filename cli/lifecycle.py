@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from functools import partial
 
 import trio
@@ -22,20 +23,31 @@ def _progress(message: str) -> None:
     print(f"tva-agent: {message}", file=sys.stderr, flush=True)
 
 
-def _warm_daemon_imports() -> None:
+class _DaemonImports:
     """`join --run`: import the daemon's modules (~0.5 s: FastAPI, pydantic, the components) in a
     thread while the join waits on the network, so the daemon starts — and the new host's
-    WireGuard key reaches the fleet — that much sooner after admission."""
-    import threading
+    WireGuard key reaches the fleet — that much sooner after admission. The thread starts only
+    once the join has imported all it needs, and the main thread imports nothing more until the
+    thread is done (``wait``): concurrent imports of one package tree can hand either thread a
+    half-initialised module (seen: ``agent.policy.classes`` in a join's ``agent.joining``)."""
 
-    def warm() -> None:
-        try:
-            import agent.library_service
-            import agent.runtime  # noqa: F401
-        except Exception:  # the daemon's own import reports any real problem
-            pass
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
 
-    threading.Thread(target=warm, name="warm-imports", daemon=True).start()
+    def start(self) -> None:
+        def warm() -> None:
+            try:
+                import agent.library_service
+                import agent.runtime  # noqa: F401
+            except Exception:  # the daemon's own import reports any real problem
+                pass
+
+        self._thread = threading.Thread(target=warm, name="warm-imports", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
@@ -49,9 +61,11 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
                 print(f"founded fleet {state.fleet.fleet_name} ({state.fleet.fleet_id}); this host is {state.peer_id}")
             return 0
         if args.command == "join":
-            if args.run:
-                _warm_daemon_imports()
-            state = trio.run(lifecycle.join, cfg, args.invite, _progress)
+            warm = _DaemonImports()
+            try:
+                state = trio.run(lifecycle.join, cfg, args.invite, _progress, warm.start if args.run else lambda: None)
+            finally:
+                warm.wait()
             summary = lifecycle.summary(state)
             if args.json:
                 output.emit_json({k: v for k, v in summary.items() if k != "ipv4_subnet"})
