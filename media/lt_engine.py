@@ -196,8 +196,8 @@ class LibtorrentEngine:
 
     def apply_flags(self, flags: SwarmFlags) -> None:
         """Re-apply the swarm flags, e.g. when the public_swarm_face duty moves to or from us."""
-        self._ses.apply_settings({**build_settings(flags), "alert_mask": int(_ALERT_MASK)})
-        _apply_peer_classes(self._ses, flags)
+        self._ses.apply_settings(session_settings(flags))
+        apply_peer_classes(self._ses, flags)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -351,7 +351,13 @@ async def _wait_listening(ses: lt.session, flags: SwarmFlags) -> None:
     )
 
 
-def _apply_peer_classes(ses: lt.session, flags: SwarmFlags) -> None:
+def session_settings(flags: SwarmFlags) -> dict[str, object]:
+    """Everything the engine's session is created with (bench_repair gives its bare-libtorrent
+    baseline exactly these)."""
+    return {**build_settings(flags), "alert_mask": int(_ALERT_MASK)}
+
+
+def apply_peer_classes(ses: lt.session, flags: SwarmFlags) -> None:
     """Make configured rate limits apply to LAN/loopback peers too.
 
     libtorrent puts local-network peers in its "local" peer class, which no rate limit touches;
@@ -370,9 +376,8 @@ async def open_lt_engine(media_root: str, flags: SwarmFlags = SwarmFlags()) -> A
     """An engine whose alert task lives in its own nursery; the session is gone on exit."""
     if not os.path.isdir(media_root):
         raise ConfigError(f"media root {media_root!r} is not a directory", hint="create it or fix the config")
-    settings = {**build_settings(flags), "alert_mask": int(_ALERT_MASK)}
-    ses = await trio.to_thread.run_sync(lt.session, settings)
-    _apply_peer_classes(ses, flags)
+    ses = await trio.to_thread.run_sync(lt.session, session_settings(flags))
+    apply_peer_classes(ses, flags)
     engine = None
     try:
         await _wait_listening(ses, flags)
