@@ -26,7 +26,7 @@ from tests.agent.procs import AgentProc, wait_until  # noqa: E402
 from tests.wg.netns import NetnsLab  # noqa: E402
 
 
-def one_round(tmp: Path) -> tuple[float, float]:
+def one_round(tmp: Path, tick_env: dict[str, str]) -> tuple[float, float]:
     with NetnsLab(2) as lab:
         agents = []
         for i, name in enumerate(("founder", "joiner")):
@@ -35,7 +35,7 @@ def one_round(tmp: Path) -> tuple[float, float]:
             agents.append(AgentProc(tmp, f"{name}-{lab.run_id}", prefix=("ip", "netns", "exec", lab.ns(i)),
                                     listen=f"/ip4/{lab.underlay_ip(i)}/tcp/4810",
                                     env={"TVA_WG_BACKEND": "userspace", "TVA_WG_SOCKET_DIR": str(sock_dir),
-                                         "TVA_TICK_INTERVAL_MS": "300"}))
+                                         **tick_env}))
         founder, joiner = agents
         try:
             founder.cli("init", "--name", "bench")
@@ -60,14 +60,18 @@ def one_round(tmp: Path) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--tick-interval-ms", type=int, default=None,
+                    help="the agents' policy tick (also the fabric's reconcile interval); default: the daemon's")
     args = ap.parse_args()
+    tick_env = {} if args.tick_interval_ms is None else {"TVA_TICK_INTERVAL_MS": str(args.tick_interval_ms)}
     if os.geteuid() != 0:
         raise SystemExit("bench_fabric_join needs root (network namespaces, wireguard-go)")
-    print(f"bench_fabric_join: rounds={args.rounds} cpus={os.cpu_count()}")
+    print(f"bench_fabric_join: rounds={args.rounds} tick_interval_ms={args.tick_interval_ms or 'default'} "
+          f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f}")
     joins, underlays = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
-            j, u = one_round(Path(tmp))
+            j, u = one_round(Path(tmp), tick_env)
             joins.append(j)
             underlays.append(u)
             print(f"  join → first ping over tva0: {j:.2f} s (first underlay ping: {u * 1000:.0f} ms)")
