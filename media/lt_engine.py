@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
@@ -74,6 +74,7 @@ class LibtorrentEngine:
         self._torrent_bytes: dict[str, bytes] = {}
         self._tracker: dict[str, tuple[bool, str | None]] = {}
         self._dht_waiters: dict[str, list[trio.MemorySendChannel[list[tuple[str, int]]]]] = {}
+        self.on_metadata: Callable[[str], None] | None = None  # called with the infohash when a magnet's metadata arrives
 
     # --- alerts -------------------------------------------------------------------------------
 
@@ -103,6 +104,8 @@ class LibtorrentEngine:
                     pass
         elif isinstance(a, lt.metadata_received_alert):
             self._remember_metadata(a.handle)
+            if self.on_metadata is not None:
+                self.on_metadata(_ih(a.handle.info_hash()))
         elif isinstance(a, (lt.torrent_error_alert, lt.file_error_alert, lt.listen_failed_alert)):
             log.warning("libtorrent: %s", a.message())
 
