@@ -261,7 +261,13 @@ def main() -> None:
     repair, plain = [], []
     with tempfile.TemporaryDirectory(prefix="tva-bench-repair-") as tmp:
         flags = agent_flags(AgentProc(Path(tmp), "beta", env=ENV))  # what beta's engine will run with
-    print(f"engine flags on both sides: {json.dumps(flags)}", flush=True)
+    from media.lt_engine import session_settings
+    from media.lt_settings import SwarmFlags
+
+    shown = {k: v for k, v in session_settings(SwarmFlags(**{k: tuple(v) if isinstance(v, list) else v
+                                                          for k, v in flags.items()})).items()
+             if k.startswith(("enable_", "upload_rate", "download_rate", "listen"))}
+    print(f"libtorrent session settings on both sides: {json.dumps(shown)}", flush=True)
     for r in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="tva-bench-repair-") as tmp:
             work = Path(tmp)
