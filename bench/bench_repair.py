@@ -118,7 +118,11 @@ def repair_round(work: Path, size_bytes: int) -> float:
             row = {r["infohash"]: r for r in api(beta, "GET", "/torrents")}.get(ih)
             return None if row is None else (row["state"], row["progress"])
 
-        elapsed = time_copy(poll)
+        try:
+            elapsed = time_copy(poll)
+        except TimeoutError:
+            print(f"repair round timed out; beta's log ends:\n{beta.log.read_text()[-4000:]}", file=sys.stderr)
+            raise
         assert sha256(beta.state_dir / "media" / "payload.bin") == digest, "repair copy differs"
         wait_until(lambda: custody(alpha, content).get("status") == "ok", 30, "custody ok")
         return elapsed
