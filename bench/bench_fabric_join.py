@@ -5,7 +5,8 @@ Run: sudo .venv/bin/python bench/bench_fabric_join.py [--rounds 5]
 Two network namespaces on a veth underlay; a founder agent runs in the first; the second runs
 `tva-agent join TOKEN --run`. The clock starts when the join command starts (process start,
 libp2p, admission, sync, tva0 bring-up, WireGuard handshake) and stops at the first ping reply
-from the founder's overlay IPv4. Baseline in the same run: the first ping over the underlay.
+from the founder's overlay IPv4; the phases printed per round are the join's "admitted" line and
+the daemon's daemon.json. Baseline in the same run: the first ping over the underlay.
 """
 
 from __future__ import annotations
@@ -48,10 +49,19 @@ def one_round(tmp: Path, tick_env: dict[str, str]) -> tuple[float, float]:
             start = time.monotonic()
             joiner._spawn("join", token, "--run")
             lab.pids.append(joiner.proc.pid)
+            phases: dict[str, float] = {}
             while not lab.ping(1, target, wait_s=0.1):
-                if time.monotonic() - start > 60:
+                now = time.monotonic() - start
+                if "admitted" not in phases and "admitted:" in joiner.log.read_text(errors="replace"):
+                    phases["admitted"] = now
+                if "daemon" not in phases and (joiner.state_dir / "daemon.json").exists():
+                    phases["daemon"] = now
+                if now > 60:
                     raise AssertionError("no ping over tva0 within 60 s")
-            return time.monotonic() - start, underlay_s or float("nan")
+            total = time.monotonic() - start
+            print("    phases (polled every ~0.1 s): " + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items())
+                  + f", ping {total:.2f} s", flush=True)
+            return total, underlay_s or float("nan")
         finally:
             for a in agents:
                 a.kill(signal.SIGTERM)  # a clean stop takes tva0 and wireguard-go down with it
