@@ -61,7 +61,7 @@ class Notifier:
         if not self.batchers:
             self._on_health("off", "no notify_webhooks configured")
             task_status.started()
-            return
+            await trio.sleep_forever()  # stay supervised like every component (a fault still restarts it)
         async with trio.open_nursery() as nursery:
             for url, batcher in self.batchers.items():
                 nursery.start_soon(self._sender, url, batcher)
