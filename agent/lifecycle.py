@@ -93,14 +93,9 @@ def _join_net_transport(seed: bytes, fleet_id: str, listen: tuple[str, ...]):
     return Libp2pTransport(seed, secrets.join_psk(fleet_id), listen_addrs=listen, serve_frames=False)
 
 
-async def join(cfg: Config, token: str, progress: Callable[[str], None] = lambda _m: None,
-               while_waiting: Callable[[], None] = lambda: None):
+async def join(cfg: Config, token: str, progress: Callable[[str], None] = lambda _m: None):
     """Knock on the inviter's join listener, be admitted, adopt the fleet's decisions, feeds and key,
-    persist them. The invite carries no fleet key: it arrives sealed to this host's key.
-
-    ``while_waiting`` is called once every module the join itself needs is imported, just before
-    it waits on the network (`join --run` warms the daemon's imports in a thread from there: two
-    threads importing the same packages at once can meet a half-initialised module)."""
+    persist them. The invite carries no fleet key: it arrives sealed to this host's key."""
     from agent.joining import ask, fleet_key_from
     from agent.service import wall_ms
     from agent.state import FleetInfo, NodeState
@@ -124,9 +119,6 @@ async def join(cfg: Config, token: str, progress: Callable[[str], None] = lambda
     transport = _join_net_transport(key.seed, inv.fleet_id, ("/ip4/127.0.0.1/tcp/0",))
     async with trio.open_nursery() as nursery:
         await nursery.start(transport.run)
-        import libp2p.network.connection.swarm_connection  # noqa: F401  (libp2p's one lazy import on dialling)
-
-        while_waiting()
         feeds = FeedSet()
         own = OwnFeed(key, feeds)
         own.put(records.CARD_KEY, records.encode_card(host_card(cfg)))

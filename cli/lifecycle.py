@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from functools import partial
 
 import trio
@@ -23,31 +22,33 @@ def _progress(message: str) -> None:
     print(f"tva-agent: {message}", file=sys.stderr, flush=True)
 
 
-class _DaemonImports:
+JOIN_IMPORTS = ("agent.joining", "agent.lifecycle", "agent.logs", "agent.secrets", "agent.service", "agent.state",
+                "agent.store", "crdt.feedset", "crdt.records", "mesh.invites", "mesh.libp2p_addrs",
+                "mesh.libp2p_transport", "mesh.rekeyable_transport")
+
+
+def _warm_daemon_imports() -> None:
     """`join --run`: import the daemon's modules (~0.5 s: FastAPI, pydantic, the components) in a
     thread while the join waits on the network, so the daemon starts — and the new host's
-    WireGuard key reaches the fleet — that much sooner after admission. The thread starts only
-    once the join has imported all it needs, and the main thread imports nothing more until the
-    thread is done (``wait``): concurrent imports of one package tree can hand either thread a
-    half-initialised module (seen: ``agent.policy.classes`` in a join's ``agent.joining``)."""
+    WireGuard key reaches the fleet — that much sooner after admission.
 
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
+    Everything the join itself imports is imported here first, on this thread: two threads
+    importing the same package cycle (agent.policy's __init__ and its submodules) can each see
+    the other's module half-initialised — an ImportError at random."""
+    import importlib
+    import threading
 
-    def start(self) -> None:
-        def warm() -> None:
-            try:
-                import agent.library_service
-                import agent.runtime  # noqa: F401
-            except Exception:  # the daemon's own import reports any real problem
-                pass
+    for name in JOIN_IMPORTS:
+        importlib.import_module(name)
 
-        self._thread = threading.Thread(target=warm, name="warm-imports", daemon=True)
-        self._thread.start()
+    def warm() -> None:
+        try:
+            import agent.library_service
+            import agent.runtime  # noqa: F401
+        except Exception:  # the daemon's own import reports any real problem
+            pass
 
-    def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
+    threading.Thread(target=warm, name="warm-imports", daemon=True).start()
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
@@ -61,11 +62,9 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
                 print(f"founded fleet {state.fleet.fleet_name} ({state.fleet.fleet_id}); this host is {state.peer_id}")
             return 0
         if args.command == "join":
-            warm = _DaemonImports()
-            try:
-                state = trio.run(lifecycle.join, cfg, args.invite, _progress, warm.start if args.run else lambda: None)
-            finally:
-                warm.wait()
+            if args.run:
+                _warm_daemon_imports()
+            state = trio.run(lifecycle.join, cfg, args.invite, _progress)
             summary = lifecycle.summary(state)
             if args.json:
                 output.emit_json({k: v for k, v in summary.items() if k != "ipv4_subnet"})

@@ -120,7 +120,7 @@ async def test_garbage_other_requests_and_floods_are_refused_as_data(founder):
     reply = rpc.decode_reply(await handle(peers[1], b"\x00garbage"))
     assert reply["error"]
     reply = rpc.decode_reply(await handle(peers[2], rpc.encode_query("peers_for", {"infohash": "ab" * 20})))
-    assert "answers only join, rekey and friend requests" in reply["error"]
+    assert "only join, rekey and friend requests" in reply["error"]
     replies = [rpc.decode_reply(await handle(p, encode_join_query("rekey", {"epoch": 0}))) for p in peers[3:]]
     assert sum("busy" in r.get("error", "") for r in replies) >= 5  # the bucket holds 20 at once
     assert founder.join.counters["rate_limited"] >= 5
