@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from fastapi import APIRouter, Body, Path
 from pydantic import Field
@@ -20,11 +20,14 @@ router = APIRouter()
 FLEET_PATTERN = r"^[A-Za-z0-9_=. -]{1,128}$"  # a fleet id, or a friend fleet's name
 
 
+ShareKind = Literal["public", "f2f_only"]  # the schema names what the handler accepts (schemathesis)
+assert set(get_args(ShareKind)) == set(SHAREABLE)
+
+
 class FriendIn(JsonBody):
     invite: str = Field(min_length=5, max_length=invites.TOKEN_CHARS_MAX)
     custody_bytes: int | None = Field(default=None, ge=0, le=CUSTODY_BYTES_MAX)
-    # The schema names the two shareable policies, so a client (and the OpenAPI description) knows them.
-    shares: list[Literal["public", "f2f_only"]] | None = Field(default=None, min_length=1, max_length=2)
+    shares: list[ShareKind] | None = Field(default=None, min_length=1, max_length=2)
 
 
 class OfferIn(JsonBody):

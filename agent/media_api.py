@@ -23,16 +23,17 @@ from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from agent.api import Ctx
-from agent.library_api import ITEM_KEY_CHARS_MAX, ITEM_KEY_PATTERN
 from media.signed_urls import TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN
 
+# The player's item key (agent.playback.PLAY_KEY_PATTERN: importing it here would load the player).
+PLAY_KEY_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"
 ON_FIELD = Field(default=None, min_length=1, max_length=128)
 POSITION_S_MAX = 7 * 24 * 3600
 
 
 class UrlsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    item: str = Field(min_length=1, max_length=ITEM_KEY_CHARS_MAX, pattern=ITEM_KEY_PATTERN)
+    item: str = Field(min_length=1, max_length=128, pattern=PLAY_KEY_PATTERN)
     ttl_s: int = Field(default=TTL_S_DEFAULT, ge=TTL_S_MIN, le=TTL_S_MAX)
     hls: StrictBool = False
 
@@ -43,7 +44,7 @@ class OnIn(BaseModel):
 
 
 class PlayIn(OnIn):
-    item: str = Field(min_length=1, max_length=ITEM_KEY_CHARS_MAX, pattern=ITEM_KEY_PATTERN)
+    item: str = Field(min_length=1, max_length=128, pattern=PLAY_KEY_PATTERN)
     start_s: float | None = Field(default=None, ge=0, le=POSITION_S_MAX)
     headless: StrictBool = False
 

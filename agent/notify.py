@@ -61,7 +61,9 @@ class Notifier:
         if not self.batchers:
             self._on_health("off", "no notify_webhooks configured")
             task_status.started()
-            return
+            # Stays a running component like the other "off" ones (fabric, torrents): the
+            # supervisor's status and fault injection treat every component alike.
+            await trio.sleep_forever()
         async with trio.open_nursery() as nursery:
             for url, batcher in self.batchers.items():
                 nursery.start_soon(self._sender, url, batcher)

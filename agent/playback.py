@@ -37,13 +37,14 @@ URL_TIMEOUT_MS = 8_000
 CONNECT_TIMEOUT_S = 2.0
 WATCH_RECORDS_MAX = 2_000
 HINTS_MAX = 8
-_KEY_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+PLAY_KEY_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"  # an item id or content id; the API schema says the same
+_KEY_RE = re.compile(PLAY_KEY_PATTERN)
 _PEER_RE = re.compile(r"[1-9A-HJ-NP-Za-km-z]{20,128}")
 Request = Callable[[str, bytes, int], Awaitable[bytes]]
 
 
 def check_key(key: Any) -> str:
-    if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
+    if not isinstance(key, str) or not _KEY_RE.match(key):
         raise InvalidInput(f"not an item key: {str(key)[:60]!r}", hint="an item id or a content id")
     return key
 

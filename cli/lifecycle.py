@@ -22,21 +22,24 @@ def _progress(message: str) -> None:
     print(f"tva-agent: {message}", file=sys.stderr, flush=True)
 
 
-def _warm_daemon_imports():
+JOIN_IMPORTS = ("agent.joining", "agent.lifecycle", "agent.logs", "agent.secrets", "agent.service", "agent.state",
+                "agent.store", "crdt.feedset", "crdt.records", "mesh.invites", "mesh.libp2p_addrs",
+                "mesh.libp2p_transport", "mesh.rekeyable_transport",
+                "libp2p.network.connection.swarm_connection")  # imported by libp2p on the first dial
+
+
+def _warm_daemon_imports() -> None:
     """`join --run`: import the daemon's modules (~0.5 s: FastAPI, pydantic, the components) in a
     thread while the join waits on the network, so the daemon starts — and the new host's
     WireGuard key reaches the fleet — that much sooner after admission.
 
-    Two threads importing the same packages in different orders trip Python's import-deadlock
-    avoidance, which hands one of them a partially initialised module ("cannot import name …
-    from partially initialized module agent.policy.inputs"): so the join's own modules are
-    imported here, on this thread, before the warm thread starts, and the caller joins the
-    thread before the daemon's own imports."""
+    Everything the join itself imports is imported here first, on this thread: two threads
+    importing the same package cycle (agent.policy's __init__ and its submodules) can each see
+    the other's module half-initialised — an ImportError at random."""
     import importlib
     import threading
 
-    for name in ("agent.joining", "agent.logs", "agent.secrets", "agent.service", "agent.state", "agent.store",
-                 "crdt.feedset", "mesh.invites", "mesh.libp2p_addrs", "mesh.libp2p_transport"):
+    for name in JOIN_IMPORTS:
         importlib.import_module(name)
 
     def warm() -> None:
@@ -46,9 +49,7 @@ def _warm_daemon_imports():
         except Exception:  # the daemon's own import reports any real problem
             pass
 
-    thread = threading.Thread(target=warm, name="warm-imports", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=warm, name="warm-imports", daemon=True).start()
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
@@ -62,7 +63,8 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
                 print(f"founded fleet {state.fleet.fleet_name} ({state.fleet.fleet_id}); this host is {state.peer_id}")
             return 0
         if args.command == "join":
-            warming = _warm_daemon_imports() if args.run else None
+            if args.run:
+                _warm_daemon_imports()
             state = trio.run(lifecycle.join, cfg, args.invite, _progress)
             summary = lifecycle.summary(state)
             if args.json:
@@ -70,9 +72,8 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             else:
                 print(f"joined fleet {summary['fleet_name']} ({summary['fleet_id']}) as {summary['peer_id']}; "
                       f"{summary['members']} members, {summary['hosts_synced']} host feeds synced")
-            if warming is None:
+            if not args.run:
                 return 0
-            warming.join()
         else:
             state = lifecycle.load_for_run(cfg)
         from agent import logs

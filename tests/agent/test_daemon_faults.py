@@ -52,9 +52,11 @@ def api(agent: Agent) -> httpx.AsyncClient:
 
 
 async def wait_for(check, what: str, timeout_s: float = 20) -> None:
-    with trio.fail_after(timeout_s):
+    with trio.move_on_after(timeout_s):
         while not check():
             await trio.sleep(0.02)
+        return
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 async def test_every_component_fails_and_comes_back_while_the_agent_serves(tmp_path):

@@ -35,9 +35,11 @@ def test_list_table_shows_where_each_item_is(capsys):
               "resolution": "1920x1080", "local": True, "holders": [{"host": "nas", "peer_id": "p1"}], "note": None},
              {"id": "Heat-c0ffee12", "title": "Heat", "year": 1995, "season": None, "episode": None,
               "duration_s": None, "resolution": None, "local": False,
-              "holders": [{"host": None, "peer_id": "12D3KooWabcdefghijkl"}], "note": None}]
+              "holders": [{"host": None, "peer_id": "12D3KooWabcdefghijkl"}], "note": None,
+              "watch": {"resumable": True, "progress": 0.42, "host": "tv"}}]
     render(argparse.Namespace(action="list"), items)
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["TITLE", "YEAR", "S/E", "DURATION", "VIDEO", "WHERE", "ID", "NOTE"]
+    assert out[0].split() == ["TITLE", "YEAR", "S/E", "DURATION", "VIDEO", "WHERE", "WATCHED", "ID", "NOTE"]
     assert out[1].split()[:6] == ["Dark", "-", "S01E01", "52:05", "1920x1080", "here,"]
     assert "here, nas" in out[1] and "12D3KooWabcd" in out[2]
+    assert "▶ 42% (tv)" in out[2] and "▶" not in out[1]  # continue watching, where it was left
