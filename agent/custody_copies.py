@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+from agent.feed_upkeep import finished_intent_keys
 from agent.policy import actions as policy_actions
 from agent.policy import peers as peers_policy
 from agent.probes import disk_free_bytes
@@ -181,23 +182,12 @@ class CustodyCopies:
         return await self._drop_copy(e)
 
     def _remove_finished_intents(self, plans, view, now: int) -> bool:
-        """The baton's side of a repair's end: an intent in our feed is deleted once its target
-        holds a complete copy, its lease lapsed, its target was revoked or the pin is gone — so
-        intents never pile up in the feed (their tombstones are collected on the GC horizon)."""
-        feed = self.state.own.feed
-        if feed is None:
-            return False
-        by_content = {p.content: p for p in plans}
-        changed = False
-        for suffix, intent in records.intents_of(feed).items():
-            plan = by_content.get(intent.content_id)
-            target = intent.target_peer_id
-            if (plan is None or intent.lease_until_ms <= now or target in view.revoked_peers
-                    or target in plan.holders or target in plan.other_holders):
-                self.state.own.delete(records.INTENT_PREFIX + suffix)
-                self.counters["intents_removed"] += 1
-                changed = True
-        return changed
+        """The baton's side of a repair's end (``feed_upkeep.finished_intent_keys``)."""
+        keys = finished_intent_keys(self.state.own.feed, plans, view, now)
+        for key in keys:
+            self.state.own.delete(key)
+            self.counters["intents_removed"] += 1
+        return bool(keys)
 
     def _note_refusals(self, plans, view, now: int) -> None:
         """Count and log (once each) the live intents naming this host that it will not carry out."""

@@ -22,6 +22,7 @@ import logging
 import trio
 
 from agent import rpc
+from crdt import records
 from crdt.feed import DELTA_BYTES_MAX, decode_delta, encode_delta, tombstone_horizon
 from crdt.identity import public_from_peer_id
 from tva.errors import RemoteDataError, StaleData, TvaError
@@ -48,6 +49,23 @@ def collect_garbage(state, now_ms: int, *, ttl_ms: int = TOMBSTONE_TTL_MS,
         log.info("collected %d tombstones of this host's feed (%d entries left)",
                  before - len(state.own.feed.tombstone_keys()), state.own.feed.entry_count)
     return delta
+
+
+def finished_intent_keys(feed, plans, view, now_ms: int) -> list[str]:
+    """The baton's side of a repair's end: the keys of this feed's intents whose target holds a
+    complete copy, whose lease lapsed, whose target was revoked or whose pin is gone — deleted so
+    intents never pile up in the feed (their tombstones are then collected on the GC horizon)."""
+    if feed is None:
+        return []
+    by_content = {p.content: p for p in plans}
+    out = []
+    for suffix, intent in records.intents_of(feed).items():
+        plan = by_content.get(intent.content_id)
+        target = intent.target_peer_id
+        if (plan is None or intent.lease_until_ms <= now_ms or target in view.revoked_peers
+                or target in plan.holders or target in plan.other_holders):
+            out.append(records.INTENT_PREFIX + suffix)
+    return out
 
 
 def answer_own_feed(state, asker: str, body: dict) -> dict:

@@ -175,22 +175,30 @@ async def remove(mgr, ref: str) -> dict:
     fleet, name = resolve(mgr, ref)
     _need_admin(mgr, "end friend links")
     link = mgr.links().get(fleet)
+    transport = None
+    if link is not None:
+        try:
+            transport = await mgr.client(fleet)
+        except TvaError:
+            pass
+    # The client is ours from here: once the link is gone from our decisions, the sync loop closes
+    # every client of an unlinked fleet — under the notice still being sent, if it were left there.
+    held = mgr._clients.pop(fleet, None)
     mgr.state.doc.remove_friend(fleet, mgr.clock_ms())
     mgr._commit()
     mgr.counters["links_ended"] += 1
-    told = await _tell(mgr, link) if link is not None else False
-    mgr._close_client(fleet)
+    try:
+        told = await _tell(mgr, link, transport) if transport is not None else False
+    finally:
+        if held is not None and held[1] is not None:
+            held[1].cancel()
     mgr._forget(fleet)
     log.info("ended the link with fleet %s (%s); they were %s", name, fleet[:16], "told" if told else "not reached")
     return {"message": f"ended the link with fleet {name}" + ("" if told else " (they learn it at their next poll)"),
             "fleet_id": fleet, "name": name, "told_them": told}
 
 
-async def _tell(mgr, link: fl.FriendLinkView) -> bool:
-    try:
-        transport = await mgr.client(link.fleet_id)
-    except TvaError:
-        return False
+async def _tell(mgr, link: fl.FriendLinkView, transport) -> bool:
     for peer, addrs in mgr.their_gateways(link):
         for _attempt in range(2):  # their listener lets one request a second through per peer
             try:

@@ -21,8 +21,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
 
 from agent.api import Ctx
 from tva.errors import DaemonUnavailable
@@ -32,6 +33,8 @@ router = APIRouter(tags=["metrics"])
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 TICK_LAG_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+# fixed, so the series stay put when the limit (retransmit_mult · ⌈log10(n+1)⌉) moves with the fleet
+RUMOUR_TRANSMITS_BUCKETS = (*range(0, 17), 24, 32, 48, 64)
 COMPONENT_STATES = ("starting", "ok", "degraded", "restarting", "off")
 REFUSAL_COUNTERS = {  # (source, counter) pairs that count refused input, by where they are kept
     "join": ("refused", "rate_limited"),
@@ -70,7 +73,7 @@ class _Collector:
 
     def collect(self):
         a = self.agent
-        for family in (self._members, self._traffic, self._refusals, self._custody, self._torrents, self._components,
+        for family in (self._members, self._traffic, self._gossip, self._refusals, self._custody, self._torrents, self._components,
                        self._decisions, self._notify):
             try:
                 yield from family(a)
@@ -118,6 +121,43 @@ class _Collector:
         for name, value in sorted({**a.node.stats, **a.driver.counters}.items()):
             core.add_metric((name,), value)
         yield core
+
+    @staticmethod
+    def _gossip(a):
+        """What gossip frames carry by item kind, and the rumour queues (issue 19: a retransmit
+        limit per rumour; ``transmits_at_exit`` says how often each was sent when it left)."""
+        g = a.node.gossip_stats()
+        items = CounterMetricFamily("tva_gossip_items_sent", "items sent inside gossip frames, by kind",
+                                    labels=("kind",))
+        size = CounterMetricFamily("tva_gossip_item_bytes_sent", "bytes of items sent inside gossip frames, by kind",
+                                   labels=("kind",))
+        for kind, n in g["items_sent"].items():
+            items.add_metric((kind,), n)
+            size.add_metric((kind,), g["item_bytes_sent"][kind])
+        yield items
+        yield size
+        limit = GaugeMetricFamily("tva_gossip_retransmit_limit", "how often one rumour is sent at most, now")
+        limit.add_metric((), g["retransmit_limit"])
+        yield limit
+        depth = GaugeMetricFamily("tva_gossip_queue_depth", "rumours waiting in a queue", labels=("queue",))
+        depth_max = GaugeMetricFamily("tva_gossip_queue_depth_max", "the most rumours a queue ever held",
+                                      labels=("queue",))
+        events = CounterMetricFamily("tva_gossip_queue_events", "what happened to a queue's rumours "
+                                     "(put, replaced, retired, evicted, dropped_for_size, skipped_for_size, "
+                                     "transmits)", labels=("queue", "event"))
+        sent = HistogramMetricFamily("tva_gossip_rumour_transmits", "how often each rumour had been sent when "
+                                     "it left its queue", labels=("queue",))
+        for name, q in sorted(g["queues"].items()):
+            depth.add_metric((name,), q["depth"])
+            depth_max.add_metric((name,), q["depth_max"])
+            for event, n in sorted(q.items()):
+                if event not in ("depth", "depth_max", "transmits_at_exit"):
+                    events.add_metric((name, event), n)
+            at_exit = q["transmits_at_exit"]
+            buckets = [(floatToGoString(le), sum(n for t, n in at_exit.items() if t <= le)) for le in RUMOUR_TRANSMITS_BUCKETS]
+            buckets.append(("+Inf", sum(at_exit.values())))
+            sent.add_metric((name,), buckets, sum_value=sum(t * n for t, n in at_exit.items()))
+        yield from (depth, depth_max, events, sent)
 
     @staticmethod
     def _refusals(a):

@@ -94,6 +94,7 @@ class TorrentManager(CustodyCopies, SwarmKeeper, FriendCopies):
         self.dht_lookups = 0  # how many DHT queries this host sent (the gate's test counts them)
         self._face = False
         self._flags = SwarmFlags()
+        self._wake = trio.Event()  # set: the tick loop runs its next tick now (agent.torrents._tick_loop)
         self._fetch_torrent = fetch_torrent
         self._init_custody()
         self._init_swarm()  # [friends] BEP 27 per torrent, listen addresses
@@ -127,6 +128,10 @@ class TorrentManager(CustodyCopies, SwarmKeeper, FriendCopies):
                               listen_port=self.cfg.torrent_port, public_swarm_face=False)
         async with self._open(self._flags) as engine:
             self.engine = engine
+            if hasattr(engine, "on_metadata"):
+                # A repair's metadata is checked (and its data let through) by the tick: run it
+                # when the metadata arrives rather than up to a sample interval later.
+                engine.on_metadata = lambda _ih: self._wake.set()
             try:
                 self._on_card({"torrent_port": engine.listen_port()})
                 await self._restore()
@@ -251,13 +256,15 @@ class TorrentManager(CustodyCopies, SwarmKeeper, FriendCopies):
 
     async def _tick_loop(self) -> None:
         while True:
+            self._wake = trio.Event()  # set during the tick: the next one follows at once
             try:
                 await self.tick()
             except TvaError as exc:
                 log.warning("torrent tick: %s", exc.message)
             except (RuntimeError, OSError, ValueError):  # libtorrent/disk trouble: log, keep the agent up
                 log.exception("torrent tick failed; retrying next tick")
-            await trio.sleep(self.tuning.sample_interval_ms / 1000)
+            with trio.move_on_after(self.tuning.sample_interval_ms / 1000):
+                await self._wake.wait()
 
     async def tick(self) -> None:
         """One pass: sample, publish, carry out repairs, reap (the daemon calls it periodically)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
@@ -74,6 +74,7 @@ class LibtorrentEngine:
         self._torrent_bytes: dict[str, bytes] = {}
         self._tracker: dict[str, tuple[bool, str | None]] = {}
         self._dht_waiters: dict[str, list[trio.MemorySendChannel[list[tuple[str, int]]]]] = {}
+        self.on_metadata: Callable[[str], None] | None = None  # called with the infohash when a magnet's metadata arrives
 
     # --- alerts -------------------------------------------------------------------------------
 
@@ -103,6 +104,8 @@ class LibtorrentEngine:
                     pass
         elif isinstance(a, lt.metadata_received_alert):
             self._remember_metadata(a.handle)
+            if self.on_metadata is not None:
+                self.on_metadata(_ih(a.handle.info_hash()))
         elif isinstance(a, (lt.torrent_error_alert, lt.file_error_alert, lt.listen_failed_alert)):
             log.warning("libtorrent: %s", a.message())
 
@@ -196,8 +199,8 @@ class LibtorrentEngine:
 
     def apply_flags(self, flags: SwarmFlags) -> None:
         """Re-apply the swarm flags, e.g. when the public_swarm_face duty moves to or from us."""
-        self._ses.apply_settings({**build_settings(flags), "alert_mask": int(_ALERT_MASK)})
-        _apply_peer_classes(self._ses, flags)
+        self._ses.apply_settings(session_settings(flags))
+        apply_peer_classes(self._ses, flags)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -351,7 +354,13 @@ async def _wait_listening(ses: lt.session, flags: SwarmFlags) -> None:
     )
 
 
-def _apply_peer_classes(ses: lt.session, flags: SwarmFlags) -> None:
+def session_settings(flags: SwarmFlags) -> dict[str, object]:
+    """Everything the engine's session is created with (bench_repair gives its bare-libtorrent
+    baseline exactly these)."""
+    return {**build_settings(flags), "alert_mask": int(_ALERT_MASK)}
+
+
+def apply_peer_classes(ses: lt.session, flags: SwarmFlags) -> None:
     """Make configured rate limits apply to LAN/loopback peers too.
 
     libtorrent puts local-network peers in its "local" peer class, which no rate limit touches;
@@ -370,9 +379,8 @@ async def open_lt_engine(media_root: str, flags: SwarmFlags = SwarmFlags()) -> A
     """An engine whose alert task lives in its own nursery; the session is gone on exit."""
     if not os.path.isdir(media_root):
         raise ConfigError(f"media root {media_root!r} is not a directory", hint="create it or fix the config")
-    settings = {**build_settings(flags), "alert_mask": int(_ALERT_MASK)}
-    ses = await trio.to_thread.run_sync(lt.session, settings)
-    _apply_peer_classes(ses, flags)
+    ses = await trio.to_thread.run_sync(lt.session, session_settings(flags))
+    apply_peer_classes(ses, flags)
     engine = None
     try:
         await _wait_listening(ses, flags)

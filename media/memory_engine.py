@@ -42,6 +42,7 @@ class MemoryEngine:
         self.announces: list[str] = []
         self.verifies: list[str] = []
         self.held: set[str] = set()  # added with hold=True and not yet released
+        self.on_metadata: Callable[[str], None] | None = None  # as media.lt_engine's: a magnet's metadata arrived
         self.public: set[str] = set()  # open to the public swarm (everything else is closed)
         self.dht_announces: list[str] = []  # reannounces that reached the (modelled) DHT
 
@@ -107,6 +108,8 @@ class MemoryEngine:
             raise InvalidInput("metadata of another torrent")
         self._items[meta.infohash] = replace(item, data=bytes(torrent_bytes), sample=replace(
             item.sample, name=meta.name, size_bytes=meta.size_bytes, state="downloading"))
+        if self.on_metadata is not None:
+            self.on_metadata(meta.infohash)
 
     async def seed_path(self, path: str, trackers: tuple[str, ...] = (),
                         progress: HashProgress | None = None, *, public: PublicChoice = False) -> tuple[str, bytes]:

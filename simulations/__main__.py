@@ -56,7 +56,7 @@ def _print_human(r: dict) -> None:
         print(f"  liveness {name}: {'ok' if v['ok'] else 'FAILED'} — {v['detail']}")
     c = r["cost"]
     print(f"  cost: {c['wall_s']} s wall ({c['cpu_s']} s CPU), {c['wall_us_per_node_s']} µs wall "
-          f"({c['cpu_us_per_node_s']} µs CPU) per simulated node-second")
+          f"({c['cpu_us_per_node_s']} µs CPU) per simulated node-second, peak RSS {c['peak_rss_mb']} MB")
 
 
 def main(argv: list[str] | None = None) -> int:

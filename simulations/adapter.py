@@ -60,7 +60,19 @@ class SetDiskFull:
     full: bool
 
 
-Change = AddHolding | RemoveHolding | SetPin | Revoke | AddFriend | SetDiskFull
+@dataclass(frozen=True)
+class HoldingBatch:
+    """Many holdings added and removed at once, committed as one change (a busy seedbox)."""
+
+    changes: tuple[AddHolding | RemoveHolding, ...]
+
+
+@dataclass(frozen=True)
+class Unpin:
+    item: str
+
+
+Change = AddHolding | RemoveHolding | HoldingBatch | SetPin | Unpin | Revoke | AddFriend | SetDiskFull
 
 
 # --- effects (what a node asks the world to do) -------------------------------------------------
@@ -70,6 +82,7 @@ Change = AddHolding | RemoveHolding | SetPin | Revoke | AddFriend | SetDiskFull
 class Send:
     dst: str
     frame: bytes
+    bulk: bool = False  # the bulk lane (deltas, documents): pings and acks never wait behind it
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from simulations.adapter import Announce, RepairStart, Trimmed
+from simulations.adapter import Announce, Fetch, RepairStart, Trimmed
 
 if TYPE_CHECKING:
     from simulations.sim import Simulation
@@ -43,6 +43,11 @@ class Checker:
         self.count = 0
         self._full_since: dict[str, int] = {}
         self._deaths_seen: set[tuple[str, int]] = set()
+        self.never_fetch: set[str] = set()  # items no honest host may ever fetch (a rogue's bait)
+        self.rogues: set[str] = set()  # a rogue announces what it likes: that is its own doing
+        # long-haul: a verdict is false when it names the running process's own incarnation (or
+        # above) — exact, where the time window below is a bound for big fleets' suspicion times
+        self.false_dead_by_incarnation = False
 
     def _fail(self, at_ms: int, rule: str, detail: str) -> None:
         self.count += 1
@@ -51,6 +56,8 @@ class Checker:
 
     # --- safety ------------------------------------------------------------------------------------
     def announced(self, eff: Announce, now_ms: int) -> None:
+        if eff.holder in self.rogues:
+            return
         item = self.sim.items.get(eff.item)
         if item is None or item.policy != "public":
             policy = item.policy if item else "unknown"
@@ -91,6 +98,10 @@ class Checker:
         if full_at is not None and now_ms - full_at > self.grace_ms:
             self._fail(now_ms, "repair-full", f"repair of {eff.item} targets full {eff.target[-8:]}")
 
+    def fetch_started(self, eff: Fetch, now_ms: int) -> None:
+        if eff.item in self.never_fetch:
+            self._fail(now_ms, "forced-fetch", f"{eff.target[-8:]} fetches {eff.item}, which only a rogue asked for")
+
     def repair_landed(self, item: str, target: str, now_ms: int) -> None:
         # The copy is being written: a full or revoked disk must never receive it, whatever the
         # planner believed (the world refuses full disks before calling this).
@@ -116,6 +127,11 @@ class Checker:
         m.declared_dead += 1
         if peer not in self.sim.nodes:
             return  # really down (crashed, asleep, left): a true verdict
+        running = getattr(self.sim.nodes[peer], "incarnation", None)
+        if self.false_dead_by_incarnation and running is not None:
+            if incarnation >= running():
+                m.false_dead += 1
+            return
         if now_ms - self.sim.hosts[peer].up_since_ms < FALSE_DEAD_WINDOW_MS:
             return  # it was down recently: the verdict is about the process that died
         net = self.sim.net
@@ -132,13 +148,14 @@ class Checker:
 
     def converged(self) -> tuple[bool, str]:
         """Do all live, unrevoked nodes hold the same feeds and fleet document?"""
-        live = self.live_members()
-        revoked = self.sim.revoked
+        # honest nodes only (a rogue holds what it likes), but every feed: the rogue's too
+        live = [p for p in self.live_members() if p not in self.rogues]
+        ignored = self.sim.revoked
         seen_vv: dict[tuple, str] = {}
         seen_doc: dict[str, str] = {}
         for p in live:
             node = self.sim.nodes[p]
-            vv = tuple(sorted((o, v) for o, v in node.version_vector().items() if o not in revoked))
+            vv = tuple(sorted((o, v) for o, v in node.version_vector().items() if o not in ignored))
             seen_vv.setdefault(vv, p)
             seen_doc.setdefault(node.doc_digest(), p)
             if len(seen_vv) > 1 or len(seen_doc) > 1:

@@ -2,15 +2,18 @@
 
 A frame handed to :meth:`Network.send` comes back as zero, one or two delivery times. The
 sender's uplink is a FIFO with a byte rate, so a node that floods its peers pays for it in
-queueing delay — which is what makes "bytes per node per second" matter. Partitions are sets of
+queueing delay — which is what makes "bytes per node per second" matter. As in the agent, bulk
+frames (deltas, documents) have a lane of their own and a per-peer queue bounded in bytes. Partitions are sets of
 blocked *directed* pairs, so an asymmetric partition (A hears B, B does not hear A) is one call.
 """
 
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass, field
 
+from agent.mesh_driver import PEER_BULK_QUEUE_BYTES_MAX
 from tva.errors import InvalidInput
 
 
@@ -52,6 +55,7 @@ class NetStats:
     frames_lost: int = 0
     frames_blocked: int = 0
     frames_duplicated: int = 0
+    frames_dropped_bulk_queue: int = 0  # the sender's queue for that peer was full (the agent's bound)
     per_node_bytes: dict[str, int] = field(default_factory=dict)
     per_node_frames: dict[str, int] = field(default_factory=dict)
     bytes_by_kind: dict[str, int] = field(default_factory=dict)  # filled when the caller names kinds
@@ -66,7 +70,8 @@ class Network:
         self._profiles: dict[str, LinkProfile] = {}  # per-node override (its links in and out)
         self._blocked: set[tuple[str, str]] = set()
         self._groups: dict[str, int] | None = None  # symmetric split: node -> side
-        self._uplink_free_ms: dict[str, float] = {}
+        self._uplink_free_ms: dict[tuple[str, bool], float] = {}
+        self._bulk_queued: dict[tuple[str, str], deque[tuple[float, int]]] = {}  # (src, dst): (done, bytes)
         self.healed_at_ms: int | None = None  # when the last partition ended
         self.stats = NetStats()
 
@@ -106,8 +111,11 @@ class Network:
         return self._groups is not None or bool(self._blocked)
 
     # --- sending --------------------------------------------------------------------------------
-    def send(self, src: str, dst: str, size_bytes: int, now_ms: int, kind: str = "") -> list[int]:
-        """Delivery times (ms) for one frame: [] when lost or blocked, two when duplicated."""
+    def send(self, src: str, dst: str, size_bytes: int, now_ms: int, kind: str = "", bulk: bool = False) -> list[int]:
+        """Delivery times (ms) for one frame: [] when lost or blocked, two when duplicated.
+
+        Bulk frames (deltas, documents) queue on a lane of their own, as the agent's transports
+        carry them (``mesh.core.Send.bulk``): megabytes in flight never delay a ping or an ack."""
         stats = self.stats
         if kind:
             stats.bytes_by_kind[kind] = stats.bytes_by_kind.get(kind, 0) + size_bytes
@@ -117,9 +125,15 @@ class Network:
         stats.per_node_frames[src] = stats.per_node_frames.get(src, 0) + 1
         prof = self.profile(src, dst)
         # The uplink serialises every frame, even ones the network will then drop.
-        start = max(float(now_ms), self._uplink_free_ms.get(src, 0.0))
+        if bulk and not self._bulk_room(src, dst, size_bytes, now_ms):
+            stats.frames_dropped_bulk_queue += 1
+            return []
+        lane = (src, bulk)
+        start = max(float(now_ms), self._uplink_free_ms.get(lane, 0.0))
         done = start + 1000.0 * size_bytes / prof.uplink_bytes_per_s
-        self._uplink_free_ms[src] = done
+        self._uplink_free_ms[lane] = done
+        if bulk:
+            self._bulk_queued.setdefault((src, dst), deque()).append((done, size_bytes))
         if not self.reachable(src, dst):
             stats.frames_blocked += 1
             return []
@@ -132,6 +146,16 @@ class Network:
             stats.frames_duplicated += 1
             times.append(self._arrival(done, prof))
         return times
+
+    def _bulk_room(self, src: str, dst: str, size_bytes: int, now_ms: int) -> bool:
+        """The agent queues bulk frames per peer, bounded in bytes (``agent.mesh_driver``): a frame
+        that would overflow what still waits for the uplink is dropped, as the driver drops it."""
+        queued = self._bulk_queued.get((src, dst))
+        if not queued:
+            return True
+        while queued and queued[0][0] <= now_ms:
+            queued.popleft()
+        return sum(n for _, n in queued) + size_bytes <= PEER_BULK_QUEUE_BYTES_MAX
 
     def _arrival(self, sent_ms: float, prof: LinkProfile) -> int:
         rng = self._rng

@@ -71,6 +71,7 @@ class NodeFactory:
         self.n_nodes = n_nodes
         self._real = None
         self._keys: dict[int, NodeKey] = {}
+        self.node_classes: dict[int, type] = {}  # index -> a RealNode subclass (a scenario's rogue)
         self._standin_cfg = StandinConfig(
             gossip_interval_ms=config.gossip_interval_ms, fanout=config.fanout,
             anti_entropy=config.anti_entropy,
@@ -126,7 +127,8 @@ class NodeFactory:
         rng = derive_rng(self.seed, "node", index, restarts)
         if self.core == "real":
             from simulations import realnode
-            return realnode.RealNode(self.key(index), host_class, rng, self.real_shared(), f"host-{index}",
-                                     saved)  # type: ignore[arg-type]
+            cls = self.node_classes.get(index, realnode.RealNode)
+            return cls(self.key(index), host_class, rng, self.real_shared(), f"host-{index}",
+                       saved)  # type: ignore[no-any-return]
         return StandinNode(self.key(index), host_class, rng, self.shared, self._standin_cfg,
                            bootstrap, saved)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+from agent.feed_upkeep import GC_INTERVAL_MS, collect_garbage, finished_intent_keys
 from agent.policy import (
     CustodyConfig,
     DropCopy,
@@ -56,6 +57,7 @@ from simulations.adapter import (
     Effect,
     Fetch,
     FriendOffer,
+    HoldingBatch,
     PeerAnswer,
     RemoveHolding,
     RepairStart,
@@ -64,14 +66,16 @@ from simulations.adapter import (
     SetDiskFull,
     SetPin,
     Trimmed,
+    Unpin,
     infohash_of,
 )
 from simulations.realview import Interner, SharedView, ViewBuilder
 from simulations.sharing import FeedPool, SharedFeedSet, SharedState, VectorPool, install_antientropy_memo
-from tva.errors import RemoteDataError
+from tva.errors import InvalidInput, RemoteDataError
 
 DISK_FREE_BYTES = 4 * 1024**4  # a roomy server disk; "full" is 0
 FETCH_RETRY_MS = 10_000
+GC_FIRST_MS = 5_000  # the housekeeping's first tick after a start
 
 
 def soft_state(disk_free_bytes: int, host_class: str) -> SetSoftState:
@@ -216,12 +220,17 @@ class RealNode:
         self._fetching: dict[str, int] = {}
         self._announced: set[str] = set()
         self.refused = 0
+        saved_counts = saved or {}
+        self.writes_refused = saved_counts.get("writes_refused", 0)  # own writes the feed limits refused
+        self.tombstones_collected = saved_counts.get("tombstones_collected", 0)
+        self._next_gc_ms = 0
+        self.gc_mark = (0, 0)  # (own feed version, live entries) right after the last GC
 
     # --- plumbing -----------------------------------------------------------------------------------
     def _handle(self, event: object, now_ms: int, out: list[Effect]) -> None:
         for eff in self.mesh.handle(event, now_ms):  # type: ignore[arg-type]
             if isinstance(eff, MeshSend):
-                out.append(Send(eff.peer, eff.data))
+                out.append(Send(eff.peer, eff.data, eff.bulk))
             elif isinstance(eff, LivenessChanged):
                 if eff.state is Liveness.DEAD:
                     out.append(DeclaredDead(eff.peer, eff.incarnation))
@@ -271,6 +280,22 @@ class RealNode:
             self.own.put(records.CARD_KEY, records.encode_card(records.HostCard(self.name, self.host_class)))
             self._commit(now_ms, out)
         self._next_policy_ms = now_ms + self.shared.policy_interval_ms
+        self._next_gc_ms = now_ms + GC_FIRST_MS
+
+    def _collect_garbage(self, now_ms: int, out: list[Effect]) -> None:
+        """The agent's housekeeping: tombstones collected on the GC horizon, the head pushed."""
+        self._next_gc_ms = now_ms + GC_INTERVAL_MS
+        feed = self.own.feed
+        before = len(feed.tombstone_keys()) if feed is not None else 0
+        delta = collect_garbage(self, now_ms)
+        feed = self.own.feed
+        if feed is not None and not self.own.pending_count:  # what the GC left (long-haul checkers)
+            self.tombstones_collected += before - len(feed.tombstone_keys())
+            self.gc_mark = (feed.version, feed.entry_count - len(feed.tombstone_keys()))
+        if delta is not None:
+            out.append(Applied(self.peer_id, self.own.version))
+            self._view = None
+            self._handle(LocalChanged(delta=delta), now_ms, out)
 
     # --- SimNode -----------------------------------------------------------------------------------
     def tick(self, now_ms: int) -> list[Effect]:
@@ -281,13 +306,16 @@ class RealNode:
         if now_ms >= self._next_policy_ms:
             self._next_policy_ms = now_ms + self.shared.policy_interval_ms
             self._policy(now_ms, out)
+        if now_ms >= self._next_gc_ms:
+            self._collect_garbage(now_ms, out)
         return out
 
     def next_deadline_ms(self, now_ms: int) -> int:
         d = self.mesh.next_deadline_ms()
         if not self._started:
             return now_ms
-        return min(d, self._next_policy_ms) if d is not None else self._next_policy_ms
+        mine = min(self._next_policy_ms, self._next_gc_ms)
+        return min(d, mine) if d is not None else mine
 
     def receive(self, src: str, frame: bytes, now_ms: int) -> list[Effect]:
         out: list[Effect] = []
@@ -300,19 +328,20 @@ class RealNode:
         out: list[Effect] = []
         if not self._started:
             self._start(now_ms, out)
-        if isinstance(op, AddHolding):
-            source = "private-tracker" if op.policy == "f2f_only" else "public"
-            h = records.Holding(op.item, infohash_of(op.item), op.size_bytes, "complete", op.policy, source,
-                                custody=op.custody)
-            self.own.put(records.holding_key(op.item), records.encode_holding(h))
-            self._fetching.pop(op.item, None)
+        if isinstance(op, AddHolding | RemoveHolding | HoldingBatch):
+            try:
+                for c in op.changes if isinstance(op, HoldingBatch) else (op,):
+                    self._write_holding(c)
+            except InvalidInput:
+                self.writes_refused += 1  # the agent's torrent manager would log it and retry
+                self.own._clear_pending()
+                return out
             self._commit(now_ms, out)
-        elif isinstance(op, RemoveHolding):
-            self.own.delete(records.holding_key(op.item))
-            self._commit(now_ms, out)
-        elif isinstance(op, SetPin | Revoke | AddFriend):
+        elif isinstance(op, SetPin | Unpin | Revoke | AddFriend):
             if isinstance(op, SetPin):
                 self.doc.pin(op.item, op.copies_min, op.copies_max, now_ms)
+            elif isinstance(op, Unpin):
+                self.doc.unpin(op.item, now_ms)
             elif isinstance(op, Revoke):
                 self.doc.revoke(op.peer, "simulated revocation", now_ms)
             else:
@@ -324,6 +353,16 @@ class RealNode:
             self.disk_free = 0 if op.full else DISK_FREE_BYTES
             self._soft_state(now_ms, out)
         return out
+
+    def _write_holding(self, op: AddHolding | RemoveHolding) -> None:
+        if isinstance(op, RemoveHolding):
+            self.own.delete(records.holding_key(op.item))
+            return
+        source = "private-tracker" if op.policy == "f2f_only" else "public"
+        h = records.Holding(op.item, infohash_of(op.item), op.size_bytes, "complete", op.policy, source,
+                            custody=op.custody)
+        self.own.put(records.holding_key(op.item), records.encode_holding(h))
+        self._fetching.pop(op.item, None)
 
     def leave(self, now_ms: int) -> list[Effect]:
         out: list[Effect] = []
@@ -344,9 +383,14 @@ class RealNode:
 
     def snapshot(self) -> dict:
         inner = self.feeds.inner
+        # the counters are the simulator's (the agent keeps them in its log and status)
+        counts = {"writes_refused": self.writes_refused, "tombstones_collected": self.tombstones_collected}
         if isinstance(inner, SharedFeedSet):  # shared: what the atomic save would load, as objects
-            return {"feeds": inner.shared_state(), "doc": self.doc, "incarnation": self.mesh.incarnation()}
-        return {"feeds": inner.to_bytes(), "doc": self.doc.save(), "incarnation": self.mesh.incarnation()}
+            return {"feeds": inner.shared_state(), "doc": self.doc, "incarnation": self.mesh.incarnation(), **counts}
+        return {"feeds": inner.to_bytes(), "doc": self.doc.save(), "incarnation": self.mesh.incarnation(), **counts}
+
+    def incarnation(self) -> int:
+        return self.mesh.incarnation()
 
     # --- policy ------------------------------------------------------------------------------------
     def _shared_view(self) -> SharedView:
@@ -383,6 +427,8 @@ class RealNode:
             elif isinstance(act, DropCopy):
                 self.own.delete(records.holding_key(act.content))
                 out.append(Trimmed(act.content, self.peer_id))
+        for key in self._finished_intents(plans, view, now_ms):
+            self.own.delete(key)
         self._commit(now_ms, out)
         face = next((d.primary for d in duties if d.duty == "public_swarm_face"), None)
         if face == self.peer_id:
@@ -392,6 +438,9 @@ class RealNode:
                 if item_policy(view, hold.infohash) == "public":
                     self._announced.add(content)
                     out.append(Announce(content, "dht", self.peer_id))
+
+    def _finished_intents(self, plans, view, now_ms: int) -> list[str]:
+        return finished_intent_keys(self.own.feed, plans, view, now_ms)
 
     # --- read-only views for the checkers ----------------------------------------------------------
     def gossip_stats(self) -> dict:

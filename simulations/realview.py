@@ -44,6 +44,7 @@ from mesh.core import Liveness, Presence
 # costs ~1 MB, so the oldest go first (a node still holding one keeps it alive; nothing else
 # depends on it staying here).
 VIEWS_KEPT_MAX = 48
+PARTS_KEPT_PER_OWNER = 8  # parsed states of one feed (nodes converge on its latest)
 # Duty maps kept, per hosts (duties read nothing else): holdings change far more often than hosts.
 DUTIES_KEPT_MAX = 512
 
@@ -107,13 +108,13 @@ class Interner(views.ViewMemo):
     def __init__(self, memo: bool = True) -> None:
         self.memo = memo
         self.peer_of: dict[bytes, str] = {}
-        # (owner, version) → (accumulator, parts). Every parts object ever made stays in
-        # ``_kept`` so its id() is unique for the run (view keys use ids).
-        self.parsed: dict[tuple[bytes, int], tuple[int, views.FeedParts]] = {}
-        self._kept: list[object] = []
+        # owner → {(version, accumulator): parts}, the last few states of each feed (a month of a
+        # busy feed's states, each kept, grew without bound). View keys use ids of parts: each
+        # cached view holds its parts, so no id in a key is ever reused while the key exists.
+        self.parsed: dict[bytes, dict[tuple[int, int], views.FeedParts]] = {}
         self.docs: dict[tuple[bytes, ...], views.DocParts] = {}  # heads → parts; never dropped
         self.hosts: dict[tuple, HostView] = {}
-        self.views: dict[tuple, SharedView] = {}
+        self.views: dict[tuple, tuple[SharedView, tuple[views.FeedParts, ...]]] = {}
         self.duties: dict[tuple, tuple[DutyAssignment, ...]] = {}
         self._last: SharedView | None = None
         self.view_hits = 0
@@ -129,14 +130,16 @@ class Interner(views.ViewMemo):
     def feed_parts(self, feeds: FeedSet, owner: bytes) -> views.FeedParts:
         feed = feeds.feed(owner)
         acc = feed.accumulator  # type: ignore[union-attr]
-        if self.memo:
-            hit = self.parsed.get((owner, feed.version))  # type: ignore[union-attr]
-            if hit is not None and hit[0] == acc:
-                return hit[1]
+        key = (feed.version, acc)  # type: ignore[union-attr]
+        states = self.parsed.setdefault(owner, {}) if self.memo else {}
+        hit = states.get(key)
+        if hit is not None:
+            return hit
         parts = views.feed_parts(self.peer(owner), feed)
         if self.memo:
-            self.parsed[(owner, feed.version)] = (acc, parts)  # type: ignore[union-attr]
-            self._kept.append(parts)
+            if len(states) >= PARTS_KEPT_PER_OWNER:
+                del states[next(iter(states))]  # the oldest
+            states[key] = parts
         return parts
 
     def doc_parts(self, doc) -> views.DocParts:
@@ -160,21 +163,22 @@ class Interner(views.ViewMemo):
 
     def fleet_view(self, hosts: list[HostView], parts: list[views.FeedParts], doc: views.DocParts,
                    friend_slots: int = 0) -> FleetView:
-        # Every id below is of an object kept for the whole run: equal key, equal inputs.
+        # Hosts and doc parts are kept for the whole run; parts are held by the cached entry
+        # itself: an id in a key stays unique while the key exists. Equal key, equal inputs.
         key = (tuple(map(id, hosts)), tuple(map(id, parts)), id(doc), friend_slots) if self.memo else None
         if key is not None:
-            hit = self.views.get(key)
-            if hit is not None:
+            entry = self.views.get(key)
+            if entry is not None:
                 self.view_hits += 1
-                self._last = hit
-                return hit.view
+                self._last = entry[0]
+                return entry[0].view
         self.view_misses += 1
         view = super().fleet_view(hosts, parts, doc, friend_slots)
         shared = SharedView(view, self.memo, (key[0], doc.revoked) if key is not None else None, self.duties)
         if key is not None:
             if len(self.views) >= VIEWS_KEPT_MAX:
                 del self.views[next(iter(self.views))]  # oldest first (dicts keep insertion order)
-            self.views[key] = shared
+            self.views[key] = (shared, tuple(parts))
         self._last = shared
         return view
 

@@ -25,10 +25,12 @@ from simulations.sim import ASLEEP, CRASHED, Item, Simulation
 from tva.errors import InvalidInput
 
 SCENARIOS = ("steady", "churn", "partition-heal", "sleepy-laptops", "holder-loss", "mass-join",
-             "lossy-wan")
+             "lossy-wan", "byzantine-member", "long-haul")
 SEED_NODES = 5
 NODES_MAX = 5000
 DURATION_S_MAX = 3600.0
+DAYS_MAX = 3650
+DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Params:
     changes_per_s: float = 2.0
     probes_per_s: float = 4.0
     warm_start: bool = True  # begin converged (a running fleet); mass-join starts cold
+    days: int = 1  # long-haul: simulated days, each an active phase of duration_s (simulations.longhaul)
+    busy_changes_per_s: float = 120.0  # long-haul: the busy seedbox's holding changes per active second
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -68,8 +72,14 @@ class Params:
             raise InvalidInput("portable_fraction + seedbox_fraction must be in [0, 0.9)")
         if not 1 <= self.copies_min <= self.copies_max:
             raise InvalidInput("need 1 <= copies_min <= copies_max")
+        if not 1 <= self.days <= DAYS_MAX:
+            raise InvalidInput(f"days must be in 1..{DAYS_MAX}")
         if self.link not in ("lan", "wan", "lossy"):
             raise InvalidInput(f"unknown link {self.link!r}", hint="lan, wan or lossy")
+
+    def heal_ms(self) -> int:
+        """When the faults are over: the end of the last day's active phase."""
+        return (self.days - 1) * DAY_MS + int(self.duration_s * 1000)
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -92,6 +102,8 @@ SCENARIO_DEFAULTS: dict[str, dict] = {
     "sleepy-laptops": {"portable_fraction": 0.4},
     "holder-loss": {"copies_min": 3, "copies_max": 4},
     "mass-join": {"warm_start": False},
+    "byzantine-member": {"duration_s": 40.0, "bound_s": 120.0},
+    "long-haul": {"days": 30, "duration_s": 40.0, "changes_per_s": 4.0},
 }
 
 
@@ -320,6 +332,16 @@ def mass_join(sim: Simulation, p: Params, rng: random.Random, heal_ms: int) -> N
     _common(sim, p, rng, heal_ms)
 
 
+def byzantine_member(sim: Simulation, p: Params, rng: random.Random, heal_ms: int) -> None:
+    from simulations.byzantine import setup  # the real cores only: imported when asked for
+    setup(sim, p, rng, heal_ms)
+
+
+def long_haul(sim: Simulation, p: Params, rng: random.Random, heal_ms: int) -> None:
+    from simulations.longhaul import setup  # the real cores only: imported when asked for
+    setup(sim, p, rng, heal_ms)
+
+
 def lossy_wan(sim: Simulation, p: Params, rng: random.Random, heal_ms: int) -> None:
     steady(sim, p, rng, heal_ms)
 
@@ -328,6 +350,8 @@ SETUP: dict[str, Callable[[Simulation, Params, random.Random, int], None]] = {
     "steady": steady, "churn": churn, "partition-heal": partition_heal,
     "sleepy-laptops": sleepy_laptops, "holder-loss": holder_loss, "mass-join": mass_join,
     "lossy-wan": lossy_wan,
+    "byzantine-member": byzantine_member,
+    "long-haul": long_haul,
 }
 
 

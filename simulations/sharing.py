@@ -34,15 +34,29 @@ def _private_copy(feed: Feed) -> Feed:
     return feed_from_parts(feed.owner, dict(feed._entries), feed.accumulator, feed.head)
 
 
+FEED_STATES_KEPT_PER_OWNER = 8  # nodes converge on an owner's latest states: older ones go
+
+
 class FeedPool:
-    """Every feed state any node of the run reached, one object each: (owner, version, acc)."""
+    """The feed states nodes reached lately, one object each: (owner, version, acc).
+
+    Only the last few states of each owner are remembered: a pool of every state any node ever
+    reached grew without bound (a month with a busy seedbox: 3.7 GB at 30 nodes). A node still
+    holding an older state keeps its object; one reaching it again makes its own (equal) copy."""
 
     def __init__(self) -> None:
-        self.feeds: dict[tuple[bytes, int, int], Feed] = {}
+        self.feeds: dict[bytes, dict[tuple[int, int], Feed]] = {}
 
     def intern(self, feed: Feed) -> Feed:
-        key = (feed.owner, feed.version, feed.accumulator)
-        return self.feeds.setdefault(key, feed)
+        states = self.feeds.setdefault(feed.owner, {})
+        key = (feed.version, feed.accumulator)
+        held = states.get(key)
+        if held is not None:
+            return held
+        if len(states) >= FEED_STATES_KEPT_PER_OWNER:
+            del states[next(iter(states))]  # the oldest interned
+        states[key] = feed
+        return feed
 
 
 class SharedState:

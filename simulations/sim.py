@@ -15,6 +15,7 @@ from simulations.adapter import (
     Change,
     DeclaredDead,
     Fetch,
+    HoldingBatch,
     RemoveHolding,
     RepairStart,
     Revoke,
@@ -23,6 +24,7 @@ from simulations.adapter import (
     SetPin,
     SimNode,
     Trimmed,
+    Unpin,
 )
 from simulations.checkers import Checker
 from simulations.metrics import Metrics
@@ -122,8 +124,12 @@ class Simulation:
         self.friends: list[str] = []
         self.item_holders: dict[str, set[str]] = {}
         self.keep_crashed = False  # set by scenarios whose crashed hosts never come back
+        # a scenario's own liveness checkers (name -> () -> (ok, detail)) and figures (() -> dict)
+        self.liveness_checks: dict[str, Callable[[], tuple[bool, str]]] = {}
+        self.metric_sources: list[Callable[[], dict]] = []
         self._tracked: dict[str, SimNode] | None = None
         self._calls: dict[int, Callable[[int], None]] = {}
+        self._call_seq = 0
         self._tick_at: dict[str, int] = {}  # the one live tick per node; others are stale
         self._fetching: set[tuple[str, str]] = set()
         self.gossip = GossipTally()  # what the cores of nodes no longer running sent, by item kind
@@ -150,7 +156,8 @@ class Simulation:
 
     def at(self, at_ms: int, label: str, fn: Callable[[int], None]) -> None:
         """Run ``fn(now_ms)`` at virtual time ``at_ms`` (faults and workload use this)."""
-        key = len(self._calls)
+        key = self._call_seq  # not len(self._calls): calls scheduled while others ran must not collide
+        self._call_seq += 1
         self._calls[key] = fn
         self.world.schedule(at_ms, "call", label, key)
 
@@ -167,8 +174,17 @@ class Simulation:
             self._disk_add(peer, op.item, op.size_bytes)
         elif isinstance(op, RemoveHolding):
             self._disk_remove(peer, op.item)
+        elif isinstance(op, HoldingBatch):
+            for c in op.changes:
+                if isinstance(c, AddHolding):
+                    self.items.setdefault(c.item, Item(c.item, c.size_bytes, c.policy))
+                    self._disk_add(peer, c.item, c.size_bytes)
+                else:
+                    self._disk_remove(peer, c.item)
         elif isinstance(op, SetPin):
             self.pins[op.item] = (op.copies_min, op.copies_max)
+        elif isinstance(op, Unpin):
+            self.pins.pop(op.item, None)
         elif isinstance(op, Revoke):
             self.revoked.setdefault(op.peer, now_ms)
             self._tracked = None
@@ -326,7 +342,7 @@ class Simulation:
         schedule = self.world.schedule
         for eff in effects:
             if isinstance(eff, Send):
-                for at in net.send(peer, eff.dst, len(eff.frame), now_ms, self._kind_of(eff.frame)):
+                for at in net.send(peer, eff.dst, len(eff.frame), now_ms, self._kind_of(eff.frame), eff.bulk):
                     schedule(at, "deliver", eff.dst, (peer, eff.frame))
             elif isinstance(eff, DeclaredDead):
                 self.checker.declared_dead(peer, eff.peer, eff.incarnation, now_ms)
@@ -334,6 +350,7 @@ class Simulation:
                 self.checker.repair_started(eff, now_ms)
                 self.metrics.repairs_started += 1
             elif isinstance(eff, Fetch):
+                self.checker.fetch_started(eff, now_ms)
                 it = self.items.get(eff.item)
                 if it is None or (eff.item, eff.target) in self._fetching:
                     continue

@@ -170,6 +170,7 @@ async function refresh() {
     showStatus(status);
     showHosts(hosts, duties);
     showCustody(custody);
+    if (playRoute) api("GET", "/player").then(showPlayer, () => {});  // a player problem is no fleet problem
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     show(true);
   } catch (e) {
@@ -193,7 +194,7 @@ async function searchLibrary(ev) {
     fill("library", items.map((it) => {
       const where = it.local ? "this host" : names((it.holders || []).map((h) => h.peer_id));
       const title = it.title + (it.season !== null && it.season !== undefined ? ` S${it.season}E${it.episode ?? "?"}` : "");
-      return row([title, it.kind, it.year, it.duration_s ? `${Math.round(it.duration_s / 60)} min` : null, where,
+      return row([title, it.kind, it.year, it.duration_s ? (it.duration_s < 60 ? `${Math.round(it.duration_s)} s` : `${Math.round(it.duration_s / 60)} min`) : null, where,
         playButton(it)]);
     }));
   } catch (e) {
@@ -201,23 +202,42 @@ async function searchLibrary(ev) {
   }
 }
 
-// Playback (issue 17) is built separately: a Play button appears only when this agent's API
-// describes a POST route under /play in /openapi.json; it is sent {"item": <library item id>}.
+// Playback (issue 17): "Play" starts the item on this agent's own player (mpv on the machine the
+// agent runs on, streaming from a holder when this host has no copy). The button shows only when
+// this agent's API describes the player route in /openapi.json.
+const PLAY_ROUTE = "/player/play";
+
 async function findPlayRoute() {
   try {
     const spec = await api("GET", "/openapi.json");
-    playRoute = Object.keys(spec.paths || {}).find((p) => /^\/play(\/|$)/.test(p) && spec.paths[p].post) || null;
+    playRoute = spec.paths && spec.paths[PLAY_ROUTE] && spec.paths[PLAY_ROUTE].post ? PLAY_ROUTE : null;
   } catch (e) { playRoute = null; }
 }
 
 function playButton(item) {
-  if (!playRoute || playRoute.includes("{")) return "";
+  if (!playRoute) return "";
   const b = el("button", "Play");
   b.type = "button";
+  b.className = "play";
   b.addEventListener("click", async () => {
-    try { await api("POST", playRoute, { item: item.id }); b.textContent = "Playing"; } catch (e) { b.textContent = e.message; }
+    try {
+      const s = await api("POST", playRoute, { item: item.id });
+      b.textContent = "Playing";
+      showPlayer(s);
+    } catch (e) {
+      if (!(e instanceof LoggedOut)) $("player-note").textContent = e.message;
+    }
   });
   return b;
+}
+
+function showPlayer(s) {
+  const what = s.title || s.item || "";
+  const at = s.position_s !== null && s.position_s !== undefined ? ` at ${Math.round(s.position_s)} s` : "";
+  const via = s.via ? ` from ${s.via}` : "";
+  $("player-note").textContent = s.state === "idle" ? "the player is idle" :
+    `player: ${s.state}${what ? ` — ${what}` : ""}${at}${via}${s.problem ? ` (${s.problem})` : ""}`;
+  $("player-note").dataset.state = s.state || "";
 }
 
 async function lookUpPeers(ev) {

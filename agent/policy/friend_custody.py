@@ -111,7 +111,7 @@ def asks_for(view: FleetView, plans: Iterable[CustodyPlan], friend: str, links: 
         if extra:
             key = rendezvous.key_bytes("friend-ask", plan.content)
             room = [f for f in sorted(views) if f in links and f not in counted and policy in links[f].shares
-                    and views[f].custody_bytes >= plan.size_bytes]
+                    and views[f].custody_bytes >= max(1, plan.size_bytes)]  # an empty item is still asked as 1 byte
             chosen += rendezvous.rank(key, [(f, 1.0) for f in room])[:extra]
         if friend in chosen:
             asks.append(Ask(plan.infohash, max(1, plan.size_bytes), policy, plan.content))  # type: ignore[arg-type]

@@ -14,6 +14,9 @@ import base64
 import os
 from contextlib import asynccontextmanager
 
+import trio
+import trio.testing
+
 from agent.config import Config
 from agent.service import Service
 from agent.state import NodeState
@@ -275,3 +278,29 @@ async def test_the_baton_removes_intents_once_done_or_lapsed(tmp_path):
         state.doc.unpin(content, NOW)
         await tick(m, service)
         assert records.intents_of(state.feeds.feed(state.key.public)) == {}
+
+
+async def test_the_metadata_releases_a_repair_at_once_not_a_sample_interval_later(tmp_path):
+    """The daemon's own tick loop (sample interval: an hour here) runs the metadata check as soon
+    as the engine says a repair's metadata arrived, so the data follows without waiting."""
+    clock = Clock()
+    m, engine, state, service = make_node(tmp_path, clock)
+    data = torrent_bytes(tmp_path, "film.bin", 50_000)
+    ih = parse_torrent(data).infohash
+    alpha = Member(state, "alpha", 1)
+    alpha.hold("film", ih, 50_000)
+    alpha.push()
+    state.doc.pin("film", 2, None, NOW)
+    async with running(m):
+        await trio.testing.wait_all_tasks_blocked()  # the loop's first tick is over: it waits now
+        alpha.intend("film", state.peer_id, NOW + LEASE_MS)
+        alpha.push()
+        await tick(m, service)
+        assert engine.held == {ih}
+        await trio.testing.wait_all_tasks_blocked()
+        service.invalidate()
+        engine.deliver_metadata(ih, data)
+        with trio.fail_after(5):  # an hour's sample interval otherwise
+            while engine.held:
+                await trio.sleep(0.01)
+        assert m.entries[ih].torrent == data

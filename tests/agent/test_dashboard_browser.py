@@ -141,3 +141,33 @@ def test_without_the_login_link_the_page_shows_nothing_of_the_fleet(fleet, brows
             other_context.close()
     finally:
         context.close()
+
+
+def test_the_library_is_searched_and_an_item_played_from_the_page(fleet, browser):
+    """A clip on alpha, found by the page's search; Play starts it on alpha's own player (real mpv:
+    with no display here it plays without a window) and the page follows the player's state."""
+    from tests.media.clips import make_clip
+
+    alpha, _beta, _gamma = fleet
+    make_clip(alpha.state_dir / "media" / "Big.Buck.Bunny.2008.mkv", seconds=20)
+    assert alpha.cli("library", "scan", "--json")["probed"] >= 1
+    context, page, errors = watched_page(browser)
+    try:
+        page.goto(alpha.cli("dashboard", "--json")["url"])
+        page.wait_for_selector("#fleet:not([hidden])", timeout=20_000)
+        page.fill("#library-query", "bunny")
+        page.click("#library-form button[type=submit]")
+        row = page.locator("#library tbody tr", has_text="Big Buck Bunny")
+        row.wait_for(timeout=10_000)
+        assert page.locator("#library tbody tr").count() == 1
+        row.locator("button.play").click()
+        expect(row.locator("button.play")).to_have_text("Playing", timeout=20_000)
+        wait_until(lambda: alpha.cli("player", "status", "--json")["state"] == "playing", 20, "alpha's player")
+        expect(page.locator("#player-note")).to_have_attribute("data-state", "playing", timeout=10_000)
+        expect(page.locator("#player-note")).to_contain_text("Big Buck Bunny")
+        shot(page, "5-library-playing")
+        alpha.cli("player", "stop", "--json")
+        expect(page.locator("#player-note")).to_have_attribute("data-state", "idle", timeout=10_000)
+        assert errors == [], errors
+    finally:
+        context.close()

@@ -50,6 +50,12 @@ def total(samples, name: str, **labels) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
 
 
+def gossip(samples) -> dict[str, float]:
+    return {"put": value(samples, "tva_gossip_queue_events_total", queue="deltas", event="put"),
+            "delta_items": value(samples, "tva_gossip_items_sent_total", kind="delta"),
+            "delta_bytes": value(samples, "tva_gossip_item_bytes_sent_total", kind="delta")}
+
+
 @pytest.fixture
 def fleet(tmp_path):
     alpha, beta, gamma = (AgentProc(tmp_path, n) for n in ("alpha", "beta", "gamma"))
@@ -83,6 +89,10 @@ def test_metrics_need_the_token_and_move_with_the_fleet(fleet):
     assert ("tva_repairs_total", (("event", "started"),)) in before
     assert ("tva_torrent_rate_bytes_per_second", (("direction", "down"),)) in before
     assert ("tva_decode_errors_total", (("source", "transport"),)) in before
+    assert total(before, "tva_gossip_items_sent_total", kind="presence") > 0
+    assert ("tva_gossip_queue_depth", (("queue", "deltas"),)) in before
+    assert value(before, "tva_gossip_retransmit_limit") >= 1
+    gossip_before = gossip(before)
     requests_before = total(before, "tva_api_request_duration_seconds_count")
     inserted_before = value(before, "tva_decision_ops_total", outcome="inserted")
 
@@ -102,6 +112,18 @@ def test_metrics_need_the_token_and_move_with_the_fleet(fleet):
     assert total(after, "tva_api_request_duration_seconds_count", route="/hosts", status="200") >= 1  # direct
     assert total(after, "tva_api_request_duration_seconds_count", route="/metrics", status="200") >= 1  # FastAPI
     assert total(after, "tva_policy_tick_lag_seconds_count") > 0
+    # The holding was a feed delta: rumoured by alpha's delta queue, and carried as a delta item.
+    gossip_after = gossip(after)
+    assert gossip_after["put"] > gossip_before["put"]
+    assert gossip_after["delta_items"] > gossip_before["delta_items"]
+    assert gossip_after["delta_bytes"] > gossip_before["delta_bytes"]
+    # Every rumour that left the queue is in the histogram, none sent more often than the limit.
+    for queue in ("records", "deltas"):
+        left = sum(value(after, "tva_gossip_queue_events_total", queue=queue, event=e)
+                   for e in ("replaced", "retired", "evicted"))
+        assert value(after, "tva_gossip_rumour_transmits_count", queue=queue) == left
+        limit = int(value(after, "tva_gossip_retransmit_limit"))
+        assert value(after, "tva_gossip_rumour_transmits_bucket", queue=queue, le=f"{limit}.0") == left
 
     # A member that dies is counted as such.
     beta.kill()

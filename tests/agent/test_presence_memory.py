@@ -142,7 +142,8 @@ async def run_fleet_and_stop_b(tmp_path: Path, clock: MockClock
                 await nursery.start(a.run)
         b = agents[1]
         with trio.fail_after(60):
-            while len(peer_view(b)) < 2:
+            # its hosts view as well: the service rebuilds it from presence at the next policy tick
+            while len(peer_view(b)) < 2 or None in disk_in_hosts(b).values():
                 await trio.sleep(0.5)
         before, hosts_before = peer_view(b), disk_in_hosts(b)
         b.stop()

@@ -32,7 +32,7 @@ from agent.runtime import INCARNATION_EPOCH_S
 from agent.state import NodeState
 from agent.store import StateStore
 from crdt import records
-from crdt.decision_ops import FORMAT, make_op
+from crdt.decision_ops import make_op
 from crdt.decision_sync import FORMAT as SYNC_FORMAT
 from crdt.identity import NodeKey
 from mesh.core import LocalChanged, MembersChanged, MeshConfig, MeshNode, encode_frame
@@ -40,6 +40,7 @@ from mesh.core.frames import INCARNATION_MAX, DocMessage, Gossip, MemberRecord, 
 from mesh.core.signing import member_message, presence_message
 from mesh.core.types import Liveness
 from mesh.libp2p_transport import Libp2pTransport
+from simulations.rogue import unstorable_ops
 from tests.agent.procs import AgentProc, wait_until
 from tests.agent.raw_decisions import write_raw
 from tests.agent.test_fleet_key_rotation import _fleet_psk, _handshake, _mesh_addr
@@ -49,6 +50,14 @@ def _view(agent: AgentProc) -> dict:
     hosts = {h["peer_id"]: (h["role"], h["state"], h["class"]) for h in agent.cli("hosts", "--json")}
     custody = [(c["content"], c["min"], c["max"], c["status"]) for c in agent.cli("custody", "--json")]
     return {"hosts": hosts, "custody": custody}
+
+
+def _same_hosts(view: dict, before: dict, rogue: str) -> dict | None:
+    """``view`` when its hosts but the rogue are as ``before``, else None."""
+    def others(v: dict) -> dict:
+        return {p: x for p, x in v["hosts"].items() if p != rogue}
+
+    return view if others(view) == others(before) else None
 
 
 def _forged_decisions(state: NodeState, victims: dict[str, str], now_ms: int) -> int:
@@ -75,20 +84,7 @@ def _forged_decisions(state: NodeState, victims: dict[str, str], now_ms: int) ->
 def _unstorable(state: NodeState, now_ms: int) -> list[bytes]:
     """Ops every replica refuses to store: a tampered signature, an author nobody admitted, one
     over the op size limit (packed by hand: make_op refuses to sign it)."""
-    log = state.doc._log
-    parents = sorted(log.heads)
-    seq = max(log.nodes[h].vc.get(state.key.public, 0) for h in parents) + 1
-    good = make_op(state.key, seq=seq, parents=parents, at_ms=now_ms, kind="pin",
-                   body={"content": "sneaky", "min": 1, "max": None})
-    wire = bytearray(good.wire)
-    wire[-5] ^= 0xFF  # the signature no longer verifies
-    stranger = make_op(NodeKey(os.urandom(32)), seq=1, parents=parents, at_ms=now_ms, kind="pin",
-                       body={"content": "stranger", "min": 1, "max": None})
-    huge_body = [FORMAT, state.key.public, seq, list(parents), now_ms, "pin", {"content": "x" * 2000,
-                                                                               "blob": b"\0" * 250}]
-    huge_packed = msgpack.packb(huge_body, use_bin_type=True) + b"\0" * (300 * 1024)
-    huge = msgpack.packb([huge_packed, state.key.sign(b"whatever")], use_bin_type=True)
-    return [bytes(wire), stranger.wire, huge]
+    return unstorable_ops(state.doc, state.key, NodeKey(os.urandom(32)), now_ms)
 
 
 def _mesh_forgeries(rogue: NodeKey, victim: str) -> list:
@@ -171,7 +167,14 @@ def test_a_compromised_member_changes_nothing_beyond_its_rights_and_the_fleet_go
         rogue.stop()  # its key and fleet key are the rogue's now
         wait_until(lambda: all(_view(a)["hosts"][ids["rogue"]][1] in ("left", "dead") for a in honest), 30,
                    "the rogue's daemon gone")
-        before = {a.name: _view(a) for a in honest}
+        honest_ids = [ids[a.name] for a in honest]
+
+        def settled(a: AgentProc) -> dict | None:  # the honest hosts all alive (a suspicion under load passes)
+            view = _view(a)
+            return view if all(view["hosts"][p][1] == "alive" for p in honest_ids) else None
+
+        before = {a.name: wait_until(lambda a=a: settled(a), 30, f"{a.name} to see the honest hosts alive")
+                  for a in honest}
 
         state = NodeState.load(StateStore(rogue.state_dir))
         cards = records.cards(state.feeds)
@@ -180,9 +183,10 @@ def test_a_compromised_member_changes_nothing_beyond_its_rights_and_the_fleet_go
         trio.run(_play_rogue, state, addrs, victims)
 
         for a in honest:
-            view = _view(a)
-            hosts = {p: v for p, v in view["hosts"].items() if p != ids["rogue"]}  # its liveness is its own
-            assert hosts == {p: v for p, v in before[a.name]["hosts"].items() if p != ids["rogue"]}, a.name
+            # Its liveness is the rogue's own. A forged LEFT or frozen presence would last; a passing
+            # suspicion (a loaded machine) clears within the wait.
+            view = wait_until(lambda a=a: _same_hosts(_view(a), before[a.name], ids["rogue"]), 20,
+                              f"{a.name}'s view of the honest hosts unchanged")
             assert view["hosts"][ids["rogue"]][0] == "member"
             assert view["custody"] == before[a.name]["custody"], a.name
             status = a.cli("status", "--json")

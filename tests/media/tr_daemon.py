@@ -48,7 +48,8 @@ class Daemon:
 
 
 @asynccontextmanager
-async def transmission_daemon(tmp_path, media_root: str) -> AsyncIterator[Daemon]:
+async def transmission_daemon(tmp_path, media_root: str, settings_extra: dict | None = None) -> AsyncIterator[Daemon]:
+    """``settings_extra`` overrides settings.json (only inside a namespace for anything outward)."""
     binary = require_transmission()
     conf = tmp_path / "tr-conf"
     conf.mkdir()
@@ -65,6 +66,7 @@ async def transmission_daemon(tmp_path, media_root: str) -> AsyncIterator[Daemon
         "download-dir": media_root, "incomplete-dir-enabled": False, "rename-partial-files": False,
         "start-added-torrents": True, "speed-limit-up-enabled": False, "speed-limit-down-enabled": False,
         "message-level": 2,
+        **(settings_extra or {}),
     }
     (conf / "settings.json").write_text(json.dumps(settings))
     log_path = str(tmp_path / "transmission.log")

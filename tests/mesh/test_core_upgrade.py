@@ -18,58 +18,16 @@ import msgpack
 from crdt import records
 from crdt.feedset import FeedSet, OwnFeed
 from crdt.identity import NodeKey
-from mesh.core import FRAME_VERSION, Liveness, LocalChanged, MembersChanged, SetSoftState, decode_frame
-from mesh.core.frames import frame_wire
-from mesh.core.signing import issue_presence, presence_message
+from mesh.core import FRAME_VERSION, Liveness, LocalChanged, MembersChanged, SetSoftState
+from simulations.upgrade import NEW_FRAME, newer_encoding, newer_holding, newer_presence
 from tests.mesh.harness import Harness, Net, make_node, named_key
-
-NEW_ITEM = [7, {"a field from the future": [1, 2, 3]}]
-NEW_FRAME = [12, "a frame kind from the future", {"x": 1}]
-
-
-def _grow(x):
-    """Append a newer minor's trailing field to every array that is a frame, item or entry."""
-    if isinstance(x, list):
-        return [_grow(e) for e in x] + ["minor+1"]
-    if isinstance(x, dict):
-        return {k: _grow(v) for k, v in x.items()}
-    return x
-
-
-def newer_encoding(data: bytes) -> bytes:
-    """What the newer build would have sent for the frame this build encoded as ``data``."""
-    frame = decode_frame(data, 10**8)
-    wire = frame_wire(frame)
-    kind = wire[0]
-    if kind in (1, 2):  # ping/ack: [kind, seq, presence|nil, items]
-        presence = None if wire[2] is None else [*wire[2], "minor+1"]
-        wire = [kind, wire[1], presence, [NEW_ITEM, *[[*i, "minor+1"] for i in wire[3]]]]
-    elif kind in (3,):
-        wire = [kind, wire[1], wire[2], [NEW_ITEM, *[[*i, "minor+1"] for i in wire[3]]]]
-    elif kind in (4, 11):  # gossip, records
-        wire = [kind, [NEW_ITEM, *[[*i, "minor+1"] for i in wire[1]]]]
-    elif kind == 6 and wire[5] is not None:  # sync: the membership vector entries grow too
-        wire[5] = {p: [*e, 99] for p, e in wire[5].items()}
-    return bytes([FRAME_VERSION]) + msgpack.packb([*wire, "minor+1 frame field"], use_bin_type=True)
-
-
-def _newer_presence(book, signer):
-    """The newer build's presence: one more field in the signed body."""
-    def issue(incarnation, disk, score, endpoints, host_class, asleep):
-        pseq = book.own.pseq + 1 if book.own is not None else 1
-        base = issue_presence(signer, incarnation, pseq, disk, score, endpoints, host_class, asleep)
-        fields = msgpack.unpackb(base.body)
-        body = msgpack.packb([*fields, {"load_avg": 0.42}], use_bin_type=True)
-        book.own = replace(base, body=body, sig=signer.sign(presence_message(body)))
-        return book.own
-    return issue
 
 
 def _holding(i: int, *, newer: bool) -> tuple[str, bytes]:
     h = records.Holding(f"item-{i}", f"{i:040x}", 1000 + i, "complete", "public", "local", 1000 + i)
     raw = records.encode_holding(h)
-    if newer:  # same major, one more field (after the custody mark, this build's last optional one)
-        raw = msgpack.packb([*msgpack.unpackb(raw), False, "codec:av1"], use_bin_type=True)
+    if newer:
+        raw = newer_holding(raw)
     return records.holding_key(h.content_id), raw
 
 
@@ -85,7 +43,7 @@ def test_a_fleet_half_on_a_newer_minor_version_converges_both_ways_without_suspi
         h.feeds[p] = feeds
         h.nodes[p] = make_node(p, h.config, feeds, h.docs[p], random.Random(i))
         if p in newer:
-            h.nodes[p].book.issue = _newer_presence(h.nodes[p].book, named_key(p))
+            h.nodes[p].book.issue = newer_presence(h.nodes[p].book, named_key(p))
         h.handle(p, MembersChanged(frozenset(h.ids), {}))
         h.handle(p, SetSoftState(10**9 + i, 0.5, (), "desktop"))
 
