@@ -55,7 +55,7 @@ def test_three_fleets_on_one_machine_each_with_its_own_interface_and_ports(host,
     env = {"TVA_WG_BACKEND": "auto", "TVA_WG_SOCKET_DIR": str(run_dir), "TVA_TICK_INTERVAL_MS": "500"}
     prefix = ("ip", "netns", "exec", host.ns(0))
     agents = [FleetAgent(tmp_path, fleet, prefix=prefix, env=env) for fleet in (None, "family", "friends")]
-    default, family, friends = agents
+    default, family, _friends = agents
     try:
         for a in agents:
             a.cli("init", "--name", f"fleet-{a.name}")
