@@ -73,7 +73,7 @@ class Params:
             raise InvalidInput("need 1 <= copies_min <= copies_max")
         if self.link not in ("lan", "wan", "lossy"):
             raise InvalidInput(f"unknown link {self.link!r}", hint="lan, wan or lossy")
-        if not 1 <= self.fleets <= FLEETS_MAX or self.nodes < self.fleets * FLEET_NODES_MIN:
+        if not 1 <= self.fleets <= FLEETS_MAX or (self.fleets > 1 and self.nodes < self.fleets * FLEET_NODES_MIN):
             raise InvalidInput(f"fleets must be 1..{FLEETS_MAX}, each of at least {FLEET_NODES_MIN} nodes",
                                hint=f"e.g. --nodes {3 * FLEET_NODES_MIN} --set fleets=3")
         if (self.fleets > 1) != (self.scenario == "friends"):

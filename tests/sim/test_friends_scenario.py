@@ -1,6 +1,6 @@
 """The `friends` scenario (issue 15 item 7): three real fleets in one simulated world, links made
-and broken, friend custody on — every checker passing, one seed one trace; and the friend checkers
-catching a broken variant of each rule they guard."""
+and broken, friend custody on — one seed one trace; and the friend checkers catching a broken
+variant of the rules they guard. (Every checker passing on seeds 1 and 2: test_scenarios.py.)"""
 
 from __future__ import annotations
 
@@ -21,21 +21,13 @@ def _run(seed: int, **kw) -> dict:
     return run_scenario(params_for("friends", seed=seed, **{**CI, **kw}))
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_three_fleets_link_unlink_and_keep_copies_for_friends_within_every_rule(seed):
-    r = _run(seed)
+def test_the_scenario_runs_in_the_ci_job_and_replays():
+    # every checker on seeds 1 and 2: tests/sim/test_scenarios.py (the CI job runs every scenario)
+    r = _run(3)
+    assert r["ok"], (r["checks"], r["replay"])
     assert r["core"] == "real" and r["params"]["fleets"] == 3
-    failed = {k: v["detail"] for k, v in r["checks"]["liveness"].items() if not v["ok"]}
-    assert r["checks"]["safety"]["ok"], (r["checks"]["safety"]["first"], r["replay"])
-    assert not failed, f"{failed} — replay: {r['replay']}"
-    f = r["metrics"]["friends"]
-    assert f["links_made"] == 3 and f["links_ended"] == 1
-    assert f["views_delivered"] > 0 and f["views_refused"] == 0
-    # the friend pin was completed by fleet 1's copy, then (unlinked) by fleet 2's; fleet 1 dropped its own
-    assert f["friend_copies_made"] >= 2 and f["friend_copies_dropped"] >= 1
-    assert f["first_friend_answer_ms"] is not None  # friends' holders really reached peers_for
     assert r["metrics"]["changes_converged"] > 0  # convergence is tracked per fleet
-    assert "--scenario friends" in r["replay"] and f"--seed {seed}" in r["replay"]
+    assert r["replay"].startswith("python -m simulations --scenario friends --nodes 24 --seed 3")
 
 
 def test_same_seed_same_trace():
