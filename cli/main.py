@@ -333,6 +333,12 @@ def main(argv: list[str] | None = None) -> int:
             return _wg_probe(args)
         if args.command == "library":  # [library] its own flow: scan progress, offline scans
             return _library(args, cfg)
+        if args.command == "service" and (args.fleet or os.environ.get("TVA_FLEET")):
+            from tva.errors import InvalidInput
+
+            # one unit name per machine today: a fleet agent's unit would replace the default agent's
+            raise InvalidInput("`service` manages the default agent only; a --fleet agent has no unit of its own yet",
+                               hint="run it with `tva-agent --fleet NAME run` under your own unit or supervisor")
         if args.command == "service":  # [service] the service manager, not the daemon
             from cli import service as service_cli
 

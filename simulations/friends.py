@@ -60,7 +60,8 @@ class FriendWorld:
         self._by_ih: dict[str, object] = {}
         self._inputs: dict[tuple, FriendInputs] = {}
         self.stats = {"links_made": 0, "links_ended": 0, "views_delivered": 0, "views_refused": 0,
-                      "friend_copies_made": 0, "friend_copies_dropped": 0, "first_friend_answer_ms": None}
+                      "friend_copies_made": 0, "friend_copies_dropped": 0, "friend_answers": 0,
+                      "first_friend_answer_ms": None}
         factory.friend_inputs_for = lambda fleet, index: (lambda node: self.inputs(fleet, node))
 
     # --- truth, for the checkers ----------------------------------------------------------------
@@ -250,7 +251,8 @@ class FriendWorld:
                     f"{missing[:5]}")
 
     def friend_answer(self, answer: list, now_ms: int) -> None:
-        """Notes when the first ``friend`` answer of a real (linked) fleet came (a figure)."""
-        if self.stats["first_friend_answer_ms"] is None and any(
-                a.provenance == "friend" and a.fleet in self.number for a in answer):
-            self.stats["first_friend_answer_ms"] = now_ms
+        """Counts answers naming a real friend fleet's holders, and when the first came (figures)."""
+        if any(a.provenance == "friend" and a.fleet in self.number for a in answer):
+            self.stats["friend_answers"] += 1
+            if self.stats["first_friend_answer_ms"] is None:
+                self.stats["first_friend_answer_ms"] = now_ms

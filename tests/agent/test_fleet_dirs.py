@@ -117,6 +117,8 @@ def test_cli_fleet_selects_each_fleet_and_refuses_unknown_names(tmp_path):
     assert r.returncode == 2 and json.loads(r.stdout)["hint"].startswith("known: friends, home")
     r = _cli(tmp_path, "--fleet", "home", "--state-dir", str(tmp_path / "x"), "status")
     assert r.returncode == 2 and "--fleet and --state-dir" in r.stderr
+    r = _cli(tmp_path, "--fleet", "home", "service", "install", "--dry-run")  # would replace the default's unit
+    assert r.returncode == 2 and "default agent only" in r.stderr
     r = _cli(tmp_path, "--fleet", "home", "init", "--name", "again")  # a fleet's state dir holds one fleet
     assert r.returncode != 0
     assert not (tmp_path / "main").exists()  # the default agent's state dir was never touched
