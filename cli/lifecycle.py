@@ -40,7 +40,7 @@ def _warm_daemon_imports() -> None:
 
 
 def _keep_class(args: argparse.Namespace, cfg: Config) -> Config:
-    """`init`/`join --class C`: the class this host was set up as is kept in its state dir, so a
+    """`init`/`join --class C` (or a first `run`): the class this host was set up as is kept in its state dir, so a
     later `run` (or the service) without flags keeps it. A seedbox is set up to be the fleet's
     public-swarm face: its engine may use the DHT while it holds that duty (``public_swarm``)."""
     if getattr(args, "host_class", None) is None:
@@ -83,7 +83,13 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             if not args.run:
                 return 0
         else:
+            from agent.state import NodeState
+            from agent.store import StateStore
+
+            founding = not NodeState.exists(StateStore(cfg.state_dir))
             state = lifecycle.load_for_run(cfg)
+            if founding:  # the first `run` founds a fleet: its --class is kept like init's
+                cfg = _keep_class(args, cfg)
         from agent import logs
 
         logs.setup(cfg.log_level, cfg.log_format, capture_prints=True)
