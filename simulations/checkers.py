@@ -76,12 +76,19 @@ class Checker:
                 self._fail(now_ms, "private-provenance", f"peers_for({item}, {it.policy}) used {a.provenance}")
             elif a.provenance == "friend" and friends is None and a.fleet not in self.sim.friends:
                 self._fail(now_ms, "non-friend", f"peers_for({item}) offered a peer of unlinked fleet {a.fleet}")
+            elif a.provenance in ("fleet", "seedbox") and friends is not None and asker is not None:
+                if self.sim.fleet_of.get(a.peer) != self.sim.fleet_of[asker]:  # fleets never share a mesh
+                    self._fail(now_ms, "foreign-fleet-peer", f"peers_for({item}) gave another fleet's host as "
+                               f"{a.provenance}")
             elif a.provenance == "friend" and friends is not None and asker is not None:
                 mine = self.sim.fleet_of[asker]
                 theirs = friends.fleet_number(a.fleet)
                 if theirs is None:
                     continue  # a made-up offer of a fleet that does not exist: the gate's test, above
-                if not friends.linked(mine, theirs, now_ms, FRIEND_GRACE_MS):
+                if self.sim.fleet_of.get(a.peer) != theirs:
+                    self._fail(now_ms, "friend-misattributed", f"peers_for({item}) named a host of fleet "
+                               f"{self.sim.fleet_of.get(a.peer)} as fleet {theirs}'s")
+                elif not friends.linked(mine, theirs, now_ms, FRIEND_GRACE_MS):
                     self._fail(now_ms, "non-friend", f"peers_for({item}) at fleet {mine} offered a peer of "
                                f"unlinked fleet {theirs}")
                 elif it.policy != "public" and not friends.may_see(it.fleet, mine, now_ms, FRIEND_GRACE_MS):

@@ -76,7 +76,7 @@ class NodeFactory:
         self.fleets = fleets
         self.per_fleet = n_nodes // fleets
         self._real_by_fleet: dict[int, object] = {}
-        self.friend_inputs_for = None  # (fleet, node) -> () -> FriendInputs; set by simulations.friends
+        self.friend_inputs_for = None  # (fleet, index) -> (node -> FriendInputs); set by simulations.friends
         self._real = None
         self._keys: dict[int, NodeKey] = {}
         self._standin_cfg = StandinConfig(
