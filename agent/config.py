@@ -292,6 +292,11 @@ def load_config(
 def load_state_config(state_dir: Path) -> dict[str, object]:
     """The state dir's own settings (``STATE_CONFIG_FILE``; none when it has no such file)."""
     path = state_dir / STATE_CONFIG_FILE
+    try:
+        if not path.is_file():
+            return {}
+    except OSError:  # not a directory, not searchable: whoever uses the state dir next says what is wrong
+        return {}
     values = load_file(path)
     for name in STATE_CONFIG_REFUSED:
         if name in values:

@@ -29,6 +29,11 @@ def _warm_daemon_imports() -> None:
     WireGuard key reaches the fleet — that much sooner after admission."""
     import threading
 
+    # What the join itself needs is imported here first: two threads importing the agent.policy
+    # package's cycle at once can see it half-initialised (an ImportError in the join).
+    import agent.joining
+    import agent.policy  # noqa: F401
+
     def warm() -> None:
         try:
             import agent.library_service
