@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tva-agent", description="Peer-to-peer agent of a household media fleet.")
     p.add_argument("--state-dir", type=Path, help="state directory (default: XDG state dir, /var/lib when root)")
     p.add_argument("--config", type=Path, help="TOML config file (default: XDG config dir, /etc when root)")
-    p.add_argument("--fleet", metavar="NAME",
+    p.add_argument("--fleet", metavar="NAME", dest="agent_fleet",
                    help="this machine's agent of fleet NAME (its own state dir, interface and ports; "
                         "or TVA_FLEET); the first init/join/run of a new NAME sets it up")
     p.add_argument("-v", "--verbose", action="store_true", help="log more (same as --log-level debug)")
@@ -171,7 +171,7 @@ def _config(args: argparse.Namespace):
                              "log_level": "debug" if args.verbose else args.log_level}
     for name in ("listen", "join_listen", "api", "media_root", "host_name", "host_class"):
         flags[name] = getattr(args, name, None)
-    fleet = args.fleet or os.environ.get("TVA_FLEET") or None
+    fleet = args.agent_fleet or os.environ.get("TVA_FLEET") or None
     if fleet is not None:
         from agent import fleet_dirs
         from tva.errors import InvalidInput
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             return _wg_probe(args)
         if args.command == "library":  # [library] its own flow: scan progress, offline scans
             return _library(args, cfg)
-        if args.command == "service" and (args.fleet or os.environ.get("TVA_FLEET")):
+        if args.command == "service" and (args.agent_fleet or os.environ.get("TVA_FLEET")):
             from tva.errors import InvalidInput
 
             # one unit name per machine today: a fleet agent's unit would replace the default agent's
