@@ -24,6 +24,10 @@ LOG_FORMATS = ("text", "json")
 IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # IFNAMSIZ is 16 with the NUL
 TORRENT_ENGINES = ("libtorrent", "transmission", "off")
 CONFIG_FILE_BYTES_MAX = 256 * 1024
+# Settings this agent was set up with (`join --class seedbox`, `--fleet NAME`), kept in its state
+# dir and layered above the config file: a later `run` without flags keeps them (agent.settings).
+STATE_CONFIG_FILE = "config.toml"
+STATE_CONFIG_REFUSED = ("state_dir", "fleets_dir")
 NOTIFY_WEBHOOKS_MAX = 8
 DEFAULT_P2P_PORT = 4810
 DEFAULT_API_PORT = 4811
@@ -111,6 +115,8 @@ class Config:
     # and how often gateways fetch their views and members fetch them from our gateways
     friend_custody_bytes: int = 0
     friend_sync_interval_ms: int = 10_000
+    # [fleets] where `--fleet NAME` agents live (one state dir each): None = <state_dir>/fleets
+    fleets_dir: Path | None = None
 
     def media_dir(self) -> Path:
         return self.media_root if self.media_root is not None else self.state_dir / "media"
@@ -268,12 +274,32 @@ def load_config(
         raise ConfigError(f"config file {path} does not exist")
     values: dict[str, object] = load_file(path)
     names = {f.name for f in fields(Config)}
+    later: dict[str, object] = {}  # environment, then flags
     for key, raw in env.items():
         if key.startswith("TVA_") and key not in ("TVA_CONFIG", "TVA_SOAK", "TVA_VENV"):
             name = key[4:].lower()
             if name in names:
-                values[name] = _coerce(name, raw, key)
+                later[name] = _coerce(name, raw, key)
     for name, raw in (flags or {}).items():
         if raw is not None:
-            values[name] = _coerce(name, raw, "--" + name.replace("_", "-"))
+            later[name] = _coerce(name, raw, "--" + name.replace("_", "-"))
+    state_dir = later.get("state_dir") or values.get("state_dir") or default_state_dir()
+    values.update(load_state_config(Path(str(state_dir))))
+    values.update(later)
     return validate(replace(Config(), **values))
+
+
+def load_state_config(state_dir: Path) -> dict[str, object]:
+    """The state dir's own settings (``STATE_CONFIG_FILE``; none when it has no such file)."""
+    path = state_dir / STATE_CONFIG_FILE
+    try:
+        if not path.is_file():
+            return {}
+    except OSError:  # not a directory, not searchable: whoever uses the state dir next says what is wrong
+        return {}
+    values = load_file(path)
+    for name in STATE_CONFIG_REFUSED:
+        if name in values:
+            raise ConfigError(f"{path}: {name} cannot be set inside a state dir",
+                              hint=f"remove the {name} line; set it in the config file or with a flag")
+    return values

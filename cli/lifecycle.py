@@ -7,6 +7,7 @@ makes `./setup.sh run` work on a fresh machine with no config.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from functools import partial
 
@@ -52,10 +53,30 @@ def _warm_daemon_imports() -> None:
     threading.Thread(target=warm, name="warm-imports", daemon=True).start()
 
 
+def _keep_class(args: argparse.Namespace, cfg: Config) -> Config:
+    """`init`/`join --class C` (or a first `run`): the class this host was set up as is kept in its state dir, so a
+    later `run` (or the service) without flags keeps it. A seedbox is set up to be the fleet's
+    public-swarm face: its engine may use the DHT while it holds that duty (``public_swarm``)."""
+    if getattr(args, "host_class", None) is None:
+        return cfg
+    from dataclasses import replace
+
+    from agent.fleet_dirs import remember
+
+    values: dict[str, object] = {"host_class": args.host_class}
+    if args.host_class == "seedbox":
+        values["public_swarm"] = True
+    remember(cfg.state_dir, values)
+    if "TVA_PUBLIC_SWARM" in os.environ:  # the environment still wins over the state dir's settings
+        values.pop("public_swarm", None)
+    return replace(cfg, **values)  # type: ignore[arg-type]
+
+
 def main(args: argparse.Namespace, cfg: Config) -> int:
     with lifecycle.writer_lock(cfg, args.command):
         if args.command == "init":
             state = lifecycle.found(cfg, args.name)
+            cfg = _keep_class(args, cfg)
             if args.json:
                 output.emit_json({k: v for k, v in lifecycle.summary(state).items()
                                   if k in ("peer_id", "fleet_id", "fleet_name", "ipv4_subnet")})
@@ -66,6 +87,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             if args.run:
                 _warm_daemon_imports()
             state = trio.run(lifecycle.join, cfg, args.invite, _progress)
+            cfg = _keep_class(args, cfg)
             summary = lifecycle.summary(state)
             if args.json:
                 output.emit_json({k: v for k, v in summary.items() if k != "ipv4_subnet"})
@@ -75,7 +97,13 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             if not args.run:
                 return 0
         else:
+            from agent.state import NodeState
+            from agent.store import StateStore
+
+            founding = not NodeState.exists(StateStore(cfg.state_dir))
             state = lifecycle.load_for_run(cfg)
+            if founding:  # the first `run` founds a fleet: its --class is kept like init's
+                cfg = _keep_class(args, cfg)
         from agent import logs
 
         logs.setup(cfg.log_level, cfg.log_format, capture_prints=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tva-agent", description="Peer-to-peer agent of a household media fleet.")
     p.add_argument("--state-dir", type=Path, help="state directory (default: XDG state dir, /var/lib when root)")
     p.add_argument("--config", type=Path, help="TOML config file (default: XDG config dir, /etc when root)")
+    p.add_argument("--fleet", metavar="NAME", dest="agent_fleet",
+                   help="this machine's agent of fleet NAME (its own state dir, interface and ports; "
+                        "or TVA_FLEET); the first init/join/run of a new NAME sets it up")
     p.add_argument("-v", "--verbose", action="store_true", help="log more (same as --log-level debug)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default: info")
     p.add_argument("--log-format", choices=["text", "json"], help="json: one object per line (journald)")
@@ -45,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("init", help="found a new fleet with this host as its first member")
     c.add_argument("--name", required=True, help="the fleet's name")
-    c.add_argument("--host-class", choices=["desktop", "server", "nas", "seedbox", "portable"])
+    _class_flag(c)
     c.add_argument("--json", action="store_true")
 
     c = read("invite", "print an invite token for another host")
@@ -63,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     _run_flags(c)
 
     read("status", "this agent and its fleet")
+    read("fleets", "the fleets this machine has an agent for (--fleet NAME)")
     read("hosts", "the fleet's hosts and their liveness")
     h = sub.add_parser("holdings", help="declare or list this host's content")
     hs = h.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -141,7 +146,13 @@ def _run_flags(c: argparse.ArgumentParser) -> None:
     c.add_argument("--api", help="HTTP API HOST:PORT (default 127.0.0.1:4811)")
     c.add_argument("--media-root", help="directory of this host's media")
     c.add_argument("--host-name", help="this host's name in the fleet (default: hostname)")
-    c.add_argument("--host-class", choices=["desktop", "server", "nas", "seedbox", "portable"])
+    _class_flag(c)
+
+
+def _class_flag(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--class", "--host-class", dest="host_class", choices=["desktop", "server", "nas", "seedbox", "portable"],
+                   help="this host's class; given to init or join it is kept for later runs (seedbox: the always-on "
+                        "custodian and the public-swarm face)")
 
 
 def parse_ttl_ms(text: str) -> int:
@@ -160,7 +171,31 @@ def _config(args: argparse.Namespace):
                              "log_level": "debug" if args.verbose else args.log_level}
     for name in ("listen", "join_listen", "api", "media_root", "host_name", "host_class"):
         flags[name] = getattr(args, name, None)
+    fleet = args.agent_fleet or os.environ.get("TVA_FLEET") or None
+    if fleet is not None:
+        from agent import fleet_dirs
+        from tva.errors import InvalidInput
+
+        if args.state_dir is not None:
+            raise InvalidInput("--fleet and --state-dir both name the state dir", hint="give one of them")
+        main_cfg = load_config(file=args.config, flags=flags)
+        fleets_dir = main_cfg.fleets_dir or main_cfg.state_dir / "fleets"
+        flags["state_dir"] = fleet_dirs.resolve(fleets_dir, fleet, args.command, main_cfg.listen, main_cfg.api)
     return load_config(file=args.config, flags=flags)
+
+
+def _fleets(args: argparse.Namespace, cfg) -> int:
+    from agent import fleet_dirs
+
+    fleets_dir = cfg.fleets_dir or cfg.state_dir / "fleets"
+    rows = fleet_dirs.describe(fleets_dir)
+    if args.json:
+        output.emit_json(rows)
+    else:
+        output.table(rows, [("name", "fleet"), ("state_dir", "state dir"), ("wg_interface", "interface"),
+                            ("api", "api"), ("host_class", "class"), ("running", "running")],
+                     empty=f"no fleet agents in {fleets_dir}: set one up with `tva-agent --fleet NAME join INVITE`")
+    return 0
 
 
 # (command, action) -> (HTTP method, path template, body builder); reads and writes alike.
@@ -288,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = _config(argparse.Namespace(**{**vars(args), "config": None}))
         else:
             cfg = _config(args)
+        if args.command == "fleets":
+            return _fleets(args, cfg)
         if args.command in ("run", "init", "join"):
             from cli import lifecycle
 
@@ -296,6 +333,12 @@ def main(argv: list[str] | None = None) -> int:
             return _wg_probe(args)
         if args.command == "library":  # [library] its own flow: scan progress, offline scans
             return _library(args, cfg)
+        if args.command == "service" and (args.agent_fleet or os.environ.get("TVA_FLEET")):
+            from tva.errors import InvalidInput
+
+            # one unit name per machine today: a fleet agent's unit would replace the default agent's
+            raise InvalidInput("`service` manages the default agent only; a --fleet agent has no unit of its own yet",
+                               hint="run it with `tva-agent --fleet NAME run` under your own unit or supervisor")
         if args.command == "service":  # [service] the service manager, not the daemon
             from cli import service as service_cli
 
@@ -336,8 +379,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # Output piped into e.g. `head`, which stopped reading: not an error of ours.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:  # a bug: one clear line for people, the traceback with -v

@@ -62,7 +62,7 @@ def _print_human(r: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m simulations", description=__doc__)
     ap.add_argument("--scenario", choices=SCENARIOS, default="steady")
-    ap.add_argument("--nodes", type=int, default=30)
+    ap.add_argument("--nodes", type=int, default=None, help="all fleets' nodes (default 30; friends: 150)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="override a parameter, e.g. --set duration_s=60 --set link=lossy")
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse already printed usage and the error (or the help)
         return int(exc.code or 0)
     try:
-        params = params_for(args.scenario, nodes=args.nodes, seed=args.seed, **_parse_set(args.set))
+        sized = {} if args.nodes is None else {"nodes": args.nodes}
+        params = params_for(args.scenario, seed=args.seed, **sized, **_parse_set(args.set))
         if args.plot:
             from simulations.plot import sweep_and_plot
             sizes = [int(x) for x in args.sizes.split(",") if x.strip()]

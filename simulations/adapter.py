@@ -31,6 +31,7 @@ class AddHolding:
     size_bytes: int
     policy: str  # one of POLICIES; private-tracker content is always f2f_only
     custody: bool = False  # a copy a repair made (the only kind a trim may remove)
+    source: str = ""  # the holding record's source; "" = by policy (f2f_only: private-tracker)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class SetPin:
     item: str
     copies_min: int
     copies_max: int
+    friends: bool = False  # friend fleets' copies may count (``pin … --friends``)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,12 @@ class Revoke:
 @dataclass(frozen=True)
 class AddFriend:
     fleet_id: str  # a friend fleet, linked by invite
+    link: tuple = ()  # the link's fields (agent.policy.friend_links.link_fields) as sorted pairs; () = none
+
+
+@dataclass(frozen=True)
+class RemoveFriend:
+    fleet_id: str  # `friend rm`: the link ends
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,8 @@ class Unpin:
     item: str
 
 
-Change = AddHolding | RemoveHolding | HoldingBatch | SetPin | Unpin | Revoke | AddFriend | SetDiskFull
+Change = (AddHolding | RemoveHolding | HoldingBatch | SetPin | Unpin | Revoke | AddFriend | RemoveFriend
+          | SetDiskFull)
 
 
 # --- effects (what a node asks the world to do) -------------------------------------------------
@@ -135,7 +144,15 @@ class Applied:
     version: int
 
 
-Effect = Applied | Send | DeclaredDead | Fetch | RepairStart | Trimmed | Announce
+@dataclass(frozen=True)
+class FriendsCounted:
+    """This node's custody plan of ``item`` counts copies held by these friend fleets."""
+
+    item: str
+    fleets: tuple[str, ...]
+
+
+Effect = Applied | Send | DeclaredDead | Fetch | RepairStart | Trimmed | Announce | FriendsCounted
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ VIOLATIONS_KEPT = 50
 # A death verdict is false when the host was up — and, for "false" rather than "partitioned",
 # reachable — for this long before it: suspicion timeouts reach ~70 s in a 1000-node fleet.
 FALSE_DEAD_WINDOW_MS = 90_000
+# A member hears that a link ended (or a friend dropped a copy) by gossip of its fleet document and
+# the next friend sync (simulations.friends.SYNC_MS): answers and plans may lag the truth this long.
+FRIEND_GRACE_MS = 5000
 
 
 @dataclass(frozen=True)
@@ -64,19 +67,80 @@ class Checker:
             self._fail(now_ms, "private-announced", f"{eff.holder[-8:]} announced {policy} item "
                        f"{eff.item} to {eff.where}")
 
-    def peers_for_answered(self, item: str, answer: list, now_ms: int) -> None:
+    def peers_for_answered(self, item: str, answer: list, now_ms: int, asker: str | None = None) -> None:
         """An item's holders reach the public swarm (dht/tracker) only when it is public, a
-        friend fleet's offer only when that fleet is linked, and search_only answers nothing."""
+        friend fleet's offer only when that fleet is linked, and search_only answers nothing.
+        Several fleets: a closed item's holders reach only its own fleet and the fleets linked
+        with it (``asker``: the node that asked)."""
         it = self.sim.items.get(item)
         if it is None:
             return
+        friends = self.sim.friend_world
         for a in answer:
             if it.policy == "search_only":
                 self._fail(now_ms, "private-revealed", f"peers_for({item}, search_only) answered {a.provenance}")
             elif it.policy != "public" and a.provenance in ("dht", "tracker"):
                 self._fail(now_ms, "private-provenance", f"peers_for({item}, {it.policy}) used {a.provenance}")
-            elif a.provenance == "friend" and a.fleet not in self.sim.friends:
+            elif a.provenance == "friend" and friends is None and a.fleet not in self.sim.friends:
                 self._fail(now_ms, "non-friend", f"peers_for({item}) offered a peer of unlinked fleet {a.fleet}")
+            elif a.provenance in ("fleet", "seedbox") and friends is not None and asker is not None:
+                if self.sim.fleet_of.get(a.peer) != self.sim.fleet_of[asker]:  # fleets never share a mesh
+                    self._fail(now_ms, "foreign-fleet-peer", f"peers_for({item}) gave another fleet's host as "
+                               f"{a.provenance}")
+            elif a.provenance == "friend" and friends is not None and asker is not None:
+                mine = self.sim.fleet_of[asker]
+                theirs = friends.fleet_number(a.fleet)
+                if theirs is None:
+                    continue  # a made-up offer of a fleet that does not exist: the gate's test, above
+                if self.sim.fleet_of.get(a.peer) != theirs:
+                    self._fail(now_ms, "friend-misattributed", f"peers_for({item}) named a host of fleet "
+                               f"{self.sim.fleet_of.get(a.peer)} as fleet {theirs}'s")
+                elif not friends.linked(mine, theirs, now_ms, FRIEND_GRACE_MS):
+                    self._fail(now_ms, "non-friend", f"peers_for({item}) at fleet {mine} offered a peer of "
+                               f"unlinked fleet {theirs}")
+                elif it.policy != "public" and not friends.may_see(it.fleet, mine, now_ms, FRIEND_GRACE_MS):
+                    self._fail(now_ms, "closed-item-left", f"{it.policy} item {item} of fleet {it.fleet}: its "
+                               f"holders reached fleet {mine}, neither it nor a friend of it")
+
+    def view_delivered(self, issuer: int, audience: int, view, now_ms: int) -> None:
+        """A friend view crossing from fleet ``issuer`` to fleet ``audience``: only to a linked fleet,
+        never a search_only item, a closed item only where its own fleet's friends are."""
+        friends = self.sim.friend_world
+        # No grace: the issuing gateway recorded the end itself, so it must stop serving at once.
+        if not friends.linked(issuer, audience, now_ms, 0):
+            self._fail(now_ms, "view-unlinked", f"fleet {issuer}'s view reached unlinked fleet {audience}")
+        by_ih = friends.items_by_infohash
+        for entry in view.items:
+            it = by_ih.get(entry.infohash)
+            if it is None:
+                self._fail(now_ms, "view-unknown", f"fleet {issuer}'s view lists an unknown item")
+                continue
+            if it.policy == "search_only":
+                self._fail(now_ms, "view-search-only", f"search_only item {it.name} crossed to fleet {audience}")
+            elif it.policy != "public" and not friends.may_see(it.fleet, audience, now_ms, 0):
+                self._fail(now_ms, "closed-item-left", f"{it.policy} item {it.name} of fleet {it.fleet} reached "
+                           f"fleet {audience} in fleet {issuer}'s view")
+
+    def friends_counted(self, node: str, eff, now_ms: int) -> None:
+        """A plan counts friends' copies only for a pin that allows it (``--friends``), a public
+        item, friends linked now that offer custody and really hold a copy."""
+        sim, friends = self.sim, self.sim.friend_world
+        pin, it = sim.pins.get(eff.item), sim.items.get(eff.item)
+        if friends is None or it is None:
+            return
+        mine = sim.fleet_of[node]
+        if pin is None or eff.item not in friends.friend_pins:
+            self._fail(now_ms, "friend-count-pin", f"{eff.item} counts friends' copies without --friends")
+        if it.policy != "public":
+            self._fail(now_ms, "friend-count-policy", f"{it.policy} item {eff.item} counts friends' copies")
+        for fleet_id in eff.fleets:
+            theirs = friends.fleet_number(fleet_id)
+            if theirs is None or not friends.linked(mine, theirs, now_ms, FRIEND_GRACE_MS):
+                self._fail(now_ms, "friend-count-unlinked", f"{eff.item} counts a copy of unlinked fleet {theirs}")
+            elif not friends.offers(theirs, mine, now_ms, FRIEND_GRACE_MS):
+                self._fail(now_ms, "friend-count-no-offer", f"{eff.item} counts fleet {theirs}, which offers nothing")
+            elif not friends.holds(theirs, eff.item, now_ms, FRIEND_GRACE_MS):
+                self._fail(now_ms, "friend-count-no-copy", f"{eff.item} counts fleet {theirs}, which holds no copy")
 
     def disk_full_changed(self, peer: str, full: bool, now_ms: int) -> None:
         if full:
@@ -146,37 +210,57 @@ class Checker:
     def live_members(self) -> list[str]:
         return sorted(p for p in self.sim.nodes if p not in self.sim.revoked)
 
+    def _by_fleet(self) -> list[list[str]]:
+        groups: dict[int, list[str]] = {}
+        for p in self.live_members():
+            groups.setdefault(self.sim.fleet_of.get(p, 0), []).append(p)
+        return [groups[f] for f in sorted(groups)]
+
     def converged(self) -> tuple[bool, str]:
-        """Do all live, unrevoked nodes hold the same feeds and fleet document?"""
+        """Do all live, unrevoked nodes of each fleet hold the same feeds and fleet document?"""
         # honest nodes only (a rogue holds what it likes), but every feed: the rogue's too
-        live = [p for p in self.live_members() if p not in self.rogues]
-        ignored = self.sim.revoked
-        seen_vv: dict[tuple, str] = {}
-        seen_doc: dict[str, str] = {}
-        for p in live:
-            node = self.sim.nodes[p]
-            vv = tuple(sorted((o, v) for o, v in node.version_vector().items() if o not in ignored))
-            seen_vv.setdefault(vv, p)
-            seen_doc.setdefault(node.doc_digest(), p)
-            if len(seen_vv) > 1 or len(seen_doc) > 1:
-                return False, f"{len(seen_vv)} feed states, {len(seen_doc)} fleet documents among {len(live)} live nodes"
-        return True, f"{len(live)} live nodes hold one feed state and one fleet document"
+        revoked = self.sim.revoked
+        total = 0
+        for live in self._by_fleet():
+            live = [p for p in live if p not in self.rogues]
+            seen_vv: dict[tuple, str] = {}
+            seen_doc: dict[str, str] = {}
+            for p in live:
+                node = self.sim.nodes[p]
+                vv = tuple(sorted((o, v) for o, v in node.version_vector().items() if o not in revoked))
+                seen_vv.setdefault(vv, p)
+                seen_doc.setdefault(node.doc_digest(), p)
+                if len(seen_vv) > 1 or len(seen_doc) > 1:
+                    return False, (f"{len(seen_vv)} feed states, {len(seen_doc)} fleet documents among "
+                                   f"{len(live)} live nodes")
+            total += len(live)
+        return True, f"{total} live nodes hold one feed state and one fleet document (per fleet)"
 
     def duties_agree(self) -> tuple[bool, str]:
-        seen: dict[tuple, str] = {}
-        for p in self.live_members():
-            seen.setdefault(tuple(sorted(self.sim.nodes[p].duties().items())), p)
-        return len(seen) <= 1, f"{len(seen)} distinct duty maps"
+        counts = []
+        for live in self._by_fleet():
+            seen: dict[tuple, str] = {}
+            for p in live:
+                seen.setdefault(tuple(sorted(self.sim.nodes[p].duties().items())), p)
+            counts.append(len(seen))
+        return all(c <= 1 for c in counts), f"{max(counts, default=0)} distinct duty maps (per fleet)"
 
     def pins_restored(self) -> tuple[bool, str]:
         sim = self.sim
         eligible = [p for p in sim.nodes if p not in sim.revoked and not sim.hosts[p].full
                     and sim.hosts[p].host_class != "portable"]
         short = []
+        fleets = sim.friend_world
         for item, (copies_min, _) in sorted(sim.pins.items()):
             have = sim.available_copies(item)
             has_source = have > 0
-            room = len(eligible) >= copies_min
+            it = sim.items.get(item)
+            owner = it.fleet if it is not None else 0
+            hosts = sum(1 for p in eligible if sim.fleet_of.get(p, 0) == owner)
+            if fleets is not None and it is not None and item in fleets.friend_pins and it.policy == "public":
+                now = sim.world.now_ms  # a friend pin may also count one copy per linked friend that offers room
+                hosts += sum(1 for k in range(fleets.n) if k != owner and fleets.offers(k, owner, now, 0))
+            room = hosts >= copies_min
             if have < copies_min and has_source and room:
                 short.append(f"{item}:{have}/{copies_min}")
         return not short, ("all pins at >= N copies" if not short else "under N: " + ", ".join(short[:5]))

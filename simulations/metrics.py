@@ -58,10 +58,12 @@ class Metrics:
         for w in done:
             del per[w]
 
-    def recheck_pending(self, now_ms: int, up: dict[str, object]) -> None:
-        """After a node goes down, changes waiting only for it are complete."""
-        for per in self.pending.values():
-            for w in [w for w, p in per.items() if all(n in p.have for n in up)]:
+    def recheck_pending(self, now_ms: int, up: dict[str, object], up_of=None) -> None:
+        """After a node goes down, changes waiting only for it are complete. ``up_of(owner)``:
+        the nodes an owner's change must reach, when that depends on the owner (several fleets)."""
+        for owner, per in self.pending.items():
+            need = up if up_of is None else up_of(owner)
+            for w in [w for w, p in per.items() if all(n in p.have for n in need)]:
                 self.convergence_ms.append(now_ms - per.pop(w).t0_ms)
 
     def pending_count(self) -> int:

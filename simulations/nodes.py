@@ -52,10 +52,12 @@ def policy_interval_for(n_nodes: int) -> int:
 
 
 class NodeFactory:
-    def __init__(self, seed: int, core: str, config: CoreConfig, n_nodes: int) -> None:
+    def __init__(self, seed: int, core: str, config: CoreConfig, n_nodes: int, fleets: int = 1) -> None:
         if core not in CORES:
             raise InvalidInput(f"unknown core {core!r}", hint=f"one of {', '.join(CORES)}")
         why = real_core_missing() if core in ("auto", "real") else "standin requested"
+        if fleets > 1 and why is not None:  # friend fleets exist only in the real cores
+            raise InvalidInput(f"{fleets} fleets need the real cores ({why})", hint="use --set core=auto")
         if core == "auto" and why is None and n_nodes > AUTO_REAL_NODES_MAX:
             why = (f"auto: {n_nodes} nodes > {AUTO_REAL_NODES_MAX}, the real FeedSet's feed limit "
                    "(crdt.feedset.OWNERS_MAX)")
@@ -69,6 +71,12 @@ class NodeFactory:
         self.config = config
         self.shared = Shared()
         self.n_nodes = n_nodes
+        # Several fleets: node i belongs to fleet i // per_fleet; each fleet its own genesis, fleet id,
+        # configs and view memo (simulations.friends links them).
+        self.fleets = fleets
+        self.per_fleet = n_nodes // fleets
+        self._real_by_fleet: dict[int, object] = {}
+        self.friend_inputs_for = None  # (fleet, index) -> (node -> FriendInputs); set by simulations.friends
         self._real = None
         self._keys: dict[int, NodeKey] = {}
         self.node_classes: dict[int, type] = {}  # index -> a RealNode subclass (a scenario's rogue)
@@ -77,8 +85,16 @@ class NodeFactory:
             anti_entropy=config.anti_entropy,
         )
 
-    def real_shared(self):
-        """The fleet's genesis and the cores' configs, made once per run."""
+    def fleet_of(self, index: int) -> int:
+        return min(index // self.per_fleet, self.fleets - 1)
+
+    def fleet_indexes(self, fleet: int) -> range:
+        return range(fleet * self.per_fleet, self.n_nodes if fleet == self.fleets - 1 else (fleet + 1) * self.per_fleet)
+
+    def real_shared(self, fleet: int = 0):
+        """A fleet's genesis and the cores' configs, made once per run (per fleet)."""
+        if self.fleets > 1:
+            return self._fleet_shared(fleet)
         if self._real is None:
             from agent.policy import CustodyConfig
             from mesh.core import MeshConfig
@@ -100,10 +116,37 @@ class NodeFactory:
                                              share_state=self.config.share_state)
         return self._real
 
+    def _fleet_shared(self, fleet: int):
+        shared = self._real_by_fleet.get(fleet)
+        if shared is None:
+            from simulations import realnode
+            base = self.real_shared_config()
+            indexes = self.fleet_indexes(fleet)
+            members = [self.peer_id(i) for i in indexes]
+            genesis = realnode.make_genesis(self.key(indexes[0]), members,
+                                            derive_bytes(self.seed, "genesis", fleet)[:16])
+            shared = self._real_by_fleet[fleet] = realnode.RealShared(
+                genesis, realnode.fleet_id_of(genesis), base.mesh, base.custody, base.policy_interval_ms,
+                policy_memo=self.config.policy_memo, share_state=self.config.share_state, fleet=fleet,
+                addressed=True)
+        return shared
+
+    def real_shared_config(self):
+        """Configs shared by every fleet of a multi-fleet run (its first fleet's, built the usual way)."""
+        if self._real is None:
+            fleets, self.fleets = self.fleets, 1
+            try:
+                self.real_shared()
+            finally:
+                self.fleets = fleets
+        return self._real
+
     def warm_state(self, classes: list[str], holdings: list[list[AddHolding]], pins: list[SetPin],
                    friends: list[str]) -> object:
         """The replicated state of a converged fleet (every card, holding, pin and friend link),
         built once and handed to every node as its starting disk state."""
+        if self.core == "real" and self.fleets > 1:
+            raise InvalidInput("a multi-fleet run starts each fleet with warm_state_of")
         if self.core == "real":
             from simulations import realnode
             return realnode.warm_state(self.real_shared(), [self.key(i) for i in range(len(classes))],
@@ -111,6 +154,14 @@ class NodeFactory:
         from simulations.standin_state import warm_state
         return warm_state(self.shared, [self.key(i) for i in range(len(classes))], classes, holdings,
                           pins, friends)
+
+    def warm_state_of(self, fleet: int, classes: list[str], holdings: list[list[AddHolding]],
+                      pins: list[SetPin]) -> object:
+        """One fleet's converged state in a multi-fleet run (``classes``/``holdings``: its nodes')."""
+        from simulations import realnode
+        indexes = self.fleet_indexes(fleet)
+        return realnode.warm_state(self._fleet_shared(fleet), [self.key(i) for i in indexes], classes, holdings,
+                                   pins, [], first_index=indexes[0])
 
     def key(self, index: int) -> NodeKey:
         k = self._keys.get(index)
@@ -127,8 +178,10 @@ class NodeFactory:
         rng = derive_rng(self.seed, "node", index, restarts)
         if self.core == "real":
             from simulations import realnode
+            fleet = self.fleet_of(index)
+            friends = self.friend_inputs_for(fleet, index) if self.friend_inputs_for is not None else None
             cls = self.node_classes.get(index, realnode.RealNode)
-            return cls(self.key(index), host_class, rng, self.real_shared(), f"host-{index}",
-                       saved)  # type: ignore[no-any-return]
+            return cls(self.key(index), host_class, rng, self.real_shared(fleet), f"host-{index}",
+                       saved, index=index, friend_inputs=friends)  # type: ignore[no-any-return]
         return StandinNode(self.key(index), host_class, rng, self.shared, self._standin_cfg,
                            bootstrap, saved)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from agent.policy import (
     item_policy,
     peers_for,
 )
+from agent.policy.friend_custody import count_friends
 from crdt import records
 from crdt.feedset import AppliedDelta, FeedSet, OwnFeed
 from crdt.fleetdoc import FleetDoc
@@ -57,8 +58,10 @@ from simulations.adapter import (
     Effect,
     Fetch,
     FriendOffer,
+    FriendsCounted,
     HoldingBatch,
     PeerAnswer,
+    RemoveFriend,
     RemoveHolding,
     RepairStart,
     Revoke,
@@ -76,6 +79,23 @@ from tva.errors import InvalidInput, RemoteDataError
 DISK_FREE_BYTES = 4 * 1024**4  # a roomy server disk; "full" is 0
 FETCH_RETRY_MS = 10_000
 GC_FIRST_MS = 5_000  # the housekeeping's first tick after a start
+TORRENT_PORT = 6881
+
+
+def host_card(name: str, host_class: str, index: int, fleet: int, addressed: bool) -> records.HostCard:
+    """A simulated host's card. ``addressed``: with an underlay address and a torrent port, so its
+    copies show in ``peers_for`` and in friend views (multi-fleet runs; older scenarios keep the
+    bare card, and their traces, as they were)."""
+    if not addressed:
+        return records.HostCard(name, host_class)
+    ip = f"10.{100 + fleet}.{index // 200}.{index % 200 + 1}"
+    return records.HostCard(name, host_class, listen_addrs=(f"/ip4/{ip}/tcp/4810",), torrent_port=TORRENT_PORT)
+
+
+def holding_record(op: AddHolding) -> records.Holding:
+    source = op.source or ("private-tracker" if op.policy == "f2f_only" else "public")
+    return records.Holding(op.item, infohash_of(op.item), op.size_bytes, "complete", op.policy, source,
+                           custody=op.custody)
 
 
 def soft_state(disk_free_bytes: int, host_class: str) -> SetSoftState:
@@ -109,8 +129,11 @@ class RealShared:
     """Per-run values every node starts from: the fleet's genesis document and configs."""
 
     def __init__(self, genesis: bytes, fleet_id: str, mesh: MeshConfig, custody: CustodyConfig,
-                 policy_interval_ms: int, policy_memo: bool = True, share_state: bool = True) -> None:
+                 policy_interval_ms: int, policy_memo: bool = True, share_state: bool = True,
+                 fleet: int = 0, addressed: bool = False) -> None:
         self.genesis = genesis
+        self.fleet = fleet  # this fleet's number in a multi-fleet run
+        self.addressed = addressed  # cards carry an underlay address and a torrent port
         # share_state: feeds copied on write and vectors shared between nodes (simulations.sharing);
         # off, every node parses and holds its own (the reference the sharing is tested against)
         self.feed_pool = FeedPool() if share_state else None
@@ -148,7 +171,8 @@ def fleet_id_of(genesis: bytes) -> str:
 
 
 def warm_state(shared: RealShared, keys: list[NodeKey], classes: list[str],
-               holdings: list[list[AddHolding]], pins: list[SetPin], friends: list[str]) -> dict:
+               holdings: list[list[AddHolding]], pins: list[SetPin], friends: list[str],
+               first_index: int = 0) -> dict:
     """A converged fleet's state, made through the real writers: each host's OwnFeed signs
     its card and holdings; the founder's replica of the genesis records the pins and friends.
     A running fleet also holds everyone's presence: the records each host will issue at start
@@ -156,15 +180,14 @@ def warm_state(shared: RealShared, keys: list[NodeKey], classes: list[str],
     template = FeedSet()
     for i, (key, host_class, holds) in enumerate(zip(keys, classes, holdings, strict=True)):
         own = OwnFeed(key, FeedSet())
-        own.put(records.CARD_KEY, records.encode_card(records.HostCard(f"host-{i}", host_class)))
+        card = host_card(f"host-{first_index + i}", host_class, first_index + i, shared.fleet, shared.addressed)
+        own.put(records.CARD_KEY, records.encode_card(card))
         for h in holds:
-            source = "private-tracker" if h.policy == "f2f_only" else "public"
-            rec = records.Holding(h.item, infohash_of(h.item), h.size_bytes, "complete", h.policy, source)
-            own.put(records.holding_key(h.item), records.encode_holding(rec))
+            own.put(records.holding_key(h.item), records.encode_holding(holding_record(h)))
         template.apply_delta(own.commit(1))  # type: ignore[arg-type]
     doc = shared.template.clone(keys[0])  # the owner records the pins and friend links
     for pin in pins:
-        doc.pin(pin.item, pin.copies_min, pin.copies_max, 1)
+        doc.pin(pin.item, pin.copies_min, pin.copies_max, 1, friends=pin.friends)
     for f in friends:
         doc.add_friend(f, "friend", {}, 1)
     # exactly what each node's first SetSoftState will issue (sequence 1 at incarnation 0, signed
@@ -185,8 +208,11 @@ def warm_state(shared: RealShared, keys: list[NodeKey], classes: list[str],
 
 class RealNode:
     def __init__(self, key: NodeKey, host_class: str, rng: random.Random, shared: RealShared,
-                 name: str, saved: dict | None) -> None:
+                 name: str, saved: dict | None, index: int = 0, friend_inputs=None) -> None:
         self.key = key
+        self.index = index
+        # (node) -> agent.friend_inputs.FriendInputs of this node now (simulations.friends), or None
+        self.friend_inputs = friend_inputs
         self.peer_id = key.peer_id
         self.host_class = host_class
         self.name = name
@@ -277,7 +303,8 @@ class RealNode:
             self._handle(RestorePresence(self._remembered), now_ms, out)
         self._soft_state(now_ms, out)
         if self.own.feed is None or records.card_of(self.own.feed) is None:
-            self.own.put(records.CARD_KEY, records.encode_card(records.HostCard(self.name, self.host_class)))
+            card = host_card(self.name, self.host_class, self.index, self.shared.fleet, self.shared.addressed)
+            self.own.put(records.CARD_KEY, records.encode_card(card))
             self._commit(now_ms, out)
         self._next_policy_ms = now_ms + self.shared.policy_interval_ms
         self._next_gc_ms = now_ms + GC_FIRST_MS
@@ -337,15 +364,17 @@ class RealNode:
                 self.own._clear_pending()
                 return out
             self._commit(now_ms, out)
-        elif isinstance(op, SetPin | Unpin | Revoke | AddFriend):
+        elif isinstance(op, SetPin | Unpin | Revoke | AddFriend | RemoveFriend):
             if isinstance(op, SetPin):
-                self.doc.pin(op.item, op.copies_min, op.copies_max, now_ms)
+                self.doc.pin(op.item, op.copies_min, op.copies_max, now_ms, friends=op.friends)
             elif isinstance(op, Unpin):
                 self.doc.unpin(op.item, now_ms)
             elif isinstance(op, Revoke):
                 self.doc.revoke(op.peer, "simulated revocation", now_ms)
+            elif isinstance(op, RemoveFriend):
+                self.doc.remove_friend(op.fleet_id, now_ms)
             else:
-                self.doc.add_friend(op.fleet_id, "friend", {}, now_ms)
+                self.doc.add_friend(op.fleet_id, "friend", dict(op.link), now_ms)
             self._view = None
             self._handle(LocalChanged(doc_changed=True), now_ms, out)
             self._doc_changed(now_ms, out)
@@ -358,10 +387,7 @@ class RealNode:
         if isinstance(op, RemoveHolding):
             self.own.delete(records.holding_key(op.item))
             return
-        source = "private-tracker" if op.policy == "f2f_only" else "public"
-        h = records.Holding(op.item, infohash_of(op.item), op.size_bytes, "complete", op.policy, source,
-                            custody=op.custody)
-        self.own.put(records.holding_key(op.item), records.encode_holding(h))
+        self.own.put(records.holding_key(op.item), records.encode_holding(holding_record(op)))
         self._fetching.pop(op.item, None)
 
     def leave(self, now_ms: int) -> list[Effect]:
@@ -396,9 +422,13 @@ class RealNode:
     def _shared_view(self) -> SharedView:
         # ``_view`` holds a SharedView (possibly shared with other nodes: read-only); None: rebuild.
         if self._view is None:
+            slots = len(self._friends().links) if self.friend_inputs is not None else 0
             self._view = self.views.build(self.peer_id, self.feeds.inner, self.doc, self.mesh.liveness(),
-                                          self.mesh.presence())
+                                          self.mesh.presence(), friend_slots=slots)
         return self._view
+
+    def _friends(self):
+        return self.friend_inputs(self)  # type: ignore[misc]
 
     def view(self):
         return self._shared_view().view
@@ -411,6 +441,11 @@ class RealNode:
         if classes != self._classes:  # new cards: tell the core which hosts are portable
             self._members_event(now_ms, out, classes)
         plans = shared.plans(now_ms, self.shared.custody)
+        if self.friend_inputs is not None:  # as agent.service.custody_plans: friends' copies counted where allowed
+            f = self._friends()
+            if f.links:
+                plans = count_friends(view, plans, f.links, f.views)
+                out.extend(FriendsCounted(p.content, p.friend_copies) for p in plans if p.friend_copies)
         duties = shared.duties()
         for act in actions_for(self.peer_id, plans, duties, view, now_ms):
             if isinstance(act, StartRepair):
@@ -465,10 +500,14 @@ class RealNode:
         ih = infohash_of(item)
         friends = [FriendPeer(o.fleet_id, o.peer, f"10.77.0.{i + 1}", 6881, ih, o.policy)
                    for i, o in enumerate(offers)]
+        linked = sorted(self.doc.friends())
+        if self.friend_inputs is not None:  # as agent.service.peers_for: verified views, usable links
+            f = self._friends()
+            friends.extend(f.peers_of(ih))
+            linked = sorted(f.links)
         ext = [ExternalPeer(f"198.51.100.{i + 1}", 6881, src) for i, src in enumerate(external)]
         try:
-            answer = peers_for(self.view(), ih, friends=friends, friend_fleets=sorted(self.doc.friends()),
-                               external=ext)
+            answer = peers_for(self.view(), ih, friends=friends, friend_fleets=linked, external=ext)
         except RemoteDataError:
             self.refused += 1
             return []

@@ -204,8 +204,9 @@ class ViewBuilder:
         self.interner = interner
 
     def build(self, me: str, feeds: FeedSet, doc, liveness: Mapping[str, Liveness],
-              presence: Mapping[str, Presence]) -> SharedView:
+              presence: Mapping[str, Presence], friend_slots: int = 0) -> SharedView:
         live = views.live_info({p: s.value for p, s in liveness.items()}, presence)
         mine = live.presence.get(me, views.NO_PRESENCE)  # our own soft state, as the mesh holds it
-        snap = views.build_snapshot(_Replicas(me, feeds, doc), live, mine, memo=self.interner)
+        snap = views.build_snapshot(_Replicas(me, feeds, doc), live, mine, memo=self.interner,
+                                    friend_slots=friend_slots)
         return self.interner.shared(snap.view)

@@ -29,7 +29,8 @@ KNOWLEDGE_GRACE_MS = 10_000
 
 
 def build(p: Params, trace_out: IO[str] | None = None) -> tuple[Simulation, int]:
-    factory = NodeFactory(p.seed, p.core, CoreConfig(p.interval_ms, p.fanout, p.anti_entropy), p.nodes)
+    factory = NodeFactory(p.seed, p.core, CoreConfig(p.interval_ms, p.fanout, p.anti_entropy), p.nodes,
+                          p.fleets)
     classes = host_classes(p, derive_rng(p.seed, "classes"))
     sim = Simulation(seed=p.seed, n_nodes=p.nodes, classes=classes, factory=factory,
                      link=LINKS[p.link], interval_ms=p.interval_ms, track_after_ms=TRACK_AFTER_MS,
@@ -83,6 +84,8 @@ def run_scenario(p: Params, trace_out: IO[str] | None = None, progress: bool = F
             "duties_agree": sim.checker.duties_agree(),
             **{name: check() for name, check in sim.liveness_checks.items()},
         }
+        if sim.friend_world is not None:
+            status["friends_settled"] = sim.friend_world.settled()
         if all(ok for ok, _ in status.values()):
             settled_ms = t - heal_ms
             break
@@ -142,6 +145,8 @@ def run_scenario(p: Params, trace_out: IO[str] | None = None, progress: bool = F
     }
     for source in sim.metric_sources:
         metrics.update(source())
+    if sim.friend_world is not None:  # [friends] links, views that crossed, copies kept for friends
+        metrics["friends"] = dict(sim.friend_world.stats)
     checks = {
         "safety": {"ok": sim.checker.count == 0, "violations": sim.checker.count,
                    "first": [f"t={v.at_ms}ms {v.rule}: {v.detail}" for v in sim.checker.violations[:10]]},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from simulations.adapter import (
     AddFriend,
@@ -25,8 +25,10 @@ from simulations.sim import ASLEEP, CRASHED, Item, Simulation
 from tva.errors import InvalidInput
 
 SCENARIOS = ("steady", "churn", "partition-heal", "sleepy-laptops", "holder-loss", "mass-join",
-             "lossy-wan", "byzantine-member", "long-haul")
+             "lossy-wan", "byzantine-member", "long-haul", "friends")
 SEED_NODES = 5
+FLEETS_MAX = 8
+FLEET_NODES_MIN = SEED_NODES + 3
 NODES_MAX = 5000
 DURATION_S_MAX = 3600.0
 DAYS_MAX = 3650
@@ -56,6 +58,7 @@ class Params:
     warm_start: bool = True  # begin converged (a running fleet); mass-join starts cold
     days: int = 1  # long-haul: simulated days, each an active phase of duration_s (simulations.longhaul)
     busy_changes_per_s: float = 120.0  # long-haul: the busy seedbox's holding changes per active second
+    fleets: int = 1  # several fleets share the nodes evenly (friends: 3); each its own genesis and mesh
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -76,6 +79,12 @@ class Params:
             raise InvalidInput(f"days must be in 1..{DAYS_MAX}")
         if self.link not in ("lan", "wan", "lossy"):
             raise InvalidInput(f"unknown link {self.link!r}", hint="lan, wan or lossy")
+        if not 1 <= self.fleets <= FLEETS_MAX or (self.fleets > 1 and self.nodes < self.fleets * FLEET_NODES_MIN):
+            raise InvalidInput(f"fleets must be 1..{FLEETS_MAX}, each of at least {FLEET_NODES_MIN} nodes",
+                               hint=f"e.g. --nodes {3 * FLEET_NODES_MIN} --set fleets=3")
+        if (self.fleets > 1) != (self.scenario == "friends"):
+            raise InvalidInput("the friends scenario runs 2 or more fleets, the others one",
+                               hint="--scenario friends --set fleets=3")
 
     def heal_ms(self) -> int:
         """When the faults are over: the end of the last day's active phase."""
@@ -104,6 +113,7 @@ SCENARIO_DEFAULTS: dict[str, dict] = {
     "mass-join": {"warm_start": False},
     "byzantine-member": {"duration_s": 40.0, "bound_s": 120.0},
     "long-haul": {"days": 30, "duration_s": 40.0, "changes_per_s": 4.0},
+    "friends": {"fleets": 3, "nodes": 150},  # three fleets of 50
 }
 
 
@@ -116,6 +126,11 @@ def params_for(scenario: str, **overrides: object) -> Params:
 
 
 def host_classes(p: Params, rng: random.Random) -> list[str]:
+    """Every node's class; several fleets: each fleet's share, its first SEED_NODES servers."""
+    if p.fleets > 1:
+        per = p.nodes // p.fleets
+        sizes = [per] * (p.fleets - 1) + [p.nodes - per * (p.fleets - 1)]
+        return [c for size in sizes for c in host_classes(replace(p, nodes=size, fleets=1, scenario="steady"), rng)]
     n_portable = int(p.nodes * p.portable_fraction)
     n_seedbox = int(p.nodes * p.seedbox_fraction)
     # The first SEED_NODES are always servers: they are the bootstrap addresses of the fleet.
@@ -216,8 +231,11 @@ class Workload:
                 item = rng.choice(sorted(sim.items))
                 policy = sim.items[item].policy
                 offers = tuple(FriendOffer(f, peer, policy) for f, peer in fleets)
-                node = sim.nodes[rng.choice(up)]
-                sim.checker.peers_for_answered(item, node.peers_for(item, offers, ("dht", "tracker")), now)
+                asker = rng.choice(up)
+                answer = sim.nodes[asker].peers_for(item, offers, ("dht", "tracker"))
+                sim.checker.peers_for_answered(item, answer, now, asker)
+                if sim.friend_world is not None:
+                    sim.friend_world.friend_answer(answer, now)
             sim.at(t, "probe", probe)
 
 
@@ -346,12 +364,18 @@ def lossy_wan(sim: Simulation, p: Params, rng: random.Random, heal_ms: int) -> N
     steady(sim, p, rng, heal_ms)
 
 
+def friends(sim: Simulation, p: Params, rng: random.Random, heal_ms: int) -> None:
+    from simulations.friend_scenario import setup
+    setup(sim, p, rng, heal_ms)
+
+
 SETUP: dict[str, Callable[[Simulation, Params, random.Random, int], None]] = {
     "steady": steady, "churn": churn, "partition-heal": partition_heal,
     "sleepy-laptops": sleepy_laptops, "holder-loss": holder_loss, "mass-join": mass_join,
     "lossy-wan": lossy_wan,
     "byzantine-member": byzantine_member,
     "long-haul": long_haul,
+    "friends": friends,
 }
 
 

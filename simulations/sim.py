@@ -15,6 +15,7 @@ from simulations.adapter import (
     Change,
     DeclaredDead,
     Fetch,
+    FriendsCounted,
     HoldingBatch,
     RemoveHolding,
     RepairStart,
@@ -43,6 +44,7 @@ class Item:
     name: str
     size_bytes: int
     policy: str
+    fleet: int = 0  # the fleet whose item it is (multi-fleet runs)
 
 
 @dataclass
@@ -138,10 +140,14 @@ class Simulation:
         w.on("deliver", self._on_deliver)
         w.on("call", self._on_call)
         w.on("transfer", self._on_transfer)
+        self.fleet_of: dict[str, int] = {}  # peer -> its fleet (all 0 in a one-fleet run)
+        self.friend_world = None  # simulations.friends.FriendWorld in a multi-fleet run
+        self._tracked_by_fleet: tuple | None = None
         for i in range(n_nodes):
             peer = factory.peer_id(i)
             self.hosts[peer] = Host(peer, i, classes[i])
             self.by_index.append(peer)
+            self.fleet_of[peer] = factory.fleet_of(i) if factory.fleets > 1 else 0
 
     # --- starting nodes -----------------------------------------------------------------------
     def start(self, index: int, now_ms: int, bootstrap: list[str]) -> None:
@@ -170,7 +176,7 @@ class Simulation:
         if node is None:
             return
         if isinstance(op, AddHolding):
-            self.items.setdefault(op.item, Item(op.item, op.size_bytes, op.policy))
+            self.items.setdefault(op.item, Item(op.item, op.size_bytes, op.policy, self.fleet_of[peer]))
             self._disk_add(peer, op.item, op.size_bytes)
         elif isinstance(op, RemoveHolding):
             self._disk_remove(peer, op.item)
@@ -261,9 +267,22 @@ class Simulation:
             self._tracked = {p: n for p, n in self.nodes.items() if p not in self.revoked}
         return self._tracked
 
+    def tracked_for(self, owner: str) -> dict[str, SimNode]:
+        """The nodes ``owner``'s change must reach: its own fleet's (one fleet: all tracked)."""
+        tracked = self.tracked()
+        if self.factory.fleets == 1:
+            return tracked
+        if self._tracked_by_fleet is None or self._tracked_by_fleet[0] is not tracked:
+            groups: dict[int, dict[str, SimNode]] = {}
+            for p, n in tracked.items():
+                groups.setdefault(self.fleet_of[p], {})[p] = n
+            self._tracked_by_fleet = (tracked, groups)
+        return self._tracked_by_fleet[1].get(self.fleet_of.get(owner, 0), {})
+
     def _went_down(self, now_ms: int) -> None:
         self._tracked = None
-        self.metrics.recheck_pending(now_ms, self.tracked())
+        self.metrics.recheck_pending(now_ms, self.tracked(),
+                                     self.tracked_for if self.factory.fleets > 1 else None)
         self._pins_changed(now_ms)
 
     def _disk_add(self, peer: str, item: str, size_bytes: int) -> None:
@@ -364,5 +383,7 @@ class Simulation:
                 self._pins_changed(now_ms)
             elif isinstance(eff, Announce):
                 self.checker.announced(eff, now_ms)
+            elif isinstance(eff, FriendsCounted):
+                self.checker.friends_counted(peer, eff, now_ms)
             else:  # Applied (a note for the metrics)
-                self.metrics.applied(peer, eff.owner, eff.version, now_ms, self.tracked())
+                self.metrics.applied(peer, eff.owner, eff.version, now_ms, self.tracked_for(eff.owner))

@@ -23,8 +23,12 @@ CI_SEEDS = (1, 2)
 GENERIC = tuple(s for s in SCENARIOS if s not in ("byzantine-member", "long-haul"))
 
 
+CI_FRIEND_NODES = 24  # friends: three fleets of 8
+
+
 def _small(scenario: str, seed: int, **kw) -> dict:
-    return run_scenario(params_for(scenario, nodes=CI_NODES, seed=seed, duration_s=CI_DURATION_S, **kw))
+    nodes = CI_FRIEND_NODES if scenario == "friends" else CI_NODES
+    return run_scenario(params_for(scenario, nodes=nodes, seed=seed, duration_s=CI_DURATION_S, **kw))
 
 
 @pytest.mark.parametrize("seed", CI_SEEDS)
@@ -44,6 +48,12 @@ def test_every_scenario_passes_every_checker(scenario, seed):
         assert m["frames_blocked"] > 0
     if scenario == "lossy-wan":
         assert m["frames_lost"] > 0 and m["frames_duplicated"] > 0
+    if scenario == "friends":  # links made and broken; the friend pin completed by fleet 1, then fleet 2
+        f = m["friends"]
+        assert (f["links_made"], f["links_ended"]) == (3, 1) and f["views_delivered"] > 0 and f["views_refused"] == 0
+        assert f["friend_copies_made"] >= 2 and f["friend_copies_dropped"] >= 1
+        assert f["first_friend_answer_ms"] is not None  # friends' holders really reached peers_for
+        assert r["checks"]["liveness"]["friends_settled"]["ok"]
 
 
 @pytest.mark.parametrize("scenario", ["churn", "partition-heal"])
