@@ -20,7 +20,8 @@ def add_parser(sub: Any) -> None:
     f = sub.add_parser("friend", help="link with a friend fleet, end a link, change what we offer")
     fs = f.add_subparsers(dest="action", required=True, metavar="ACTION")
     c = fs.add_parser("add", help="link with the fleet that issued this friend invite (admins; needs the daemon)")
-    c.add_argument("invite", help="a tva1:… token from `tva-agent invite --role friend` in the other fleet")
+    c.add_argument("invite", help="a tva1:… token from `tva-agent invite --role friend` in the other fleet, `-` to read "
+                   "it from standard input, or a file holding it")
     c.add_argument("--custody-bytes", type=int, dest="custody_bytes",
                    help="bytes of our disks offered for their pins (default: friend_custody_bytes, 0)")
     c.add_argument("--share", action="append", choices=["public", "f2f_only"], dest="shares",
@@ -42,7 +43,9 @@ def request_for(args: argparse.Namespace) -> tuple[str, str, dict | None]:
     if args.command == "friends":
         return "GET", "/friends", None
     if args.action == "add":
-        body: dict = {"invite": args.invite}
+        from cli.invite_arg import read_invite
+
+        body: dict = {"invite": read_invite(args.invite)}
         if args.custody_bytes is not None:
             body["custody_bytes"] = args.custody_bytes
         if args.shares:

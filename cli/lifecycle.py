@@ -86,7 +86,9 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         if args.command == "join":
             if args.run:
                 _warm_daemon_imports()
-            state = trio.run(lifecycle.join, cfg, args.invite, _progress)
+            from cli.invite_arg import read_invite
+
+            state = trio.run(lifecycle.join, cfg, read_invite(args.invite), _progress)
             cfg = _keep_class(args, cfg)
             summary = lifecycle.summary(state)
             if args.json:

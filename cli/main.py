@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--ttl", default="24h", help="validity, e.g. 30m, 24h, 7d (default 24h)")
 
     c = sub.add_parser("join", help="join a fleet with an invite token")
-    c.add_argument("invite")
+    c.add_argument("invite", help="the token, `-` to read it from standard input, or a file holding it "
+                                   "(either keeps it out of `ps` and shell history)")
     c.add_argument("--run", action="store_true", help="keep running as the daemon after joining")
     c.add_argument("--json", action="store_true")
     _run_flags(c)
