@@ -44,7 +44,7 @@ Request = Callable[[str, bytes, int], Awaitable[bytes]]
 
 
 def check_key(key: Any) -> str:
-    if not isinstance(key, str) or not _KEY_RE.match(key):
+    if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
         raise InvalidInput(f"not an item key: {str(key)[:60]!r}", hint="an item id or a content id")
     return key
 
