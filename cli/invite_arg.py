@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from mesh.invites import TOKEN_CHARS_MAX, TOKEN_PREFIX
 from tva.errors import InvalidInput
 
-# A little slack over the token for a trailing newline or surrounding spaces.
-INVITE_SOURCE_CHARS_MAX = TOKEN_CHARS_MAX + 64
+# Well above an invite token's own limit (mesh.invites.TOKEN_CHARS_MAX, 4096, checked by the join:
+# the CLI layer does not import the mesh): only a bound on what is read.
+INVITE_SOURCE_CHARS_MAX = 8192
+TOKEN_PREFIXES = ("tva1:",)  # a value starting so is a token, never a file name
 HINT = "give the token itself, `-` to read it from standard input, or the path of a file holding it"
 
 
@@ -32,7 +33,7 @@ def read_invite(value: str, stdin: TextIO | None = None) -> str:
     if value == "-":
         stream = stdin if stdin is not None else sys.stdin
         return _one_token(stream.read(INVITE_SOURCE_CHARS_MAX + 1), "standard input")
-    if value.startswith(TOKEN_PREFIX):
+    if value.startswith(TOKEN_PREFIXES):
         return value
     path = Path(value)
     try:

@@ -12,13 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli.invite_arg import INVITE_SOURCE_CHARS_MAX, read_invite
+from cli.invite_arg import INVITE_SOURCE_CHARS_MAX, TOKEN_PREFIXES, read_invite
 from mesh.invites import TOKEN_PREFIX
 from tests.agent.procs import BIN, AgentProc
 from tva.errors import InvalidInput
 
 
 def test_a_token_a_file_and_stdin_all_give_the_token(tmp_path):
+    assert TOKEN_PREFIXES == (TOKEN_PREFIX,)  # the CLI's copy of the prefix is the invites' own
     token = TOKEN_PREFIX + "abcDEF_-123"
     assert read_invite(token) == token
     assert read_invite("-", io.StringIO(f"  {token}\n")) == token
