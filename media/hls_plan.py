@@ -23,12 +23,11 @@ DVB) cannot, and are listed in the master playlist as unavailable with the reaso
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from media.probe_parse import DURATION_S_MAX, PROBE_JSON_BYTES_MAX, STREAMS_MAX, _text
+from media.probe_parse import DURATION_S_MAX, _text, probe_json
 from tva.errors import DecodeError
 
 SEGMENT_S_TARGET = 6.0
@@ -120,20 +119,9 @@ def _float(value: object) -> float | None:
 
 def parse_streams(raw: bytes | str) -> MediaFacts:
     """``ffprobe -show_format -show_streams -of json`` → the facts a plan needs (``DecodeError``)."""
-    if len(raw) > PROBE_JSON_BYTES_MAX:
-        raise DecodeError("ffprobe output is too large")
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise DecodeError("ffprobe output is not JSON") from None
-    if not isinstance(data, Mapping):
-        raise DecodeError("ffprobe output is not a JSON object")
-    fmt = data.get("format") if isinstance(data.get("format"), Mapping) else {}
-    raw_streams = data.get("streams") if isinstance(data.get("streams"), list) else []
+    fmt, raw_streams = probe_json(raw)
     streams = []
-    for s in raw_streams[:STREAMS_MAX]:
-        if not isinstance(s, Mapping):
-            continue
+    for s in raw_streams:
         kind, codec, index = s.get("codec_type"), _text(s.get("codec_name")), s.get("index")
         if kind not in ("video", "audio", "subtitle") or codec is None or type(index) is not int or index < 0:
             continue

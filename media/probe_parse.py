@@ -68,8 +68,9 @@ def _tag(tags: object, key: str) -> str | None:
     return None
 
 
-def parse_probe(raw: bytes | str) -> ProbeInfo:
-    """ffprobe ``-show_format -show_streams -of json`` output → ``ProbeInfo`` (``DecodeError`` if unusable)."""
+def probe_json(raw: bytes | str) -> tuple[Mapping, list[Mapping]]:
+    """ffprobe ``-show_format -show_streams -of json`` output → (its format, its first STREAMS_MAX
+    streams that are objects); ``DecodeError`` when it is too large, not JSON or not an object."""
     if len(raw) > PROBE_JSON_BYTES_MAX:
         raise DecodeError("ffprobe output is too large")
     try:
@@ -79,9 +80,14 @@ def parse_probe(raw: bytes | str) -> ProbeInfo:
     if not isinstance(data, Mapping):
         raise DecodeError("ffprobe output is not a JSON object")
     fmt = data.get("format")
-    fmt = fmt if isinstance(fmt, Mapping) else {}
     streams = data.get("streams")
-    streams = [s for s in streams[:STREAMS_MAX] if isinstance(s, Mapping)] if isinstance(streams, list) else []
+    return (fmt if isinstance(fmt, Mapping) else {},
+            [s for s in streams[:STREAMS_MAX] if isinstance(s, Mapping)] if isinstance(streams, list) else [])
+
+
+def parse_probe(raw: bytes | str) -> ProbeInfo:
+    """ffprobe ``-show_format -show_streams -of json`` output → ``ProbeInfo`` (``DecodeError`` if unusable)."""
+    fmt, streams = probe_json(raw)
     if not streams and not fmt:
         raise DecodeError("ffprobe found neither a container nor streams")
     video: Mapping | None = None
