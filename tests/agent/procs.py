@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +119,18 @@ class AgentProc:
     @property
     def peer_id(self) -> str:
         return self.cli("status", "--json")["peer_id"]
+
+
+@contextmanager
+def two_agent_fleet(root: Path, env: dict[str, str]) -> Iterator[tuple[AgentProc, AgentProc]]:
+    """alpha founds fleet "home" and runs; beta joins it by invite and runs; both killed after."""
+    alpha = AgentProc(root, "alpha", env=env)
+    beta = AgentProc(root, "beta", env=env)
+    try:
+        alpha.cli("init", "--name", "home")
+        alpha.start()
+        beta.start_join(alpha.cli("invite", "--json")["invite"])
+        yield alpha, beta
+    finally:
+        for p in (alpha, beta):
+            p.kill()

@@ -15,7 +15,7 @@ import json
 import pytest
 
 from cli.client import call
-from tests.agent.procs import AgentProc, wait_until
+from tests.agent.procs import AgentProc, two_agent_fleet, wait_until
 from tests.media.library_support import make_clip
 from tva.errors import InvalidInput, NotFound
 
@@ -25,16 +25,8 @@ HEAT_IH = "c0ffee12" + "3" * 32
 
 @pytest.fixture
 def fleet(tmp_path):
-    alpha = AgentProc(tmp_path, "alpha", env=TORRENT_ENV)
-    beta = AgentProc(tmp_path, "beta", env=TORRENT_ENV)
-    try:
-        alpha.cli("init", "--name", "home")
-        alpha.start()
-        beta.start_join(alpha.cli("invite", "--json")["invite"])
-        yield alpha, beta
-    finally:
-        for p in (alpha, beta):
-            p.kill()
+    with two_agent_fleet(tmp_path, TORRENT_ENV) as agents:
+        yield agents
 
 
 def fleet_item(p: AgentProc, content: str) -> dict | None:

@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from tests.agent.procs import AgentProc, wait_until
+from tests.agent.procs import AgentProc, two_agent_fleet, wait_until
 from tests.media.clips import make_clip
 
 ENV = {"TVA_TORRENT_ENGINE": "libtorrent", "TVA_LIBRARY_SCAN_INTERVAL_MS": "0",
@@ -25,16 +25,8 @@ CLIP_S = 24
 
 @pytest.fixture
 def fleet(tmp_path):
-    alpha = AgentProc(tmp_path, "alpha", env=ENV)
-    beta = AgentProc(tmp_path, "beta", env=ENV)
-    try:
-        alpha.cli("init", "--name", "home")
-        alpha.start()
-        beta.start_join(alpha.cli("invite", "--json")["invite"])
-        yield alpha, beta
-    finally:
-        for p in (alpha, beta):
-            p.kill()
+    with two_agent_fleet(tmp_path, ENV) as agents:
+        yield agents
 
 
 def status(p: AgentProc, *on: str) -> dict:
