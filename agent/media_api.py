@@ -23,10 +23,9 @@ from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from agent.api import Ctx
+from agent.playback import PLAY_KEY_PATTERN  # the schema says what the player's check accepts
 from media.signed_urls import TTL_S_DEFAULT, TTL_S_MAX, TTL_S_MIN
 
-# The player's item key (agent.playback.PLAY_KEY_PATTERN: importing it here would load the player).
-PLAY_KEY_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"
 ON_FIELD = Field(default=None, min_length=1, max_length=128)
 POSITION_S_MAX = 7 * 24 * 3600
 
