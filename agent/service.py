@@ -76,6 +76,11 @@ class Service:
     def invalidate(self) -> None:
         """Called whenever feeds, the fleet document or liveness changed."""
         self._snapshot = None
+        self._drop_plans()
+
+    def _drop_plans(self) -> None:
+        """Everything computed from the snapshot and the clock (one place, so that no cache added
+        later is forgotten by one of its two callers)."""
         self._plans = None
         self._own_plans = None
         self._duties = None
@@ -88,8 +93,7 @@ class Service:
         when what it was built from moved — liveness, peers' presence or this host's own (presence
         changes arrive without a callback). Rebuilding it is ~25 ms at 2,000 holdings, on the
         event loop: every tick, that was a stall every API request behind it waited out."""
-        self._plans = None
-        self._duties = None
+        self._drop_plans()
         if self._snapshot is not None and self._snapshot_inputs != _coarse(self._inputs()):
             self._snapshot = None
 
