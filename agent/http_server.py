@@ -27,6 +27,7 @@ import errno
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ ACCEPT_RETRY_S = 0.1
 SWEEP_INTERVAL_S = 0.5  # time-outs are enforced to within this
 SERVER_HEADER = (b"server", b"tva-agent")
 JSON_HEADERS = ((b"content-type", b"application/json"),)
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
 
 
 class DirectRoutes(Protocol):
@@ -251,6 +253,14 @@ class _Conn:
         method = request.method.decode("ascii", "replace")
         target = request.target.decode("latin-1")
         raw_path, _, query = target.partition("?")
+        if _CONTROL_CHARS.search(unquote(raw_path)):
+            # No route takes them, and a router whose patterns end in `$` would match a path with a
+            # final newline as the path without it (…/items/a%0A answered as …/items/a).
+            await self._send_whole(400, json.dumps({"error": "control characters in the path",
+                                                    "hint": "percent-encoded control characters (%00–%1F, %7F) "
+                                                            "are never part of a route"}).encode())
+            self.srv.observe("unmatched", method, 400, time.perf_counter() - started)
+            return
         direct = self.srv.direct
         if direct is not None and method == "GET" and "%" not in raw_path and not query:
             found = direct.match(raw_path)

@@ -26,7 +26,10 @@ from media.library_model import ITEM_ID_HEX, ITEM_ID_PREFIX, LIMIT_MAX
 from tva.errors import Conflict, NotFound
 
 ITEM_KEY_CHARS_MAX = 4096
-ITEM_KEY_PATTERN = "^[^\x00]+$"  # no NUL: the schema says what the handler accepts (schemathesis checks it)
+# No control characters (NUL, newline, …): the schema says what the handler accepts (schemathesis
+# checks it), and a path parameter ending in a newline would otherwise reach the route without it
+# (Starlette's route regex ends in `$`, which also matches before a final newline).
+ITEM_KEY_PATTERN = "^[^\x00-\x1f\x7f]+$"
 
 
 class ScanIn(BaseModel):

@@ -32,6 +32,12 @@ from cli.client import call  # noqa: E402
 from tests.agent.procs import AgentProc, wait_until  # noqa: E402
 
 SERVER_CORE, CLIENT_CORE = "0", "1"
+# Root raises the servers under test and wrk alike to nice -20: the goal is stated for a server on a
+# core of its own, and on a shared machine the neighbours' time slices otherwise decide the tail (a
+# trio instrument showed every event-loop step of the agent under 1.1 ms of CPU while wall-clock
+# steps reached 96 ms, in 4 ms scheduler-tick multiples). Not root: default priority, said in the
+# header. (SCHED_FIFO was tried: the kernel's RT throttle then made a 1 s tail of its own.)
+PRIORITY_NICE = -20 if os.geteuid() == 0 else 0
 
 FLOOR_SERVER = r'''
 import sys, trio, h11
@@ -67,7 +73,7 @@ trio.run(main)
 
 
 def wrk(url: str, headers: dict[str, str], seconds: float, connections: int) -> dict:
-    cmd = ["taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
+    cmd = ["nice", "-n", str(PRIORITY_NICE), "taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
@@ -85,8 +91,12 @@ def _ms(text: str) -> float:
     return round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 2)
 
 
-def pin(pid: int, core: str) -> None:
+def pin(pid: int, core: str, *, raise_priority: bool = True) -> None:
     subprocess.run(["taskset", "-a", "-cp", core, str(pid)], check=True, capture_output=True)
+    if PRIORITY_NICE and raise_priority:
+        # Every thread (setpriority on Linux is per thread), the servers under test alike.
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            os.setpriority(os.PRIO_PROCESS, int(tid), PRIORITY_NICE)
 
 
 def main() -> None:
@@ -99,7 +109,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("bench_agent needs wrk (apt install wrk; ./setup.sh test installs it)")
     print(f"bench_agent: holdings={args.holdings} seconds={args.seconds} connections={args.connections} "
-          f"cpus={os.cpu_count()} server on core {SERVER_CORE}, wrk on core {CLIENT_CORE}")
+          f"cpus={os.cpu_count()} server on core {SERVER_CORE}, wrk on core {CLIENT_CORE}, both at nice {PRIORITY_NICE}"
+          f"{'' if PRIORITY_NICE else ' (not root)'}; load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         founder, joiner = AgentProc(root, "founder"), AgentProc(root, "joiner")
@@ -132,13 +143,14 @@ def main() -> None:
             path = f"/peers_for/{7:040x}"
             answer = json.dumps(call(info, "GET", path), separators=(",", ":")).encode()
             pin(joiner.proc.pid, SERVER_CORE)
-            pin(founder.proc.pid, CLIENT_CORE)  # idle fleet traffic only, beside wrk
+            pin(founder.proc.pid, CLIENT_CORE, raise_priority=False)  # idle fleet traffic only, beside wrk
             body_file = root / "peers_for.json"
             body_file.write_bytes(answer)
             port = 18000 + os.getpid() % 1000
             floor = subprocess.Popen(["taskset", "-c", SERVER_CORE, sys.executable, "-c", FLOOR_SERVER, str(port),
                                       str(body_file)])
             wait_until(lambda: _connects(port), 20, "the bare server")
+            pin(floor.pid, SERVER_CORE)
             headers = {"Authorization": f"Bearer {api_token}", "Host": api}
             targets = {"bare trio + h11, same JSON": f"http://127.0.0.1:{port}{path}",
                        "/peers_for (agent)": f"http://{api}{path}", "/health (agent)": f"http://{api}/health",
@@ -165,7 +177,8 @@ def main() -> None:
     peers = by["/peers_for (agent)"]
     print(f"peers_for = {peers['requests_per_s'] / max(1, by['/health (agent)']['requests_per_s']):.0%} of the "
           f"agent's /health, {peers['requests_per_s'] / max(1, floor_rps):.0%} of bare trio + h11 "
-          f"(goal ≥ 50 %), p99 {peers['p99_ms']} ms (goal ≤ 10 ms)")
+          f"(goal ≥ 50 %), p99 {peers['p99_ms']} ms (goal ≤ 10 ms; the bare server's own: "
+          f"{by['bare trio + h11, same JSON']['p99_ms']} ms); load average now {os.getloadavg()[0]:.2f}")
 
 
 def _connects(port: int) -> bool:

@@ -129,6 +129,22 @@ async def test_what_the_direct_table_does_not_take_fastapi_answers(app, path):
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("path", ["/custodians_of/film%0A", "/library/items/a%0A", "/library/items/%0a",
+                                  "/pins/%00", "/hosts%7F", "/status%09"])
+async def test_control_characters_in_the_path_get_a_400_before_any_route(app, path):
+    # A route regex ending in `$` matches before a final newline: /library/items/a%0A would be
+    # answered as item "a". No route takes control characters, so none reaches a router.
+    seen = []
+    app.state.observe_request = lambda route, method, status, s: seen.append((route, status))
+    async with trio.open_nursery() as nursery:
+        port = await start(nursery, app)
+        status, headers, body = await ask(port, request(port, path))
+        assert status == 400 and "control characters" in json.loads(body)["error"], body
+        assert headers["content-type"] == "application/json"
+        nursery.cancel_scope.cancel()
+    assert seen == [("unmatched", 400)]
+
+
 async def test_the_door_stands_in_front_of_the_direct_routes(app):
     async with trio.open_nursery() as nursery:
         port = await start(nursery, app)
