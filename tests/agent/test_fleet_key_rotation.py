@@ -61,8 +61,11 @@ def test_revoke_rotates_the_key_members_follow_the_revoked_cannot_connect_the_ab
         for agent in (founder, alpha):
             wait_until(lambda a=agent: a.cli("status", "--json")["fleet_key"]["epoch"] == 1, 40,
                        f"{agent.name} on the new fleet key")
+        # The switch is in memory first; the state dir follows on the next save (off the event
+        # loop, every save interval): wait for the key on disk, which is what a restart would use.
+        wait_until(lambda: _fleet_psk(founder) != old_psk and _fleet_psk(alpha) == _fleet_psk(founder), 20,
+                   "the new fleet key saved by the founder and alpha")
         new_psk = _fleet_psk(founder)
-        assert new_psk != old_psk and _fleet_psk(alpha) == new_psk
         # the revoked host's key (the old one) no longer opens a connection to a member …
         addr = _mesh_addr(alpha)
         alpha_id = alpha.peer_id
@@ -76,7 +79,7 @@ def test_revoke_rotates_the_key_members_follow_the_revoked_cannot_connect_the_ab
                    "gamma to learn the rotated key from a join listener")
         wait_until(lambda: {h["peer_id"]: h["state"] for h in founder.cli("hosts", "--json")}.get(gamma_id)
                    == "alive", 60, "gamma alive again on the founder")
-        assert _fleet_psk(gamma) == new_psk
+        wait_until(lambda: _fleet_psk(gamma) == new_psk, 20, "gamma's state dir to hold the new key")
     finally:
         for a in agents:
             a.kill()
