@@ -53,7 +53,8 @@ case "${1:-}" in
         py_install test,plot,refiner
         "$VENV/bin/ruff" check .
         # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
-        exec "$VENV/bin/python" -m pytest -q "$@"
+        # The 25 slowest tests are listed at the end, so a suite creeping past its ~15 min shows where.
+        exec "$VENV/bin/python" -m pytest -q --durations=25 "$@"
         ;;
     *)
         echo "usage: ./setup.sh run [tva-agent run flags] | ./setup.sh test [pytest args]" >&2
