@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from functools import partial
 
 import trio
@@ -27,30 +28,35 @@ JOIN_IMPORTS = ("agent.joining", "agent.lifecycle", "agent.logs", "agent.secrets
                 "agent.store", "crdt.feedset", "crdt.records", "mesh.invites", "mesh.libp2p_addrs",
                 "mesh.libp2p_transport", "mesh.rekeyable_transport",
                 "libp2p.network.connection.swarm_connection")  # imported by libp2p on the first dial
+# The daemon's own (~0.5 s: FastAPI, pydantic, the components, pyroute2 for tva0).
+DAEMON_IMPORTS = ("agent.runtime", "agent.library_service", "agent.wg_owner", "wg.fabric")
 
 
-def _warm_daemon_imports() -> None:
-    """`join --run`: import the daemon's modules (~0.5 s: FastAPI, pydantic, the components) in a
-    thread while the join waits on the network, so the daemon starts — and the new host's
-    WireGuard key reaches the fleet — that much sooner after admission.
+def _warm_daemon_imports() -> threading.Thread:
+    """`join --run`: import the daemon's modules in a thread while the join waits on the network,
+    so the daemon starts — and the new host's WireGuard key reaches the fleet — that much sooner
+    after admission (tva0's modules too: imported by the fabric at start-up, they held up the
+    event loop, and the mesh with it, for 0.2-0.5 s).
 
-    Everything the join itself imports is imported here first, on this thread: two threads
-    importing the same package cycle (agent.policy's __init__ and its submodules) can each see
-    the other's module half-initialised — an ImportError at random."""
+    Race-free by construction: everything the join itself imports is imported here first, on this
+    thread, and the caller waits for the thread before it imports anything more (two threads
+    importing the same package cycle — agent.policy's __init__ and its submodules — can each see
+    the other's module half-initialised: an ImportError at random)."""
     import importlib
-    import threading
 
     for name in JOIN_IMPORTS:
         importlib.import_module(name)
 
     def warm() -> None:
-        try:
-            import agent.library_service
-            import agent.runtime  # noqa: F401
-        except Exception:  # the daemon's own import reports any real problem
-            pass
+        for name in DAEMON_IMPORTS:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the daemon's own import reports any real problem
+                pass
 
-    threading.Thread(target=warm, name="warm-imports", daemon=True).start()
+    thread = threading.Thread(target=warm, name="warm-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def _keep_class(args: argparse.Namespace, cfg: Config) -> Config:
@@ -84,11 +90,13 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
                 print(f"founded fleet {state.fleet.fleet_name} ({state.fleet.fleet_id}); this host is {state.peer_id}")
             return 0
         if args.command == "join":
-            if args.run:
-                _warm_daemon_imports()
             from cli.invite_arg import read_invite
 
-            state = trio.run(lifecycle.join, cfg, read_invite(args.invite), _progress)
+            token = read_invite(args.invite)
+            warming = _warm_daemon_imports() if args.run else None
+            state = trio.run(lifecycle.join, cfg, token, _progress)
+            if warming is not None:
+                warming.join()  # no import on this thread while that one imports
             cfg = _keep_class(args, cfg)
             summary = lifecycle.summary(state)
             if args.json:
