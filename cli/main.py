@@ -25,6 +25,12 @@ from agent.discovery import agent_version
 from cli import output
 from tva.errors import DaemonUnavailable, HostRevoked, LocalError, StateDirBusy, StateUnwritable, TvaError
 
+# libp2p imports dnspython, which imports httpx, whose package imports its own command-line client
+# (rich, click, pygments: ~0.1 s) unless that import fails — httpx guards it for installs without
+# the CLI extra. Nothing in this process runs httpx's CLI, and `run`/`join` pay the libp2p import
+# before the host is reachable (issue 18: join → first ping).
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 EXIT_ERROR, EXIT_USAGE, EXIT_DAEMON, EXIT_REVOKED, EXIT_STATE = 1, 2, 3, 4, 5
 LOCK_WAIT_S = 10.0  # another command holding the lock finishes within this; a starting daemon answers
 
