@@ -25,7 +25,7 @@ from functools import partial
 import trio
 
 from agent import feed_upkeep, revocation, rpc, secrets, views
-from agent.api import ApiContext, build_app
+from agent.api_context import ApiContext
 from agent.config import Config
 from agent.discovery import remove_daemon_file, write_daemon_file
 from agent.fabric import FabricManager
@@ -167,6 +167,7 @@ class Agent:
                     await self._start_participation(nursery)
                 else:
                     self._stop_participating()
+                from agent.api import build_app  # FastAPI: imported once the host is reachable
                 app = build_app(self.api_context)
                 self.metrics.attach(app)  # [metrics] GET /metrics, and the API's request latency
                 await sup.start(nursery, "api", partial(self._run_api, app))
@@ -291,8 +292,7 @@ class Agent:
                     raise
                 log.warning("api: %s:%d is taken (%s): another agent on this host? using a free port",
                             host, port, taken.strerror or taken)
-                self._api_port = await nursery.start(serve_api, app, [bind_text(host, 0)],
-                                                     self.state.local.api_token)
+                self._api_port = await nursery.start(serve_api, app, [bind_text(host, 0)], self.state.local.api_token)
             self._publish_card()
             write_daemon_file(self.cfg.state_dir, {"pid": os.getpid(), "api": self._api_address(),
                                                    "token": self.state.local.api_token,
