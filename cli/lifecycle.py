@@ -10,7 +10,6 @@ import argparse
 import os
 import sys
 import threading
-from functools import partial
 
 import trio
 
@@ -59,6 +58,35 @@ def _warm_daemon_imports() -> threading.Thread:
     return thread
 
 
+def _joined(args: argparse.Namespace, cfg: Config, state) -> Config:
+    cfg = _keep_class(args, cfg)
+    summary = lifecycle.summary(state)
+    if args.json:
+        output.emit_json({k: v for k, v in summary.items() if k != "ipv4_subnet"})
+    else:
+        print(f"joined fleet {summary['fleet_name']} ({summary['fleet_id']}) as {summary['peer_id']}; "
+              f"{summary['members']} members, {summary['hosts_synced']} host feeds synced")
+    return cfg
+
+
+async def _join_and_run(args: argparse.Namespace, cfg: Config, token: str, warming: threading.Thread) -> None:
+    """`join --run` in one trio run: the join's libp2p host closes in the background while the
+    daemon starts (issue 18: join → first ping)."""
+    try:
+        async with trio.open_nursery() as background:
+            state = await lifecycle.join(cfg, token, _progress, background=background)
+            await trio.to_thread.run_sync(warming.join)  # no import on this thread while that one imports
+            cfg = _joined(args, cfg, state)
+            from agent import logs
+
+            logs.setup(cfg.log_level, cfg.log_format, capture_prints=True)
+            await lifecycle.run_daemon(cfg, state, just_joined=True)
+    except BaseExceptionGroup as group:  # the nursery's wrapping of what the join or the daemon raised
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
 def _keep_class(args: argparse.Namespace, cfg: Config) -> Config:
     """`init`/`join --class C` (or a first `run`): the class this host was set up as is kept in its state dir, so a
     later `run` (or the service) without flags keeps it. A seedbox is set up to be the fleet's
@@ -93,29 +121,20 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             from cli.invite_arg import read_invite
 
             token = read_invite(args.invite)
-            warming = _warm_daemon_imports() if args.run else None
-            state = trio.run(lifecycle.join, cfg, token, _progress)
-            if warming is not None:
-                warming.join()  # no import on this thread while that one imports
-            cfg = _keep_class(args, cfg)
-            summary = lifecycle.summary(state)
-            if args.json:
-                output.emit_json({k: v for k, v in summary.items() if k != "ipv4_subnet"})
+            if args.run:
+                trio.run(_join_and_run, args, cfg, token, _warm_daemon_imports())
             else:
-                print(f"joined fleet {summary['fleet_name']} ({summary['fleet_id']}) as {summary['peer_id']}; "
-                      f"{summary['members']} members, {summary['hosts_synced']} host feeds synced")
-            if not args.run:
-                return 0
-        else:
-            from agent.state import NodeState
-            from agent.store import StateStore
+                _joined(args, cfg, trio.run(lifecycle.join, cfg, token, _progress))
+            return 0
+        from agent.state import NodeState
+        from agent.store import StateStore
 
-            founding = not NodeState.exists(StateStore(cfg.state_dir))
-            state = lifecycle.load_for_run(cfg)
-            if founding:  # the first `run` founds a fleet: its --class is kept like init's
-                cfg = _keep_class(args, cfg)
+        founding = not NodeState.exists(StateStore(cfg.state_dir))
+        state = lifecycle.load_for_run(cfg)
+        if founding:  # the first `run` founds a fleet: its --class is kept like init's
+            cfg = _keep_class(args, cfg)
         from agent import logs
 
         logs.setup(cfg.log_level, cfg.log_format, capture_prints=True)
-        trio.run(partial(lifecycle.run_daemon, cfg, state, just_joined=args.command == "join"))
+        trio.run(lifecycle.run_daemon, cfg, state)
         return 0
