@@ -21,7 +21,6 @@ import importlib
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -31,35 +30,16 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agent.api_context import ApiContext
 from agent.door import BODY_BYTES_MAX
 from tva.errors import Conflict, DaemonUnavailable, Forbidden, LocalError, NotFound, TvaError
 
 log = logging.getLogger("tva.api")
 
 ROUTER_MODULES: list[str] = ["agent.api_core", "agent.api_torrents", "agent.library_api", "agent.dashboard_api",
-                              "agent.metrics", "agent.media_api", "agent.friends_api"]
+                              "agent.metrics_api", "agent.media_api", "agent.friends_api"]
 DEBUG_ROUTER_MODULE = "agent.api_debug"  # only with fault injection enabled (tests, soak)
 BODY_LIMIT_KEY = "x-body-bytes-max"
-
-
-@dataclass(frozen=True)
-class ApiContext:
-    """What handlers may use. Offline (no daemon) only ``service`` is there and ``daemon`` is False."""
-
-    service: Any  # agent.service.Service
-    daemon: bool = False
-    torrents: Any = None  # agent.torrents.TorrentManager (None: offline, or the engine is off)
-    fabric: Any = None  # agent.fabric.FabricManager
-    jobs: Any = None  # agent.jobs.Jobs
-    library: Any = None  # agent.library_service.LibraryService (the daemon's)
-    playback: Any = None  # agent.playback.Playback (the daemon's): media URLs and the player
-    supervisor: Any = None  # agent.supervisor.Supervisor (components, fault injection)
-    friends: Any = None  # agent.friends.FriendsManager (the daemon's)
-    faults: bool = False  # serve the fault-injection routes (TVA_FAULT_INJECTION=1)
-
-    def need_daemon(self, what: str) -> None:
-        if not self.daemon:
-            raise DaemonUnavailable(f"{what} needs the running daemon", hint="start it with: tva-agent run")
 
 
 def get_ctx(request: Request) -> ApiContext:

@@ -93,9 +93,14 @@ def _join_net_transport(seed: bytes, fleet_id: str, listen: tuple[str, ...]):
     return Libp2pTransport(seed, secrets.join_psk(fleet_id), listen_addrs=listen, serve_frames=False)
 
 
-async def join(cfg: Config, token: str, progress: Callable[[str], None] = lambda _m: None):
+async def join(cfg: Config, token: str, progress: Callable[[str], None] = lambda _m: None, *,
+               background: trio.Nursery | None = None):
     """Knock on the inviter's join listener, be admitted, adopt the fleet's decisions, feeds and key,
-    persist them. The invite carries no fleet key: it arrives sealed to this host's key."""
+    persist them. The invite carries no fleet key: it arrives sealed to this host's key.
+
+    ``background``: a nursery of the caller's where the join's libp2p host runs, and closes after
+    the answer while the caller goes on (py-libp2p pauses 0.1 s per connection it closes): `join
+    --run` starts the daemon meanwhile."""
     from agent.joining import ask, fleet_key_from
     from agent.service import wall_ms
     from agent.state import FleetInfo, NodeState
@@ -117,8 +122,9 @@ async def join(cfg: Config, token: str, progress: Callable[[str], None] = lambda
 
     take_over_library_logs()
     transport = _join_net_transport(key.seed, inv.fleet_id, ("/ip4/127.0.0.1/tcp/0",))
+    stop = trio.CancelScope()
     async with trio.open_nursery() as nursery:
-        await nursery.start(transport.run)
+        await (background or nursery).start(_run_within, stop, transport.run)
         feeds = FeedSet()
         own = OwnFeed(key, feeds)
         own.put(records.CARD_KEY, records.encode_card(host_card(cfg)))
@@ -146,7 +152,7 @@ async def join(cfg: Config, token: str, progress: Callable[[str], None] = lambda
                 errors.append(exc.message)
                 if "redeemed" in exc.message or "revoked" in exc.message or "member" in exc.message:
                     break  # the fleet said no: another bootstrap would say the same
-        nursery.cancel_scope.cancel()
+        stop.cancel()
     if reply is None:
         detail = "; ".join(errors) or "no bootstrap address"
         hint = "invites are single-use: ask for a new one" if "redeemed" in detail else \
@@ -154,6 +160,12 @@ async def join(cfg: Config, token: str, progress: Callable[[str], None] = lambda
         raise InviteError(f"could not join: {detail}", hint=hint)
     fleet = FleetInfo(inv.fleet_id, inv.fleet_name, fleet_key[1], fleet_key[0])
     return NodeState.joined(store, key, fleet, doc_bytes, [d for d in deltas if isinstance(d, bytes)], feeds)
+
+
+async def _run_within(scope: trio.CancelScope, run, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                      ) -> None:
+    with scope:
+        await run(task_status=task_status)
 
 
 DEFAULT_LISTEN = Config().listen

@@ -49,6 +49,9 @@ class MeshDriver:
         self.peer_log = peer_log or PeerLog(log)
         self._queues: dict[tuple[str, bool], trio.MemorySendChannel[bytes]] = {}  # (peer, bulk)
         self._bulk_bytes: dict[str, int] = {}  # queued on each peer's bulk lane
+        self._priority_pending = 0  # priority-lane frames queued or being sent, all peers
+        self._delivered = False
+        self._contact = trio.Event()  # see wait_first_contact
         self._nursery: trio.Nursery | None = None
         self.counters: dict[str, int] = {}
         self.traffic: dict[tuple[str, str], list[int]] = {}  # (in|out, frame kind) -> [frames, bytes]
@@ -117,6 +120,19 @@ class MeshDriver:
             return
         if bulk:
             self._bulk_bytes[peer] = self._bulk_bytes.get(peer, 0) + len(data)
+        else:
+            self._priority_pending += 1
+
+    async def wait_first_contact(self) -> None:
+        """Until a frame has reached a peer and no priority frame is left queued: what this node
+        sent when it started (its card, say) is out."""
+        await self._contact.wait()
+
+    def _sent(self, ok: bool) -> None:
+        self._priority_pending -= 1
+        self._delivered = self._delivered or ok
+        if self._delivered and self._priority_pending == 0:
+            self._contact.set()
 
     async def _sender(self, peer: str, bulk: bool, receive: trio.MemoryReceiveChannel[bytes]) -> None:
         async with receive:
@@ -131,6 +147,7 @@ class MeshDriver:
                     self.peer_log.send_error(peer, exc)
                     ok = False
                 if not bulk:
+                    self._sent(ok)
                     self.peer_log.reachability(peer, ok)
                 if not ok and not bulk:  # a probe's fate decides liveness; a delta's does not
                     self.submit(t.PeerUnreachable(peer))
@@ -154,6 +171,7 @@ class MeshDriver:
             self._nursery = None
             self._queues.clear()
             self._bulk_bytes.clear()
+            self._priority_pending = 0
 
     async def _receive_loop(self) -> None:
         async for peer, data in self.transport.incoming():

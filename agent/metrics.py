@@ -1,4 +1,5 @@
-"""``GET /metrics``: the daemon in the Prometheus text format (prometheus-client).
+"""The daemon in the Prometheus text format (prometheus-client), served at ``GET /metrics`` by
+``agent.metrics_api`` (kept apart: the daemon builds these before FastAPI is imported).
 
 Most figures already exist as counters somewhere in the daemon (the mesh driver, the transport,
 the join listener, custody, the decision log, the supervisor): a collector reads them at scrape
@@ -18,18 +19,11 @@ import logging
 from collections import Counter as Tally
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
 
-from agent.api import Ctx
-from tva.errors import DaemonUnavailable
-
 log = logging.getLogger("tva.metrics")
-router = APIRouter(tags=["metrics"])
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 TICK_LAG_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
@@ -245,15 +239,3 @@ class _Collector:
         for name, value in sorted(notifier.counters.items()):
             c.add_metric((name,), value)
         yield c
-
-
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                             "description": "Prometheus text format"}})
-async def metrics(ctx: Ctx, request: Request) -> Response:
-    """This daemon's metrics in the Prometheus text format (the token, as everywhere)."""
-    ctx.need_daemon("metrics")
-    m = getattr(request.app.state, "metrics", None)
-    if m is None:
-        raise DaemonUnavailable("this app serves no metrics", hint="the daemon's API does: tva-agent run")
-    return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

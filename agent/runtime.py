@@ -25,7 +25,7 @@ from functools import partial
 import trio
 
 from agent import feed_upkeep, revocation, rpc, secrets, views
-from agent.api import ApiContext, build_app
+from agent.api_context import ApiContext
 from agent.config import Config
 from agent.discovery import remove_daemon_file, write_daemon_file
 from agent.fabric import FabricManager
@@ -59,6 +59,7 @@ EXIT_STATE_UNWRITABLE = 5
 NOTICE_ATTEMPTS = 5
 NOTICE_TIMEOUT_MS = 10_000
 NOTICE_RETRY_S = 3.0
+FIRST_CONTACT_WAIT_S = 1.0
 
 
 class Agent:
@@ -110,8 +111,7 @@ class Agent:
                                        on_health=partial(self.supervisor.report, "persistence"),
                                        on_unwritable=self._state_unwritable)
         self.service = Service(state, clock_ms=clock_ms, live=self._live_info, on_change=self._on_local_change,
-                               media_dir=cfg.media_dir(), bootstrap=self._join_addrs,
-                               extras=self._status_extras,
+                               media_dir=cfg.media_dir(), bootstrap=self._join_addrs, extras=self._status_extras,
                                custody_config=CustodyConfig(lease_ms_max=cfg.repair_lease_ms_max),
                                friends=lambda: self.friends.inputs())
         # [friends] friend fleets: links, the views that cross, serving their gateways (agent.friends)
@@ -158,8 +158,6 @@ class Agent:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         sup = self.supervisor
-        app = build_app(self.api_context)
-        self.metrics.attach(app)  # [metrics] GET /metrics, and the API's request latency
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -169,6 +167,9 @@ class Agent:
                     await self._start_participation(nursery)
                 else:
                     self._stop_participating()
+                from agent.api import build_app  # FastAPI: imported once the host is reachable
+                app = build_app(self.api_context)
+                self.metrics.attach(app)  # [metrics] GET /metrics, and the API's request latency
                 await sup.start(nursery, "api", partial(self._run_api, app))
                 if self.cfg.overlay_api and self.state.revocation() is None:
                     await sup.start(nursery, "overlay_api", partial(self._overlay_api_loop, app))
@@ -189,8 +190,7 @@ class Agent:
     async def _start_participation(self, nursery: trio.Nursery) -> None:
         sup = self.supervisor
         await sup.start(nursery, "join", self.join.run)  # before the card: it names the join addresses
-        # tva0 early: a joiner's first ping over it waits for its WireGuard key to reach the others,
-        # so its backend (wireguard-go: ~0.4 s to start) comes up while the mesh starts.
+        # tva0 early: its backend opens (interface claim, netlink) while the mesh starts.
         async with trio.open_nursery() as early:
             early.start_soon(self.fabric.prepare)
             await sup.start(nursery, "mesh", self._run_mesh)
@@ -208,6 +208,10 @@ class Agent:
         await sup.start(nursery, "fleet_key", self.fleet_key.run)
         await sup.start(nursery, "notify", self.notifier.run)  # [notify]
         await sup.start(nursery, "friends", self.friends.run)  # [friends]
+        if not self._recover_first:  # just joined: card (WireGuard key) out, tva0 up, then the API's CPU (issue 18)
+            with trio.move_on_after(FIRST_CONTACT_WAIT_S):  # a fleet out of reach only delays the API
+                await self.driver.wait_first_contact()
+                await self.fabric.settled.wait()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -288,8 +292,7 @@ class Agent:
                     raise
                 log.warning("api: %s:%d is taken (%s): another agent on this host? using a free port",
                             host, port, taken.strerror or taken)
-                self._api_port = await nursery.start(serve_api, app, [bind_text(host, 0)],
-                                                     self.state.local.api_token)
+                self._api_port = await nursery.start(serve_api, app, [bind_text(host, 0)], self.state.local.api_token)
             self._publish_card()
             write_daemon_file(self.cfg.state_dir, {"pid": os.getpid(), "api": self._api_address(),
                                                    "token": self.state.local.api_token,

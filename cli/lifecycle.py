@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from functools import partial
+import threading
 
 import trio
 
@@ -27,30 +27,64 @@ JOIN_IMPORTS = ("agent.joining", "agent.lifecycle", "agent.logs", "agent.secrets
                 "agent.store", "crdt.feedset", "crdt.records", "mesh.invites", "mesh.libp2p_addrs",
                 "mesh.libp2p_transport", "mesh.rekeyable_transport",
                 "libp2p.network.connection.swarm_connection")  # imported by libp2p on the first dial
+# The daemon's own (the components, pyroute2 for tva0; FastAPI waits until the host is reachable).
+DAEMON_IMPORTS = ("agent.runtime", "agent.library_service", "agent.wg_owner", "wg.fabric")
 
 
-def _warm_daemon_imports() -> None:
-    """`join --run`: import the daemon's modules (~0.5 s: FastAPI, pydantic, the components) in a
-    thread while the join waits on the network, so the daemon starts — and the new host's
-    WireGuard key reaches the fleet — that much sooner after admission.
+def _warm_daemon_imports() -> threading.Thread:
+    """`join --run`: import the daemon's modules in a thread while the join waits on the network,
+    so the daemon starts — and the new host's WireGuard key reaches the fleet — that much sooner
+    after admission (tva0's modules too: imported by the fabric at start-up, they held up the
+    event loop, and the mesh with it, for 0.2-0.5 s).
 
-    Everything the join itself imports is imported here first, on this thread: two threads
-    importing the same package cycle (agent.policy's __init__ and its submodules) can each see
-    the other's module half-initialised — an ImportError at random."""
+    Race-free by construction: everything the join itself imports is imported here first, on this
+    thread, and the caller waits for the thread before it imports anything more (two threads
+    importing the same package cycle — agent.policy's __init__ and its submodules — can each see
+    the other's module half-initialised: an ImportError at random)."""
     import importlib
-    import threading
 
     for name in JOIN_IMPORTS:
         importlib.import_module(name)
 
     def warm() -> None:
-        try:
-            import agent.library_service
-            import agent.runtime  # noqa: F401
-        except Exception:  # the daemon's own import reports any real problem
-            pass
+        for name in DAEMON_IMPORTS:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the daemon's own import reports any real problem
+                pass
 
-    threading.Thread(target=warm, name="warm-imports", daemon=True).start()
+    thread = threading.Thread(target=warm, name="warm-imports", daemon=True)
+    thread.start()
+    return thread
+
+
+def _joined(args: argparse.Namespace, cfg: Config, state) -> Config:
+    cfg = _keep_class(args, cfg)
+    summary = lifecycle.summary(state)
+    if args.json:
+        output.emit_json({k: v for k, v in summary.items() if k != "ipv4_subnet"})
+    else:
+        print(f"joined fleet {summary['fleet_name']} ({summary['fleet_id']}) as {summary['peer_id']}; "
+              f"{summary['members']} members, {summary['hosts_synced']} host feeds synced")
+    return cfg
+
+
+async def _join_and_run(args: argparse.Namespace, cfg: Config, token: str, warming: threading.Thread) -> None:
+    """`join --run` in one trio run: the join's libp2p host closes in the background while the
+    daemon starts (issue 18: join → first ping)."""
+    try:
+        async with trio.open_nursery() as background:
+            state = await lifecycle.join(cfg, token, _progress, background=background)
+            await trio.to_thread.run_sync(warming.join)  # no import on this thread while that one imports
+            cfg = _joined(args, cfg, state)
+            from agent import logs
+
+            logs.setup(cfg.log_level, cfg.log_format, capture_prints=True)
+            await lifecycle.run_daemon(cfg, state, just_joined=True)
+    except BaseExceptionGroup as group:  # the nursery's wrapping of what the join or the daemon raised
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 def _keep_class(args: argparse.Namespace, cfg: Config) -> Config:
@@ -84,30 +118,23 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
                 print(f"founded fleet {state.fleet.fleet_name} ({state.fleet.fleet_id}); this host is {state.peer_id}")
             return 0
         if args.command == "join":
-            if args.run:
-                _warm_daemon_imports()
             from cli.invite_arg import read_invite
 
-            state = trio.run(lifecycle.join, cfg, read_invite(args.invite), _progress)
-            cfg = _keep_class(args, cfg)
-            summary = lifecycle.summary(state)
-            if args.json:
-                output.emit_json({k: v for k, v in summary.items() if k != "ipv4_subnet"})
+            token = read_invite(args.invite)
+            if args.run:
+                trio.run(_join_and_run, args, cfg, token, _warm_daemon_imports())
             else:
-                print(f"joined fleet {summary['fleet_name']} ({summary['fleet_id']}) as {summary['peer_id']}; "
-                      f"{summary['members']} members, {summary['hosts_synced']} host feeds synced")
-            if not args.run:
-                return 0
-        else:
-            from agent.state import NodeState
-            from agent.store import StateStore
+                _joined(args, cfg, trio.run(lifecycle.join, cfg, token, _progress))
+            return 0
+        from agent.state import NodeState
+        from agent.store import StateStore
 
-            founding = not NodeState.exists(StateStore(cfg.state_dir))
-            state = lifecycle.load_for_run(cfg)
-            if founding:  # the first `run` founds a fleet: its --class is kept like init's
-                cfg = _keep_class(args, cfg)
+        founding = not NodeState.exists(StateStore(cfg.state_dir))
+        state = lifecycle.load_for_run(cfg)
+        if founding:  # the first `run` founds a fleet: its --class is kept like init's
+            cfg = _keep_class(args, cfg)
         from agent import logs
 
         logs.setup(cfg.log_level, cfg.log_format, capture_prints=True)
-        trio.run(partial(lifecycle.run_daemon, cfg, state, just_joined=args.command == "join"))
+        trio.run(lifecycle.run_daemon, cfg, state)
         return 0

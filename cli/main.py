@@ -25,8 +25,26 @@ from agent.discovery import agent_version
 from cli import output
 from tva.errors import DaemonUnavailable, HostRevoked, LocalError, StateDirBusy, StateUnwritable, TvaError
 
+# libp2p imports dnspython, which imports httpx, whose package imports its own command-line client
+# (rich, click, pygments: ~0.1 s) unless that import fails — httpx guards it for installs without
+# the CLI extra. Nothing in this process runs httpx's CLI, and `run`/`join` pay the libp2p import
+# before the host is reachable (issue 18: join → first ping).
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 EXIT_ERROR, EXIT_USAGE, EXIT_DAEMON, EXIT_REVOKED, EXIT_STATE = 1, 2, 3, 4, 5
 LOCK_WAIT_S = 10.0  # another command holding the lock finishes within this; a starting daemon answers
+
+
+class _Version(argparse.Action):
+    """--version, looked up only when asked: importlib.metadata reads the installed distributions
+    (40-70 ms), which every command — and a joiner's time to its first ping — paid up front."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"tva-agent {agent_version()}")
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log more (same as --log-level debug)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default: info")
     p.add_argument("--log-format", choices=["text", "json"], help="json: one object per line (journald)")
-    p.add_argument("--version", action="version", version=f"tva-agent {agent_version()}")
+    p.add_argument("--version", action=_Version, help="show the version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def read(name: str, help_: str) -> argparse.ArgumentParser:

@@ -1,11 +1,13 @@
 """Stream-level helpers of the libp2p transport shell (py-libp2p 0.8.1), kept apart so the
 transport itself stays readable: reading exactly one frame, closing quietly within a deadline,
-and the notifee that drops filtered peers as soon as they connect.
+the notifee that drops filtered peers as soon as they connect, and dials that return once
+connected.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -67,8 +69,56 @@ def check_peer_id(peer: PeerId) -> None:
         raise InvalidInput(f"not a peer id: {str(peer)[:20]!r}", hint="peer ids look like 12D3KooW…")
 
 
+class ConnectWaiters:
+    """Dials waiting for their peer's connection to come up.
+
+    py-libp2p's dial, with more than one connection allowed per peer (the mesh hosts), sits out its
+    250 ms happy-eyeballs pause for further addresses after it has connected (FIELD-NOTES); we
+    dial one address at a time, so the pause is pure delay — a first frame to a peer, a joiner's
+    first contact with its fleet, waited for it. Here the dial runs in the background and its
+    caller goes on as soon as the notifee reports the peer connected (``wake``)."""
+
+    def __init__(self) -> None:
+        self._by_peer: dict[str, list[trio.Event]] = {}
+
+    def wake(self, peer: str) -> None:
+        for ready in self._by_peer.pop(peer, ()):
+            ready.set()
+
+    async def connect(self, nursery: trio.Nursery, peer: str, connect: Callable[[], Awaitable[None]],
+                      is_connected: Callable[[], bool]) -> None:
+        """Run ``connect`` in ``nursery``; return once ``peer`` is connected, else raise what it raised."""
+        ready = trio.Event()
+        failed: list[Exception] = []
+
+        async def dial() -> None:
+            try:
+                await connect()
+            except Exception as exc:
+                failed.append(exc)
+            finally:
+                ready.set()
+
+        self._by_peer.setdefault(peer, []).append(ready)
+        nursery.start_soon(dial)
+        try:
+            await ready.wait()
+        finally:
+            waiting = self._by_peer.get(peer, [])
+            if ready in waiting:
+                waiting.remove(ready)
+            if not waiting:
+                self._by_peer.pop(peer, None)
+        if is_connected():
+            return
+        if failed:
+            raise failed[0]
+        raise PeerUnavailable("the dial ended without a connection")
+
+
 class FilterNotifee:
-    """Refuses connections from filtered peers (revoked / non-members) as soon as they connect."""
+    """Refuses connections from filtered peers (revoked / non-members) as soon as they connect,
+    and wakes the dials waiting for the others (``ConnectWaiters``)."""
 
     def __init__(self, transport: Any) -> None:
         self._t = transport
@@ -78,6 +128,7 @@ class FilterNotifee:
             peer = conn.muxed_conn.peer_id.to_base58()
         except Exception:
             return
+        self._t._connect_waiters.wake(peer)
         if not self._t._filter(peer) and self._t._nursery is not None:
             self._t._counters.add("filtered")
             # Not awaited here: closing from inside the swarm's notification could deadlock it.

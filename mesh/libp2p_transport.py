@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import trio
@@ -38,6 +39,7 @@ from mesh.libp2p_addrs import check_listen_addr_free, parse_peer_addr, psk_hex
 from mesh.libp2p_streams import (
     READ_CHUNK_BYTES,
     STREAM_CLOSE_TIMEOUT_MS,
+    ConnectWaiters,
     FilterNotifee,
     check_peer_id,
     close_quietly,
@@ -132,6 +134,7 @@ class Libp2pTransport:
         self._requests_in_flight = 0
         self._inbound_streams: dict[tuple[PeerId, bool], int] = {}
         self._incoming = IncomingFrames(self.limits)
+        self._connect_waiters = ConnectWaiters()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -389,7 +392,9 @@ class Libp2pTransport:
             self._host.peerstore.clear_addrs(pid)
             self._host.peerstore.add_addrs(pid, [Multiaddr(addr)], PEERSTORE_ADDR_TTL_S)
             try:
-                await self._host.connect(PeerInfo(pid, [Multiaddr(addr)]))
+                await self._connect_waiters.connect(
+                    self._nursery, peer, partial(self._host.connect, PeerInfo(pid, [Multiaddr(addr)])),
+                    partial(self.is_connected, peer))
             except Exception as exc:
                 last = exc
                 continue

@@ -134,6 +134,12 @@ def test_founder_and_four_agents(fleet):
     assert res.returncode != 0
     assert "redeemed" in res.stderr, res.stderr
     assert not (founder.state_dir.parent / "delta" / "fleet").exists()
+    # … and `join --run` (one trio run for the join and the daemon) refuses the same way.
+    res = AgentProc(founder.state_dir.parent, "omega").run_cli(
+        "join", tokens[0], "--run", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0")
+    assert res.returncode == 1 and "redeemed" in res.stderr and "hint:" in res.stderr, res
+    assert "internal error" not in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not (founder.state_dir.parent / "omega" / "fleet").exists()
 
     # A clean stop (SIGTERM) leaves the daemon file removed and the state loadable.
     assert beta.stop() == 0
