@@ -49,9 +49,12 @@ class MeshDriver:
         self.peer_log = peer_log or PeerLog(log)
         self._queues: dict[tuple[str, bool], trio.MemorySendChannel[bytes]] = {}  # (peer, bulk)
         self._bulk_bytes: dict[str, int] = {}  # queued on each peer's bulk lane
-        self._priority_pending = 0  # priority-lane frames queued or being sent, all peers
+        # Priority-lane frames queued and sent (delivered or not) per peer: each peer's lane is
+        # FIFO, so "sent >= queued-at-a-moment" means all that was queued then is out.
+        self._priority_queued: dict[str, int] = {}
+        self._priority_sent: dict[str, int] = {}
         self._delivered = False
-        self._contact = trio.Event()  # see wait_first_contact
+        self._progress = trio.Event()  # set (and replaced) whenever a priority frame was sent
         self._nursery: trio.Nursery | None = None
         self.counters: dict[str, int] = {}
         self.traffic: dict[tuple[str, str], list[int]] = {}  # (in|out, frame kind) -> [frames, bytes]
@@ -121,18 +124,22 @@ class MeshDriver:
         if bulk:
             self._bulk_bytes[peer] = self._bulk_bytes.get(peer, 0) + len(data)
         else:
-            self._priority_pending += 1
+            self._priority_queued[peer] = self._priority_queued.get(peer, 0) + 1
 
     async def wait_first_contact(self) -> None:
-        """Until a frame has reached a peer and no priority frame is left queued: what this node
-        sent when it started (its card, say) is out."""
-        await self._contact.wait()
+        """Until a frame has reached a peer and every priority frame queued at the call is sent:
+        what this node sent when it started (its card, say) is out. Frames queued later do not
+        count — a joiner syncing 2,000 holdings always has some queued, and waiting for an empty
+        lane held its API back for the whole time-out."""
+        targets = dict(self._priority_queued)
+        while not (self._delivered and all(self._priority_sent.get(p, 0) >= n for p, n in targets.items())):
+            await self._progress.wait()
 
-    def _sent(self, ok: bool) -> None:
-        self._priority_pending -= 1
+    def _sent(self, peer: str, ok: bool) -> None:
+        self._priority_sent[peer] = self._priority_sent.get(peer, 0) + 1
         self._delivered = self._delivered or ok
-        if self._delivered and self._priority_pending == 0:
-            self._contact.set()
+        self._progress.set()
+        self._progress = trio.Event()
 
     async def _sender(self, peer: str, bulk: bool, receive: trio.MemoryReceiveChannel[bytes]) -> None:
         async with receive:
@@ -147,7 +154,7 @@ class MeshDriver:
                     self.peer_log.send_error(peer, exc)
                     ok = False
                 if not bulk:
-                    self._sent(ok)
+                    self._sent(peer, ok)
                     self.peer_log.reachability(peer, ok)
                 if not ok and not bulk:  # a probe's fate decides liveness; a delta's does not
                     self.submit(t.PeerUnreachable(peer))
@@ -171,7 +178,10 @@ class MeshDriver:
             self._nursery = None
             self._queues.clear()
             self._bulk_bytes.clear()
-            self._priority_pending = 0
+            # The frames left in them are gone, not pending: a waiter must not wait for them.
+            self._priority_sent = dict(self._priority_queued)
+            self._progress.set()
+            self._progress = trio.Event()
 
     async def _receive_loop(self) -> None:
         async for peer, data in self.transport.incoming():

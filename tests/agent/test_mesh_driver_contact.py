@@ -67,3 +67,27 @@ async def test_no_first_contact_while_no_peer_can_be_reached(clock):
         with trio.fail_after(5):  # the next gossip or probe gets through
             await joiner.wait_first_contact()
         nursery.cancel_scope.cancel()
+
+
+async def test_first_contact_does_not_wait_for_frames_queued_after_the_call(clock):
+    # A joiner syncing thousands of holdings always has some frame queued: what counts is what was
+    # queued when it asked (its card), not an empty lane (which held a joiner's API back 1 s).
+    net = MemoryNetwork(latency_ms=50)
+    async with trio.open_nursery() as nursery:
+        await _start(nursery, net, NAMES[1])
+        joiner, feeds = await _start(nursery, net, NAMES[0])
+        joiner.submit(LocalChanged(delta=feeds.commit(b"card")))
+
+        async def keep_changing() -> None:
+            for i in range(10_000):
+                joiner.submit(LocalChanged(delta=feeds.commit(b"change %d" % i)))
+                await trio.sleep(0.01)
+
+        nursery.start_soon(keep_changing)
+        await trio.sleep(0.02)
+        start = trio.current_time()
+        with trio.fail_after(2):
+            await joiner.wait_first_contact()
+        assert trio.current_time() - start < 0.5
+        assert joiner.transport.stats()["frames_out"] >= 1
+        nursery.cancel_scope.cancel()
