@@ -126,15 +126,18 @@ class FeedSet:
         """
         out: list[bytes] = []
         total = wasted = 0
-        for owner in sorted(self._feeds):
-            if out and (total >= bytes_max or wasted > bytes_max):
-                break
-            feed = self._feeds[owner]
+        # the feeds they lack, found before sorting: a SYNC usually lacks a few of a thousand
+        lacking = []
+        for owner, feed in self._feeds.items():
             theirs = vv.get(owner, 0)
             if type(theirs) is not int or theirs < 0:
                 theirs = 0  # a nonsense claim costs them a full resend, never a crash
-            if theirs >= feed.version:
-                continue
+            if theirs < feed.version:
+                lacking.append((owner, feed, theirs))
+        lacking.sort(key=lambda x: x[0])
+        for _owner, feed, theirs in lacking:
+            if out and (total >= bytes_max or wasted > bytes_max):
+                break
             whole = theirs == 0 or theirs < feed.gc_version  # they get every entry: its size is known
             if out and whole and total + feed.size_bytes > bytes_max:
                 continue

@@ -28,6 +28,7 @@ from crdt.feed import Delta, Feed, feed_from_parts
 from crdt.feedset import AppliedDelta, FeedSet
 
 VECTORS_KEPT_MAX = 256  # distinct version vectors remembered (a converged fleet needs a handful)
+SOFT_HASHES_KEPT_MAX = 1 << 16  # member entries' hashes remembered (a fleet's members, a few states each)
 
 
 def _private_copy(feed: Feed) -> Feed:
@@ -238,6 +239,21 @@ def install_antientropy_memo() -> None:
         self._digest = hit
         return hit
 
+    # a member's (incarnation, state, presence order) hashes alike on every node that holds it:
+    # a warm start alone is a thousand nodes each hashing the same thousand entries
+    real_entry_hash = ae.soft_entry_hash
+    entry_hashes: dict[tuple, tuple[int, int]] = {}
+
+    def soft_entry_hash(peer, entry):
+        key = (peer, entry)
+        hit = entry_hashes.get(key)
+        if hit is None:
+            if len(entry_hashes) >= SOFT_HASHES_KEPT_MAX:
+                del entry_hashes[next(iter(entry_hashes))]  # oldest first
+            hit = entry_hashes[key] = real_entry_hash(peer, entry)
+        return hit
+
     bucket_hashes.sim_memo = True  # type: ignore[attr-defined]
     ae.bucket_hashes, ae.restrict, ae.scoped_vector = bucket_hashes, restrict, scoped_vector
+    ae.soft_entry_hash = soft_entry_hash
     ae.Reconciler.digest = digest  # type: ignore[method-assign]

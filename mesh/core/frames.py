@@ -46,6 +46,7 @@ Items:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -72,6 +73,8 @@ ENDPOINT_CHARS_MAX = 256
 HOST_CLASS_CHARS_MAX = 32
 SIGNATURE_BYTES = 64
 PRESENCE_BODY_BYTES_MAX = 8192
+PRESENCE_BODIES_KEPT = 4096  # decoded presence bodies remembered (a few times a fleet's members)
+PRESENCE_BODY_CACHED_BYTES_MAX = 1024  # bigger ones (many endpoints) are decoded each time: ≤ 4 MiB kept
 FIELDS_MAX = 32  # trailing fields a newer minor may add to a frame, item or record
 U64_MAX = 2**64 - 1
 REMAINING_MS_MAX = 2**48
@@ -373,10 +376,20 @@ def _presence_checked(f: list) -> tuple:
             _str(f[6], "host_class", HOST_CLASS_CHARS_MAX, empty_ok=True), f[7])
 
 
+@functools.lru_cache(maxsize=PRESENCE_BODIES_KEPT)
+def _presence_body_fields(body: bytes) -> tuple:
+    # A pure function of the bytes (a refused body raises, and raising is not remembered). Each
+    # presence reaches a node several times (rumour relays, piggybacks, anti-entropy), and a
+    # process running many nodes (the simulator) decodes each body once instead of once per node.
+    return _presence_fields(decode_presence_body(body))
+
+
 def presence_from_body(body: object, sig: object, remaining_ms: object) -> PresenceRecord:
     """A presence record from its signed body (the fields come from the body, never beside it)."""
     body = _bin(body, "presence body", PRESENCE_BODY_BYTES_MAX)
-    return PresenceRecord(*_presence_fields(decode_presence_body(body)), sig=_bin(sig, "presence signature",
+    fields = (_presence_body_fields(body) if len(body) <= PRESENCE_BODY_CACHED_BYTES_MAX
+              else _presence_fields(decode_presence_body(body)))
+    return PresenceRecord(*fields, sig=_bin(sig, "presence signature",
                           SIGNATURE_BYTES), body=body,
                           remaining_ms=_int(remaining_ms, "presence remaining_ms", REMAINING_MS_MAX))
 
