@@ -14,6 +14,7 @@ Taking is O(items taken), not O(queue), which keeps a 1000-node simulation affor
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter as _Tally
 from collections.abc import Hashable
@@ -72,6 +73,7 @@ def _uint_size(n: int) -> int:
     return 1 if n < 128 else 2 if n < 256 else 3 if n < 65536 else 5 if n < 2**32 else 9
 
 
+@functools.lru_cache(maxsize=4096)  # peer ids, mostly: a fleet's worth, sized millions of times
 def _str_size(s: str) -> int:
     n = len(s.encode())
     return n + (1 if n < 32 else 2 if n < 256 else 3 if n < 65536 else 5)
@@ -158,6 +160,7 @@ class BroadcastQueue:
         self.counts: _Tally[str] = _Tally()
         self.transmits_at_exit: _Tally[int] = _Tally()
         self.depth_max = 0
+        self.taken_bytes = 0  # wire bytes of the items the last take returned (their sizes are known here)
 
     @property
     def dropped(self) -> int:
@@ -203,6 +206,7 @@ class BroadcastQueue:
         ``items_max`` in ``budget_bytes``. When nothing fits, one item up to ``alone_bytes_max``
         may go by itself."""
         if items_max <= 0 or not self._where:  # every ping and ack asks, mostly of an empty queue
+            self.taken_bytes = 0
             return []
         chosen: list[tuple[int, Hashable]] = []
         spent = misses = 0
@@ -224,9 +228,11 @@ class BroadcastQueue:
                 continue
             break
         items = []
+        self.taken_bytes = 0
         for t, key in chosen:
             e = self._buckets[t].pop(key)
             items.append(e.item)
+            self.taken_bytes += e.size
             if t + 1 >= limit:
                 del self._where[key]
                 self.counts["retired"] += 1
