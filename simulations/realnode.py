@@ -73,7 +73,14 @@ from simulations.adapter import (
     infohash_of,
 )
 from simulations.realview import Interner, SharedView, ViewBuilder
-from simulations.sharing import FeedPool, SharedFeedSet, SharedState, VectorPool, install_antientropy_memo
+from simulations.sharing import (
+    FeedPool,
+    SharedFeedSet,
+    SharedState,
+    VectorPool,
+    install_antientropy_memo,
+    install_decode_memo,
+)
 from tva.errors import InvalidInput, RemoteDataError
 
 DISK_FREE_BYTES = 4 * 1024**4  # a roomy server disk; "full" is 0
@@ -140,6 +147,7 @@ class RealShared:
         self.vectors = VectorPool() if share_state else None
         if share_state:
             install_antientropy_memo()
+            install_decode_memo()
         self.fleet_id = fleet_id
         self.mesh = mesh
         self.custody = custody

@@ -120,9 +120,9 @@ class Outbox:
         stats = self.stats
         stats["frames_sent"] += 1
         stats["bytes_sent"] += len(data)
-        kind = type(frame).__name__.lower()
-        stats[f"sent_{kind}"] += 1
-        stats[f"bytes_sent_{kind}"] += len(data)
+        sent_key, bytes_key = _frame_counter_names(type(frame))
+        stats[sent_key] += 1
+        stats[bytes_key] += len(data)
         if type(frame) in (Gossip, Ping, Ack, PingReq, Records):  # rumours, piggybacks, anti-entropy
             if type(frame) in (Ping, Ack) and frame.presence is not None:  # type: ignore[union-attr]
                 self._count_item("presence", wire_item_size(frame.presence))  # type: ignore[union-attr]
@@ -134,8 +134,21 @@ class Outbox:
         return True
 
     def _count_item(self, kind: str, size: int) -> None:
-        self.stats[f"items_sent_{kind}"] += 1
-        self.stats[f"item_bytes_sent_{kind}"] += size
+        items_key, bytes_key = _item_counter_names(kind)
+        self.stats[items_key] += 1
+        self.stats[bytes_key] += size
+
+
+# counter names, made once per kind rather than formatted for every frame and item sent
+@functools.lru_cache(maxsize=64)
+def _frame_counter_names(frame_type: type) -> tuple[str, str]:
+    kind = frame_type.__name__.lower()
+    return f"sent_{kind}", f"bytes_sent_{kind}"
+
+
+@functools.lru_cache(maxsize=64)
+def _item_counter_names(kind: str) -> tuple[str, str]:
+    return f"items_sent_{kind}", f"item_bytes_sent_{kind}"
 
 
 @dataclass
