@@ -124,11 +124,18 @@ class FeedSet:
         cannot fit is skipped unencoded, and encoding stops once the budget (or as much again in
         deltas that turned out too big) is spent — a 10-byte request cannot make us encode every feed.
         """
+        return self._deltas_among(self._feeds, vv, bytes_max)
+
+    def _deltas_among(self, owners: Iterable[bytes], vv: Mapping[bytes, int], bytes_max: int) -> list[bytes]:
+        """``deltas_since`` for the feeds of ``owners`` (held ones; a subclass that knows where
+        the others cannot differ passes fewer)."""
         out: list[bytes] = []
         total = wasted = 0
         # the feeds they lack, found before sorting: a SYNC usually lacks a few of a thousand
         lacking = []
-        for owner, feed in self._feeds.items():
+        feeds = self._feeds
+        for owner in owners:
+            feed = feeds[owner]
             theirs = vv.get(owner, 0)
             if type(theirs) is not int or theirs < 0:
                 theirs = 0  # a nonsense claim costs them a full resend, never a crash

@@ -24,8 +24,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 
-from crdt.feed import Delta, Feed, feed_from_parts
+from crdt.feed import DELTA_BYTES_MAX, Delta, Feed, feed_from_parts
 from crdt.feedset import AppliedDelta, FeedSet
+from mesh.core.antientropy import bucket_of
 
 VECTORS_KEPT_MAX = 256  # distinct version vectors remembered (a converged fleet needs a handful)
 SOFT_HASHES_KEPT_MAX = 1 << 16  # member entries' hashes remembered (a fleet's members, a few states each)
@@ -99,10 +100,26 @@ class SharedFeedSet(FeedSet):
                 self._feeds[owner] = shared
                 raise
         feed = self._feeds[owner]
+        if shared is None:  # a new owner
+            self._owners_by_bucket.clear()
         if owner != self._own:
             self._feeds[owner] = self._pool.intern(feed)
         self._set_version(owner, feed.version)
         return result
+
+    def deltas_since(self, vv: Mapping[bytes, int], bytes_max: int = DELTA_BYTES_MAX) -> list[bytes]:
+        # A SYNC scoped to some buckets: outside them the vector holds our own versions (see
+        # ``ScopedVector``), so only our feeds inside them can be lacking — when that vector is our
+        # current one. Otherwise the real scan of every feed.
+        if type(vv) is not ScopedVector or vv.mine is not self.version_vector():
+            return super().deltas_since(vv, bytes_max)
+        bits, wanted = vv.scope
+        index = self._owners_by_bucket.get(bits)
+        if index is None:
+            index = self._owners_by_bucket[bits] = {}
+            for owner in self._feeds:
+                index.setdefault(bucket_of(owner, bits), []).append(owner)
+        return self._deltas_among([o for b in set(wanted) for o in index.get(b, ())], vv, bytes_max)
 
     def shared_state(self) -> SharedState:
         return SharedState(self._feeds, self._allowed, self._revoked)
@@ -110,6 +127,7 @@ class SharedFeedSet(FeedSet):
     # --- the version vector, kept up to date instead of rebuilt (O(changes), not O(owners)) ---
 
     def _rebuild_vector(self) -> None:
+        self._owners_by_bucket: dict[int, dict[int, list[bytes]]] = {}  # bits -> bucket -> owners
         self._vv = {o: f.version for o, f in self._feeds.items()}  # in the order of _feeds, as FeedSet's
         self._fp = sum(map(entry_fingerprint, self._vv.items())) % FINGERPRINT_MOD
         self._vector: Vector | None = None
@@ -161,6 +179,14 @@ class Vector(dict):
     treats the one its FeedStore returns), with what anti-entropy computed from it."""
 
     __slots__ = ("memo",)
+
+
+class ScopedVector(dict):
+    """``antientropy.scoped_vector(mine, theirs, *scope)`` for a shared ``mine``: their entries
+    inside the scope, ``mine``'s outside it — so a feed set whose vector *is* ``mine`` knows that
+    only its feeds inside the scope can be lacking (``SharedFeedSet.deltas_since``)."""
+
+    __slots__ = ("mine", "scope")
 
 
 class VectorPool:
@@ -224,8 +250,9 @@ def install_antientropy_memo() -> None:
         outside = mine.memo.get(key)
         if outside is None:
             outside = mine.memo[key] = real_scoped(mine, {}, bits, wanted)
-        out = real_restrict(theirs, bits, wanted)
+        out = ScopedVector(real_restrict(theirs, bits, wanted))
         out.update(outside)
+        out.mine, out.scope = mine, (bits, wanted)
         return out
 
     def digest(self):

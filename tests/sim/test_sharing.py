@@ -173,3 +173,30 @@ def test_memoised_frame_decoding_equals_the_real_one_and_refuses_alike():
     for _ in range(2):  # a refusal is never remembered as a frame
         with pytest.raises(fr.DecodeError):
             node.decode_frame(bad, 1 << 20)
+
+
+def test_scoped_deltas_equal_the_full_scan():
+    """A SYNC scoped to some buckets: the shared feed set looks only inside them, and sends exactly
+    what the real scan of every feed sends — for its current vector; any other vector is scanned."""
+    from mesh.core import antientropy as ae
+    install_antientropy_memo()
+    keys = [_writer(i) for i in range(60, 110)]
+    pool, vectors = FeedPool(), VectorPool()
+    fs = SharedFeedSet(pool, vectors, None, NodeKey(b"\x5a" * 32).public)
+    for _, _, own in keys:
+        fs.apply_delta(own.commit(1000))
+    for _, _, own in keys[::4]:
+        own.put("k", b"v2")
+        fs.apply_delta(own.commit(2000))
+    mine = fs.version_vector()
+    theirs = {o: 1 for o in list(mine)[::2]}  # behind on some feeds, lacking others
+    for bits in (0, 2, 3):
+        for wanted in ((0,), tuple(range(0, 1 << bits, 2)), tuple(range(1 << bits))):
+            scoped = ae.scoped_vector(mine, theirs, bits, wanted)
+            assert type(scoped).__name__ == "ScopedVector"
+            assert fs.deltas_since(scoped, 1 << 20) == FeedSet.deltas_since(fs, dict(scoped), 1 << 20)
+            assert fs.deltas_since(scoped, 300) == FeedSet.deltas_since(fs, dict(scoped), 300)
+    stale = ae.scoped_vector(mine, theirs, 2, (1,))
+    keys[1][2].put("k", b"v3")
+    fs.apply_delta(keys[1][2].commit(3000))  # our vector moved on: the old scope's outside is stale
+    assert fs.deltas_since(stale, 1 << 20) == FeedSet.deltas_since(fs, dict(stale), 1 << 20)
