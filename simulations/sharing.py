@@ -339,6 +339,18 @@ def install_decode_memo() -> None:
             hit = records[key] = real_from(r, remaining_ms)
         return hit
 
+    # ... and checking the remembered records (a tuple of frozen values) once is checking them
+    # for every node: the one tuple last checked is kept (alive, so its id is never reused)
+    real_check = node_mod.check_remembered
+    checked: list[object] = [None]
+
+    def check_remembered(recs):
+        if type(recs) is tuple and recs is checked[0]:
+            return
+        real_check(recs)
+        checked[0] = recs
+
     decode_frame.sim_memo = True  # type: ignore[attr-defined]
-    decode_frame.real, from_presence.real = real, real_from  # type: ignore[attr-defined]
+    decode_frame.real, from_presence.real, check_remembered.real = real, real_from, real_check  # type: ignore[attr-defined]
     node_mod.decode_frame, node_mod.from_presence = decode_frame, from_presence  # type: ignore[assignment]
+    node_mod.check_remembered = check_remembered  # type: ignore[assignment]

@@ -37,7 +37,8 @@ def test_trace_is_byte_identical_with_the_sharing_on_and_off(monkeypatch, scenar
     for on in (True, False):
         monkeypatch.setattr(run, "CoreConfig", functools.partial(CoreConfig, share_state=on, policy_memo=on))
         if not on:  # the memos the sharing installed for the process: the real functions again
-            for module, name in ((node, "decode_frame"), (node, "from_presence"), (antientropy, "soft_entry_hash")):
+            for module, name in ((node, "decode_frame"), (node, "from_presence"), (node, "check_remembered"),
+                                 (antientropy, "soft_entry_hash")):
                 fn = getattr(module, name)
                 monkeypatch.setattr(module, name, getattr(fn, "real", fn))
         results.append(run_scenario(params_for(scenario, nodes=24, seed=6, duration_s=10.0, core="real")))
