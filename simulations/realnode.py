@@ -75,6 +75,7 @@ from simulations.adapter import (
 from simulations.realview import Interner, SharedView, ViewBuilder
 from simulations.sharing import (
     FeedPool,
+    RecentVerdicts,
     SharedFeedSet,
     SharedState,
     VectorPool,
@@ -161,7 +162,7 @@ class RealShared:
         self.genesis_members = self.template.members()
         # Every node checks every record's signature, as in production; a verdict is a pure function
         # of (peer, signature, message), so the nodes share one cache instead of each paying ~140 µs.
-        self.verify = CachingVerifier(entries_max=1 << 18)
+        self.verify = RecentVerdicts(CachingVerifier(entries_max=1 << 18))
 
 
 def make_genesis(founder: NodeKey, members: list[str], nonce: bytes) -> bytes:

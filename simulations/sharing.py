@@ -354,3 +354,27 @@ def install_decode_memo() -> None:
     decode_frame.real, from_presence.real, check_remembered.real = real, real_from, real_check  # type: ignore[attr-defined]
     node_mod.decode_frame, node_mod.from_presence = decode_frame, from_presence  # type: ignore[assignment]
     node_mod.check_remembered = check_remembered  # type: ignore[assignment]
+
+
+VERDICTS_KEPT_MAX = 1 << 16  # recent (peer, signature, message) verdicts, by value (~0.4 KB each)
+
+
+class RecentVerdicts:
+    """The mesh cores' verifier as the simulator shares it: the latest verdicts by the values
+    themselves in front of ``CachingVerifier`` (whose 16-byte keys cost a hash per check; a
+    thousand nodes checking the same records — a warm start is a million checks — look them up
+    by value instead). A verdict is a pure function of the three values, so either answers alike."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self._verdicts: dict[tuple[str, bytes, bytes], bool] = {}
+
+    def __call__(self, peer: str, signature: bytes, message: bytes) -> bool:
+        key = (peer, signature, message)
+        hit = self._verdicts.get(key)
+        if hit is None:
+            hit = bool(self._inner(peer, signature, message))
+            if len(self._verdicts) >= VERDICTS_KEPT_MAX:
+                del self._verdicts[next(iter(self._verdicts))]  # oldest first
+            self._verdicts[key] = hit
+        return hit
