@@ -224,8 +224,7 @@ class BroadcastQueue:
         chosen: list[tuple[int, Hashable]] = []
         spent = misses = 0
         for t, bucket in enumerate(self._buckets):
-            for key in reversed(bucket):
-                e = bucket[key]
+            for key, e in reversed(bucket.items()):
                 if spent + e.size <= budget_bytes:
                     chosen.append((t, key))
                     spent += e.size
@@ -234,12 +233,13 @@ class BroadcastQueue:
                     spent = budget_bytes
                 else:
                     misses += 1
-                    self.counts["skipped_for_size"] += 1
                 if budget_bytes - spent < 16 or misses > 32 or len(chosen) >= items_max:
                     break
             else:
                 continue
             break
+        if misses:
+            self.counts["skipped_for_size"] += misses
         items = []
         self.taken_bytes = 0
         for t, key in chosen:
