@@ -22,6 +22,7 @@ nodes hold equal feeds and equal vectors, so:
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
 from crdt.feed import DELTA_BYTES_MAX, Delta, Feed, feed_from_parts
@@ -289,7 +290,7 @@ def install_antientropy_memo() -> None:
 
 # --- decoded frames --------------------------------------------------------------------------------
 
-DECODED_FRAMES_KEPT_MAX = 8192  # recent frames' decodings (a rumour's relays repeat within rounds)
+DECODED_FRAMES_KEPT_MAX = 32768  # recent frames' decodings (a rumour's relays repeat within rounds)
 DECODED_FRAME_BYTES_MAX = 16 * 1024  # bigger frames (deltas, documents) are decoded by each receiver
 
 
@@ -307,20 +308,21 @@ def install_decode_memo() -> None:
     if getattr(node_mod.decode_frame, "sim_memo", False):
         return
     real = fr.decode_frame
-    memo: dict[tuple[bytes, int], object] = {}
+    memo: OrderedDict[tuple[bytes, int], object] = OrderedDict()
 
     def decode_frame(data, frame_bytes_max):
         if type(data) is not bytes or len(data) > DECODED_FRAME_BYTES_MAX:
             return real(data, frame_bytes_max)
         key = (data, frame_bytes_max)
-        hit = memo.pop(key, None)
-        if hit is None:
-            hit = real(data, frame_bytes_max)
-            if type(hit) is fr.Sync:
-                return hit
-            if len(memo) >= DECODED_FRAMES_KEPT_MAX:
-                del memo[next(iter(memo))]  # least recently used first
-        memo[key] = hit  # (re)inserted: most recently used last
+        hit = memo.get(key)
+        if hit is not None:
+            memo.move_to_end(key)  # most recently used last
+            return hit
+        hit = real(data, frame_bytes_max)
+        if type(hit) is not fr.Sync:
+            memo[key] = hit
+            if len(memo) > DECODED_FRAMES_KEPT_MAX:
+                memo.popitem(last=False)  # least recently used first
         return hit
 
     # A warm start hands every node the same remembered presence: each record is turned back

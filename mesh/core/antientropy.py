@@ -142,6 +142,7 @@ class SoftVector:
         self._members: list[dict[str, int]] = [{} for _ in range(_FINE)]  # fine bucket -> {peer: set order}
         self._order = 0
         self._total = 0
+        self._bucket_hashes: dict[int, tuple[bytes, ...]] = {}  # bits -> hashes, until the next change
 
     def set(self, peer: str, entry: SoftEntry | None) -> None:
         old = self._hash.get(peer)
@@ -153,6 +154,7 @@ class SoftVector:
                 self._members[old[0]][peer] = self._order
                 return
             del self._hash[peer]
+            self._bucket_hashes.clear()
             self._fine[old[0]] = (self._fine[old[0]] - old[1]) % _MOD
             self._total = (self._total - old[1]) % _MOD
             del self.entries[peer]
@@ -160,6 +162,7 @@ class SoftVector:
         if entry is None:
             return
         fine, value = soft_entry_hash(peer, entry)
+        self._bucket_hashes.clear()
         self._hash[peer] = (fine, value)
         self.entries[peer] = entry
         self._order += 1
@@ -171,9 +174,13 @@ class SoftVector:
         return self._total.to_bytes(16, "big")
 
     def bucket_hashes(self, bits: int) -> tuple[bytes, ...]:
-        width = _FINE >> bits
-        return tuple((sum(self._fine[b * width:(b + 1) * width]) % _MOD).to_bytes(16, "big")[:BUCKET_HASH_BYTES]
-                     for b in range(1 << bits))
+        hit = self._bucket_hashes.get(bits)
+        if hit is None:
+            width = _FINE >> bits
+            hit = self._bucket_hashes[bits] = tuple(
+                (sum(self._fine[b * width:(b + 1) * width]) % _MOD).to_bytes(16, "big")[:BUCKET_HASH_BYTES]
+                for b in range(1 << bits))
+        return hit
 
     def scoped(self, scope: Scope | None) -> dict[str, SoftEntry]:
         if scope is None:
