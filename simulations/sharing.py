@@ -290,7 +290,7 @@ def install_antientropy_memo() -> None:
 
 # --- decoded frames --------------------------------------------------------------------------------
 
-DECODED_FRAMES_KEPT_MAX = 32768  # recent frames' decodings (a rumour's relays repeat within rounds)
+DECODED_FRAMES_KEPT_MAX = 8192  # recent frames' decodings (a rumour's relays repeat within rounds)
 DECODED_FRAME_BYTES_MAX = 16 * 1024  # bigger frames (deltas, documents) are decoded by each receiver
 
 

@@ -50,10 +50,28 @@ ITEM_KINDS = ("membership", "presence", "delta", "doc")
 _KIND_OF_ITEM = {MemberRecord: "membership", PresenceRecord: "presence", DeltaItem: "delta"}
 
 
+_SIZES_KEPT_MAX = 4096
+_sizes: dict[int, tuple[Item, int]] = {}  # id -> (item, its size): the item kept alive, so the id stays its own
+
+
 def wire_item_size(item: Item) -> int:
     """``item_size`` without encoding the item: msgpack's sizes follow from the fields' lengths
     and values, and counting every item of every frame (the per-kind counters) must not cost a
-    second encoding of it. tests/mesh/test_core_rumours.py holds the two equal."""
+    second encoding of it. tests/mesh/test_core_rumours.py holds the two equal.
+
+    Items are frozen values and one is sized many times (queued, then counted in each of up to
+    ``retransmit_limit`` frames), so the last few thousand sizes are remembered by identity."""
+    hit = _sizes.get(id(item))
+    if hit is not None and hit[0] is item:
+        return hit[1]
+    size = _wire_item_size(item)
+    if len(_sizes) >= _SIZES_KEPT_MAX:
+        _sizes.clear()  # all at once: O(1) per item, and a rumour's item is sized again at most once
+    _sizes[id(item)] = (item, size)
+    return size
+
+
+def _wire_item_size(item: Item) -> int:
     t = type(item)
     if t is DeltaItem:
         return 2 + _bin_size(len(item.data))  # array header and kind, then the payload
@@ -126,16 +144,26 @@ class Outbox:
         if type(frame) in (Gossip, Ping, Ack, PingReq, Records):  # rumours, piggybacks, anti-entropy
             if type(frame) in (Ping, Ack) and frame.presence is not None:  # type: ignore[union-attr]
                 self._count_item("presence", wire_item_size(frame.presence))  # type: ignore[union-attr]
-            for item in frame.items:  # type: ignore[union-attr]
-                self._count_item(_KIND_OF_ITEM.get(type(item), "unknown"), wire_item_size(item))
+            items = frame.items  # type: ignore[union-attr]
+            if items:
+                tally: dict[str, list[int]] = {}  # kind -> [items, bytes], counted once per frame
+                for item in items:
+                    kind = _KIND_OF_ITEM.get(type(item), "unknown")
+                    t = tally.get(kind)
+                    if t is None:
+                        t = tally[kind] = [0, 0]
+                    t[0] += 1
+                    t[1] += wire_item_size(item)
+                for kind, (n, size) in tally.items():
+                    self._count_item(kind, size, n)
         elif type(frame) is DocMessage:
             self._count_item("doc", len(data))
         self.effects.append(Send(peer, data, isinstance(frame, Deltas | DocMessage) or len(data) > PRIORITY_FRAME_BYTES_MAX))
         return True
 
-    def _count_item(self, kind: str, size: int) -> None:
+    def _count_item(self, kind: str, size: int, n: int = 1) -> None:
         items_key, bytes_key = _item_counter_names(kind)
-        self.stats[items_key] += 1
+        self.stats[items_key] += n
         self.stats[bytes_key] += size
 
 
