@@ -60,7 +60,10 @@ def wire_item_size(item: Item) -> int:
     second encoding of it. tests/mesh/test_core_rumours.py holds the two equal.
 
     Items are frozen values and one is sized many times (queued, then counted in each of up to
-    ``retransmit_limit`` frames), so the last few thousand sizes are remembered by identity."""
+    ``retransmit_limit`` frames), so the last few thousand sizes of records are remembered by
+    identity (not of deltas: sized at once, and up to megabytes each to keep alive)."""
+    if type(item) is DeltaItem:
+        return 2 + _bin_size(len(item.data))  # array header and kind, then the payload
     hit = _sizes.get(id(item))
     if hit is not None and hit[0] is item:
         return hit[1]
@@ -73,8 +76,6 @@ def wire_item_size(item: Item) -> int:
 
 def _wire_item_size(item: Item) -> int:
     t = type(item)
-    if t is DeltaItem:
-        return 2 + _bin_size(len(item.data))  # array header and kind, then the payload
     if t is MemberRecord:
         own = item.own  # type: ignore[union-attr]
         return (2 + _uint_size(item.state.rank) + _str_size(item.peer) + _uint_size(item.incarnation)  # type: ignore[union-attr]
