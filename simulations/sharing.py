@@ -290,7 +290,10 @@ def install_antientropy_memo() -> None:
 
 # --- decoded frames --------------------------------------------------------------------------------
 
-DECODED_FRAMES_KEPT_MAX = 8192  # recent frames' decodings (a rumour's relays repeat within rounds)
+# recent frames' decodings (a rumour's relays repeat within rounds; ~5 KB each with its items: at
+# 1000 nodes 8k frames hit 58 % of deliveries, 32k cost 175 MB more and ~5 % less CPU)
+DECODED_FRAMES_KEPT_MAX = 32768
+RECORDS_KEPT_MAX = 8192  # remembered presence turned back into records (a fleet's worth, a few times)
 DECODED_FRAME_BYTES_MAX = 16 * 1024  # bigger frames (deltas, documents) are decoded by each receiver
 
 
@@ -336,7 +339,7 @@ def install_decode_memo() -> None:
         key = (r.body, r.sig, remaining_ms)
         hit = records.get(key)
         if hit is None:
-            if len(records) >= DECODED_FRAMES_KEPT_MAX:
+            if len(records) >= RECORDS_KEPT_MAX:
                 del records[next(iter(records))]
             hit = records[key] = real_from(r, remaining_ms)
         return hit
