@@ -73,7 +73,15 @@ from simulations.adapter import (
     infohash_of,
 )
 from simulations.realview import Interner, SharedView, ViewBuilder
-from simulations.sharing import FeedPool, SharedFeedSet, SharedState, VectorPool, install_antientropy_memo
+from simulations.sharing import (
+    FeedPool,
+    RecentVerdicts,
+    SharedFeedSet,
+    SharedState,
+    VectorPool,
+    install_antientropy_memo,
+    install_decode_memo,
+)
 from tva.errors import InvalidInput, RemoteDataError
 
 DISK_FREE_BYTES = 4 * 1024**4  # a roomy server disk; "full" is 0
@@ -140,6 +148,7 @@ class RealShared:
         self.vectors = VectorPool() if share_state else None
         if share_state:
             install_antientropy_memo()
+            install_decode_memo()
         self.fleet_id = fleet_id
         self.mesh = mesh
         self.custody = custody
@@ -153,7 +162,7 @@ class RealShared:
         self.genesis_members = self.template.members()
         # Every node checks every record's signature, as in production; a verdict is a pure function
         # of (peer, signature, message), so the nodes share one cache instead of each paying ~140 µs.
-        self.verify = CachingVerifier(entries_max=1 << 18)
+        self.verify = RecentVerdicts(CachingVerifier(entries_max=1 << 18))
 
 
 def make_genesis(founder: NodeKey, members: list[str], nonce: bytes) -> bytes:

@@ -46,6 +46,7 @@ Items:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -72,6 +73,9 @@ ENDPOINT_CHARS_MAX = 256
 HOST_CLASS_CHARS_MAX = 32
 SIGNATURE_BYTES = 64
 PRESENCE_BODY_BYTES_MAX = 8192
+PRESENCE_BODIES_KEPT = 4096  # decoded presence bodies remembered (a few times a fleet's members)
+MEMBER_RECORDS_KEPT = 4096  # decoded member records remembered (each ~0.3 KB)
+PRESENCE_BODY_CACHED_BYTES_MAX = 1024  # bigger ones (many endpoints) are decoded each time: ≤ 4 MiB kept
 FIELDS_MAX = 32  # trailing fields a newer minor may add to a frame, item or record
 U64_MAX = 2**64 - 1
 REMAINING_MS_MAX = 2**48
@@ -373,10 +377,20 @@ def _presence_checked(f: list) -> tuple:
             _str(f[6], "host_class", HOST_CLASS_CHARS_MAX, empty_ok=True), f[7])
 
 
+@functools.lru_cache(maxsize=PRESENCE_BODIES_KEPT)
+def _presence_body_fields(body: bytes) -> tuple:
+    # A pure function of the bytes (a refused body raises, and raising is not remembered). Each
+    # presence reaches a node several times (rumour relays, piggybacks, anti-entropy), and a
+    # process running many nodes (the simulator) decodes each body once instead of once per node.
+    return _presence_fields(decode_presence_body(body))
+
+
 def presence_from_body(body: object, sig: object, remaining_ms: object) -> PresenceRecord:
     """A presence record from its signed body (the fields come from the body, never beside it)."""
     body = _bin(body, "presence body", PRESENCE_BODY_BYTES_MAX)
-    return PresenceRecord(*_presence_fields(decode_presence_body(body)), sig=_bin(sig, "presence signature",
+    fields = (_presence_body_fields(body) if len(body) <= PRESENCE_BODY_CACHED_BYTES_MAX
+              else _presence_fields(decode_presence_body(body)))
+    return PresenceRecord(*fields, sig=_bin(sig, "presence signature",
                           SIGNATURE_BYTES), body=body,
                           remaining_ms=_int(remaining_ms, "presence remaining_ms", REMAINING_MS_MAX))
 
@@ -388,6 +402,23 @@ def _presence(x: object) -> PresenceRecord:
 
 def _member(f: list) -> MemberRecord:
     _fields(f, "member item", 7)
+    # The same record reaches a node many times (relays, piggybacks) and a simulator's thousand
+    # nodes alike: decoded ones are remembered by their fields. Only exact ints make a key (True
+    # and 5.0 equal 1 and 5 as keys, yet are refused below); str and bytes equal only their kind.
+    if type(f[1]) is int and type(f[3]) is int and (f[5] is None or type(f[5]) is int):
+        try:
+            return _member_cached(tuple(f[1:7]))
+        except TypeError:  # an unhashable field (an array or map): decoded below, to its error
+            pass
+    return _member_checked(f)
+
+
+@functools.lru_cache(maxsize=MEMBER_RECORDS_KEPT)
+def _member_cached(fields: tuple) -> MemberRecord:
+    return _member_checked([ITEM_MEMBER, *fields])
+
+
+def _member_checked(f: list) -> MemberRecord:
     state = LIVENESS_BY_RANK[_int(f[1], "member state", 4)]
     own = None if f[5] is None else LIVENESS_BY_RANK[_int(f[5], "member own state", 4)]
     return MemberRecord(state, _str(f[2], "member peer", PEER_CHARS_MAX), _int(f[3], "incarnation", INCARNATION_MAX),

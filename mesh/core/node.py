@@ -78,7 +78,6 @@ from .outbox import (
     RecentKeys,
     error_name,
     gossip_stats,
-    wire_item_size,
 )
 from .presence import (
     SOFT_STATE_HINT,
@@ -440,7 +439,7 @@ class MeshNode:
         alone = self.cfg.frame_bytes_max - FRAME_OVERHEAD_BYTES
         for peer in self.swim.alive.sample(self.rng, fanout or self.cfg.fanout_max):
             items = self.dqueue.take(budget, limit, alone_bytes_max=alone)
-            spent = sum(wire_item_size(i) for i in items)
+            spent = self.dqueue.taken_bytes
             items += self.queue.take(budget - spent, limit, items_max=ITEMS_MAX - len(items))
             if not items:
                 break

@@ -14,6 +14,7 @@ Taking is O(items taken), not O(queue), which keeps a 1000-node simulation affor
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter as _Tally
 from collections.abc import Hashable
@@ -49,13 +50,32 @@ ITEM_KINDS = ("membership", "presence", "delta", "doc")
 _KIND_OF_ITEM = {MemberRecord: "membership", PresenceRecord: "presence", DeltaItem: "delta"}
 
 
+_SIZES_KEPT_MAX = 4096
+_sizes: dict[int, tuple[Item, int]] = {}  # id -> (item, its size): the item kept alive, so the id stays its own
+
+
 def wire_item_size(item: Item) -> int:
     """``item_size`` without encoding the item: msgpack's sizes follow from the fields' lengths
     and values, and counting every item of every frame (the per-kind counters) must not cost a
-    second encoding of it. tests/mesh/test_core_rumours.py holds the two equal."""
-    t = type(item)
-    if t is DeltaItem:
+    second encoding of it. tests/mesh/test_core_rumours.py holds the two equal.
+
+    Items are frozen values and one is sized many times (queued, then counted in each of up to
+    ``retransmit_limit`` frames), so the last few thousand sizes of records are remembered by
+    identity (not of deltas: sized at once, and up to megabytes each to keep alive)."""
+    if type(item) is DeltaItem:
         return 2 + _bin_size(len(item.data))  # array header and kind, then the payload
+    hit = _sizes.get(id(item))
+    if hit is not None and hit[0] is item:
+        return hit[1]
+    size = _wire_item_size(item)
+    if len(_sizes) >= _SIZES_KEPT_MAX:
+        _sizes.clear()  # all at once: O(1) per item, and a rumour's item is sized again at most once
+    _sizes[id(item)] = (item, size)
+    return size
+
+
+def _wire_item_size(item: Item) -> int:
+    t = type(item)
     if t is MemberRecord:
         own = item.own  # type: ignore[union-attr]
         return (2 + _uint_size(item.state.rank) + _str_size(item.peer) + _uint_size(item.incarnation)  # type: ignore[union-attr]
@@ -72,6 +92,7 @@ def _uint_size(n: int) -> int:
     return 1 if n < 128 else 2 if n < 256 else 3 if n < 65536 else 5 if n < 2**32 else 9
 
 
+@functools.lru_cache(maxsize=4096)  # peer ids, mostly: a fleet's worth, sized millions of times
 def _str_size(s: str) -> int:
     n = len(s.encode())
     return n + (1 if n < 32 else 2 if n < 256 else 3 if n < 65536 else 5)
@@ -118,22 +139,45 @@ class Outbox:
         stats = self.stats
         stats["frames_sent"] += 1
         stats["bytes_sent"] += len(data)
-        kind = type(frame).__name__.lower()
-        stats[f"sent_{kind}"] += 1
-        stats[f"bytes_sent_{kind}"] += len(data)
+        sent_key, bytes_key = _frame_counter_names(type(frame))
+        stats[sent_key] += 1
+        stats[bytes_key] += len(data)
         if type(frame) in (Gossip, Ping, Ack, PingReq, Records):  # rumours, piggybacks, anti-entropy
             if type(frame) in (Ping, Ack) and frame.presence is not None:  # type: ignore[union-attr]
                 self._count_item("presence", wire_item_size(frame.presence))  # type: ignore[union-attr]
-            for item in frame.items:  # type: ignore[union-attr]
-                self._count_item(_KIND_OF_ITEM.get(type(item), "unknown"), wire_item_size(item))
+            items = frame.items  # type: ignore[union-attr]
+            if items:
+                tally: dict[str, list[int]] = {}  # kind -> [items, bytes], counted once per frame
+                for item in items:
+                    kind = _KIND_OF_ITEM.get(type(item), "unknown")
+                    t = tally.get(kind)
+                    if t is None:
+                        t = tally[kind] = [0, 0]
+                    t[0] += 1
+                    t[1] += wire_item_size(item)
+                for kind, (n, size) in tally.items():
+                    self._count_item(kind, size, n)
         elif type(frame) is DocMessage:
             self._count_item("doc", len(data))
         self.effects.append(Send(peer, data, isinstance(frame, Deltas | DocMessage) or len(data) > PRIORITY_FRAME_BYTES_MAX))
         return True
 
-    def _count_item(self, kind: str, size: int) -> None:
-        self.stats[f"items_sent_{kind}"] += 1
-        self.stats[f"item_bytes_sent_{kind}"] += size
+    def _count_item(self, kind: str, size: int, n: int = 1) -> None:
+        items_key, bytes_key = _item_counter_names(kind)
+        self.stats[items_key] += n
+        self.stats[bytes_key] += size
+
+
+# counter names, made once per kind rather than formatted for every frame and item sent
+@functools.lru_cache(maxsize=64)
+def _frame_counter_names(frame_type: type) -> tuple[str, str]:
+    kind = frame_type.__name__.lower()
+    return f"sent_{kind}", f"bytes_sent_{kind}"
+
+
+@functools.lru_cache(maxsize=64)
+def _item_counter_names(kind: str) -> tuple[str, str]:
+    return f"items_sent_{kind}", f"item_bytes_sent_{kind}"
 
 
 @dataclass
@@ -158,6 +202,7 @@ class BroadcastQueue:
         self.counts: _Tally[str] = _Tally()
         self.transmits_at_exit: _Tally[int] = _Tally()
         self.depth_max = 0
+        self.taken_bytes = 0  # wire bytes of the items the last take returned (their sizes are known here)
 
     @property
     def dropped(self) -> int:
@@ -203,12 +248,12 @@ class BroadcastQueue:
         ``items_max`` in ``budget_bytes``. When nothing fits, one item up to ``alone_bytes_max``
         may go by itself."""
         if items_max <= 0 or not self._where:  # every ping and ack asks, mostly of an empty queue
+            self.taken_bytes = 0
             return []
         chosen: list[tuple[int, Hashable]] = []
         spent = misses = 0
         for t, bucket in enumerate(self._buckets):
-            for key in reversed(bucket):
-                e = bucket[key]
+            for key, e in reversed(bucket.items()):
                 if spent + e.size <= budget_bytes:
                     chosen.append((t, key))
                     spent += e.size
@@ -217,16 +262,19 @@ class BroadcastQueue:
                     spent = budget_bytes
                 else:
                     misses += 1
-                    self.counts["skipped_for_size"] += 1
                 if budget_bytes - spent < 16 or misses > 32 or len(chosen) >= items_max:
                     break
             else:
                 continue
             break
+        if misses:
+            self.counts["skipped_for_size"] += misses
         items = []
+        self.taken_bytes = 0
         for t, key in chosen:
             e = self._buckets[t].pop(key)
             items.append(e.item)
+            self.taken_bytes += e.size
             if t + 1 >= limit:
                 del self._where[key]
                 self.counts["retired"] += 1

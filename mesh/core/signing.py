@@ -81,11 +81,9 @@ class CachingVerifier:
         self.checks = 0  # real verifications done (cache misses)
 
     def __call__(self, peer: str, signature: bytes, message: bytes) -> bool:
-        h = hashlib.blake2b(digest_size=16)
-        for part in (peer.encode("utf-8", "replace"), signature, message):
-            h.update(len(part).to_bytes(4, "big"))
-            h.update(part)
-        key = h.digest()
+        raw = peer.encode("utf-8", "replace")
+        key = hashlib.blake2b(b"".join((len(raw).to_bytes(4, "big"), raw, len(signature).to_bytes(4, "big"), signature,
+                                        len(message).to_bytes(4, "big"), message)), digest_size=16).digest()
         hit = self._verdicts.get(key)
         if hit is not None:
             self._verdicts.move_to_end(key)

@@ -22,12 +22,14 @@ class Liveness(enum.Enum):
     DEAD = "dead"
     LEFT = "left"
 
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
+    # set just below, a plain attribute: read millions of times a second in a big simulation, where
+    # a property's lookup (an enum hash in Python) was ~5 % of the CPU
+    rank: int
 
 
 _RANK = {Liveness.ALIVE: 0, Liveness.ASLEEP: 1, Liveness.SUSPECT: 2, Liveness.DEAD: 3, Liveness.LEFT: 4}
+for _state, _rank in _RANK.items():
+    _state.rank = _rank
 LIVENESS_BY_RANK = {rank: state for state, rank in _RANK.items()}
 
 

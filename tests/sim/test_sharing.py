@@ -17,7 +17,14 @@ from simulations import run
 from simulations.nodes import CoreConfig, real_core_missing
 from simulations.run import deterministic_part, run_scenario
 from simulations.scenarios import params_for
-from simulations.sharing import FeedPool, SharedFeedSet, SharedState, VectorPool, install_antientropy_memo
+from simulations.sharing import (
+    FeedPool,
+    SharedFeedSet,
+    SharedState,
+    VectorPool,
+    install_antientropy_memo,
+    install_decode_memo,
+)
 from tva.errors import GapError
 
 pytestmark = pytest.mark.skipif(real_core_missing() is not None, reason=str(real_core_missing()))
@@ -25,9 +32,15 @@ pytestmark = pytest.mark.skipif(real_core_missing() is not None, reason=str(real
 
 @pytest.mark.parametrize("scenario", ["churn", "lossy-wan", "mass-join"])
 def test_trace_is_byte_identical_with_the_sharing_on_and_off(monkeypatch, scenario):
+    from mesh.core import antientropy, node
     results = []
     for on in (True, False):
         monkeypatch.setattr(run, "CoreConfig", functools.partial(CoreConfig, share_state=on, policy_memo=on))
+        if not on:  # the memos the sharing installed for the process: the real functions again
+            for module, name in ((node, "decode_frame"), (node, "from_presence"), (node, "check_remembered"),
+                                 (antientropy, "soft_entry_hash")):
+                fn = getattr(module, name)
+                monkeypatch.setattr(module, name, getattr(fn, "real", fn))
         results.append(run_scenario(params_for(scenario, nodes=24, seed=6, duration_s=10.0, core="real")))
     on, off = results
     assert on["core"] == "real" and on["metrics"]["changes_converged"] > 0
@@ -138,3 +151,53 @@ def test_memoised_anti_entropy_functions_equal_the_real_ones():
         assert ae.restrict(shared, bits, buckets) == ae.restrict(plain, bits, buckets)
         theirs = {o: v - 1 for o, v in list(plain.items())[::3]}
         assert ae.scoped_vector(shared, theirs, bits, buckets) == ae.scoped_vector(plain, theirs, bits, buckets)
+
+
+def test_memoised_frame_decoding_equals_the_real_one_and_refuses_alike():
+    from mesh.core import frames as fr
+    from mesh.core import node
+    from mesh.core.signing import issue_presence, own_member_record
+    from mesh.core.types import Liveness
+    install_decode_memo()
+    key = NodeKey(b"\x59" * 32)
+    member = own_member_record(key, Liveness.ALIVE, 3)
+    presence = issue_presence(key, 3, 2, 10**9, 1.0, (), "nas", False)
+    frames = [fr.Gossip((member, presence)), fr.Ping(7, presence, (member,)), fr.Digest(b"\1" * 16, b"\2" * 16),
+              fr.Records((member,)), fr.Sync({key.public: 4}, (), True)]
+    for frame in frames:
+        data = fr.encode_frame(frame)
+        first, again = node.decode_frame(data, 1 << 20), node.decode_frame(bytes(data), 1 << 20)
+        assert first == again == fr.decode_frame(data, 1 << 20) == frame
+        # shared between receivers, except a SYNC (it holds dicts a receiver could change)
+        assert (first is again) is (type(frame) is not fr.Sync)
+    bad = fr.encode_frame(frames[0])[:-3]
+    for _ in range(2):  # a refusal is never remembered as a frame
+        with pytest.raises(fr.DecodeError):
+            node.decode_frame(bad, 1 << 20)
+
+
+def test_scoped_deltas_equal_the_full_scan():
+    """A SYNC scoped to some buckets: the shared feed set looks only inside them, and sends exactly
+    what the real scan of every feed sends — for its current vector; any other vector is scanned."""
+    from mesh.core import antientropy as ae
+    install_antientropy_memo()
+    keys = [_writer(i) for i in range(60, 110)]
+    pool, vectors = FeedPool(), VectorPool()
+    fs = SharedFeedSet(pool, vectors, None, NodeKey(b"\x5a" * 32).public)
+    for _, _, own in keys:
+        fs.apply_delta(own.commit(1000))
+    for _, _, own in keys[::4]:
+        own.put("k", b"v2")
+        fs.apply_delta(own.commit(2000))
+    mine = fs.version_vector()
+    theirs = {o: 1 for o in list(mine)[::2]}  # behind on some feeds, lacking others
+    for bits in (0, 2, 3):
+        for wanted in ((0,), tuple(range(0, 1 << bits, 2)), tuple(range(1 << bits))):
+            scoped = ae.scoped_vector(mine, theirs, bits, wanted)
+            assert type(scoped).__name__ == "ScopedVector"
+            assert fs.deltas_since(scoped, 1 << 20) == FeedSet.deltas_since(fs, dict(scoped), 1 << 20)
+            assert fs.deltas_since(scoped, 300) == FeedSet.deltas_since(fs, dict(scoped), 300)
+    stale = ae.scoped_vector(mine, theirs, 2, (1,))
+    keys[1][2].put("k", b"v3")
+    fs.apply_delta(keys[1][2].commit(3000))  # our vector moved on: the old scope's outside is stale
+    assert fs.deltas_since(stale, 1 << 20) == FeedSet.deltas_since(fs, dict(stale), 1 << 20)
