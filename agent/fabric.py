@@ -89,7 +89,6 @@ class FabricManager:
         self._iface = None  # the interface as the last reconcile left it (wg.fabric.FabricStatus)
         self._kick = trio.Event()
         self._prepared = None  # a backend opened by prepare(), for the first run
-        self.settled = trio.Event()  # set once tva0 was first reconciled (or is not ours to run)
 
     # --- addresses --------------------------------------------------------------------------------
 
@@ -216,7 +215,6 @@ class FabricManager:
                 self._kick = trio.Event()
                 if self.fabric.backend is not None and not self.held_down:
                     await self._reconcile_once()
-                self.settled.set()
                 with trio.move_on_after(self.reconcile_interval_ms / 1000):
                     await self._kick.wait()
         finally:

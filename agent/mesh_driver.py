@@ -49,12 +49,6 @@ class MeshDriver:
         self.peer_log = peer_log or PeerLog(log)
         self._queues: dict[tuple[str, bool], trio.MemorySendChannel[bytes]] = {}  # (peer, bulk)
         self._bulk_bytes: dict[str, int] = {}  # queued on each peer's bulk lane
-        # Priority-lane frames queued and sent (delivered or not) per peer: each peer's lane is
-        # FIFO, so "sent >= queued-at-a-moment" means all that was queued then is out.
-        self._priority_queued: dict[str, int] = {}
-        self._priority_sent: dict[str, int] = {}
-        self._delivered = False
-        self._progress = trio.Event()  # set (and replaced) whenever a priority frame was sent
         self._nursery: trio.Nursery | None = None
         self.counters: dict[str, int] = {}
         self.traffic: dict[tuple[str, str], list[int]] = {}  # (in|out, frame kind) -> [frames, bytes]
@@ -123,23 +117,6 @@ class MeshDriver:
             return
         if bulk:
             self._bulk_bytes[peer] = self._bulk_bytes.get(peer, 0) + len(data)
-        else:
-            self._priority_queued[peer] = self._priority_queued.get(peer, 0) + 1
-
-    async def wait_first_contact(self) -> None:
-        """Until a frame has reached a peer and every priority frame queued at the call is sent:
-        what this node sent when it started (its card, say) is out. Frames queued later do not
-        count — a joiner syncing 2,000 holdings always has some queued, and waiting for an empty
-        lane held its API back for the whole time-out."""
-        targets = dict(self._priority_queued)
-        while not (self._delivered and all(self._priority_sent.get(p, 0) >= n for p, n in targets.items())):
-            await self._progress.wait()
-
-    def _sent(self, peer: str, ok: bool) -> None:
-        self._priority_sent[peer] = self._priority_sent.get(peer, 0) + 1
-        self._delivered = self._delivered or ok
-        self._progress.set()
-        self._progress = trio.Event()
 
     async def _sender(self, peer: str, bulk: bool, receive: trio.MemoryReceiveChannel[bytes]) -> None:
         async with receive:
@@ -154,7 +131,6 @@ class MeshDriver:
                     self.peer_log.send_error(peer, exc)
                     ok = False
                 if not bulk:
-                    self._sent(peer, ok)
                     self.peer_log.reachability(peer, ok)
                 if not ok and not bulk:  # a probe's fate decides liveness; a delta's does not
                     self.submit(t.PeerUnreachable(peer))
@@ -178,10 +154,6 @@ class MeshDriver:
             self._nursery = None
             self._queues.clear()
             self._bulk_bytes.clear()
-            # The frames left in them are gone, not pending: a waiter must not wait for them.
-            self._priority_sent = dict(self._priority_queued)
-            self._progress.set()
-            self._progress = trio.Event()
 
     async def _receive_loop(self) -> None:
         async for peer, data in self.transport.incoming():
