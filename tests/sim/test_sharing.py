@@ -135,14 +135,19 @@ def test_version_vectors_follow_every_change_and_are_shared_only_when_equal_in_o
     assert list(c.version_vector().items()) == list(FeedSet.version_vector(c).items())
 
 
+def _shared_feedset(writers: range, seed: bytes) -> tuple[list, SharedFeedSet]:
+    """A shared feed set holding one committed feed of each of ``writers``."""
+    keys = [_writer(i) for i in writers]
+    fs = SharedFeedSet(FeedPool(), VectorPool(), None, NodeKey(seed * 32).public)
+    for _, _, own in keys:
+        fs.apply_delta(own.commit(1000))
+    return keys, fs
+
+
 def test_memoised_anti_entropy_functions_equal_the_real_ones():
     from mesh.core import antientropy as ae
     install_antientropy_memo()
-    keys = [_writer(i) for i in range(6, 40)]
-    pool, vectors = FeedPool(), VectorPool()
-    fs = SharedFeedSet(pool, vectors, None, NodeKey(b"\x58" * 32).public)
-    for _, _, own in keys:
-        fs.apply_delta(own.commit(1000))
+    _, fs = _shared_feedset(range(6, 40), b"\x58")
     shared = fs.version_vector()
     plain = dict(shared)
     for bits in (0, 1, 3):
@@ -181,11 +186,7 @@ def test_scoped_deltas_equal_the_full_scan():
     what the real scan of every feed sends — for its current vector; any other vector is scanned."""
     from mesh.core import antientropy as ae
     install_antientropy_memo()
-    keys = [_writer(i) for i in range(60, 110)]
-    pool, vectors = FeedPool(), VectorPool()
-    fs = SharedFeedSet(pool, vectors, None, NodeKey(b"\x5a" * 32).public)
-    for _, _, own in keys:
-        fs.apply_delta(own.commit(1000))
+    keys, fs = _shared_feedset(range(60, 110), b"\x5a")
     for _, _, own in keys[::4]:
         own.put("k", b"v2")
         fs.apply_delta(own.commit(2000))
