@@ -6,7 +6,8 @@ Run: .venv/bin/python bench/bench_agent.py [--holdings 2000] [--seconds 5] [--co
 
 Real processes on loopback: a founder daemon with N holdings, a joiner that runs `join --run`.
 The server under test (the joiner's daemon, then the bare server) is pinned to core 0 and
-``wrk`` (Debian's package) to core 1: 1 thread, N keep-alive connections, every request with the
+``wrk`` (Debian's package) to core 1, both at nice -20 when run as root (see PRIORITY_NICE): 1 thread,
+N keep-alive connections, every request with the
 token and the Host header the door wants (the bare server gets the same headers). wrk reports
 requests/s and latency percentiles (its own, from all requests of the run).
 """
