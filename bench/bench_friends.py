@@ -35,24 +35,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_repair import api, custody, repair_round, seed
+from bench_repair import api, custody, repair_round, seed, start_fleet
 from bench_torrent import plain_round
 
 from tests.agent.procs import AgentProc, wait_until
 
 POLL_S = 0.02
 MIB = 1024 * 1024
-
-
-def start_fleet(founder: AgentProc, name: str, *joiners: AgentProc) -> None:
-    founder.cli("init", "--name", name)
-    founder.start()
-    for j in joiners:
-        j.start_join(founder.cli("invite", "--json")["invite"])
-    n = 1 + len(joiners)
-    for p in (founder, *joiners):
-        wait_until(lambda p=p: [h["state"] for h in api(p, "GET", "/hosts")].count("alive") == n, 60,
-                   f"{p.name} to see {n} live hosts")
 
 
 def sources(p: AgentProc, infohash: str) -> set[str]:
@@ -75,8 +64,8 @@ def link_round(work: Path, rnd: int, sync_ms: int) -> dict[str, float]:
     b1 = AgentProc(work, "b1", env={**env, "TVA_TORRENT_PORT": "17102"})
     b2 = AgentProc(work, "b2", env={**env, "TVA_TORRENT_PORT": "17103"})
     try:
-        start_fleet(a1, "alpha")
-        start_fleet(b1, "beta", b2)
+        start_fleet(a1, name="alpha")
+        start_fleet(b1, b2, name="beta")
         ih0, ih1, ih2 = (f"{rnd:02x}{i:02x}" * 10 for i in range(3))
         hold(b2, "first", ih0)
         baseline = timed(lambda: "fleet" in sources(b1, ih0), 30, "b1 to see b2's item (baseline)")
@@ -99,8 +88,8 @@ def copy_round(work: Path, size_bytes: int, sync_ms: int) -> dict[str, float]:
     env = {"TVA_TORRENT_ENGINE": "libtorrent", "TVA_FRIEND_SYNC_INTERVAL_MS": str(sync_ms)}
     a1, b1 = AgentProc(work, "a1", env=env), AgentProc(work, "b1", env=env)
     try:
-        start_fleet(a1, "alpha")
-        start_fleet(b1, "beta")
+        start_fleet(a1, name="alpha")
+        start_fleet(b1, name="beta")
         content, ih, digest = seed(a1, size_bytes)
         token = api(a1, "POST", "/invites", {"role": "friend"})["invite"]
         api(b1, "POST", "/friends", {"invite": token, "custody_bytes": 4 * size_bytes})

@@ -51,8 +51,8 @@ def api(p: AgentProc, method: str, path: str, body: dict | None = None):
     return call(p.daemon_info(), method, path, body)
 
 
-def start_fleet(founder: AgentProc, *joiners: AgentProc) -> None:
-    founder.cli("init", "--name", "bench")
+def start_fleet(founder: AgentProc, *joiners: AgentProc, name: str = "bench") -> None:
+    founder.cli("init", "--name", name)
     founder.start()
     for j in joiners:
         j.start_join(founder.cli("invite", "--json")["invite"])

@@ -11,29 +11,15 @@ from __future__ import annotations
 
 import signal
 
-import pytest
-
 from tests.agent.procs import AgentProc, wait_until
-from tests.conftest import require_root
-from tests.wg.netns import NetnsLab
+from tests.wg.conftest import one_host_env
 
 IH = "0e" * 20
 
 
-@pytest.fixture
-def host():
-    require_root("wireguard-go", "ip")
-    with NetnsLab(1) as lab:
-        yield lab
-    assert lab.leftovers() == []
-
-
 def test_three_agents_with_the_default_config_share_one_host(host, tmp_path):
-    run_dir = host.sock_dir(0)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    env = {"TVA_WG_BACKEND": "auto", "TVA_WG_SOCKET_DIR": str(run_dir), "TVA_TORRENT_ENGINE": "libtorrent",
-           "TVA_TICK_INTERVAL_MS": "500"}
-    agents = [AgentProc(tmp_path, name, prefix=("ip", "netns", "exec", host.ns(0)), listen=None, api=None, env=env)
+    prefix, env = one_host_env(host, TVA_TORRENT_ENGINE="libtorrent")
+    agents = [AgentProc(tmp_path, name, prefix=prefix, listen=None, api=None, env=env)
               for name in ("first", "second", "third")]
     first, second, third = agents
     try:
@@ -83,4 +69,4 @@ def test_three_agents_with_the_default_config_share_one_host(host, tmp_path):
     finally:
         for a in agents:
             a.kill(signal.SIGTERM)
-    assert not list(run_dir.glob("*.sock")), "a wireguard-go outlived its agent"
+    assert not list(host.sock_dir(0).glob("*.sock")), "a wireguard-go outlived its agent"

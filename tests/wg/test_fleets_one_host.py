@@ -8,11 +8,8 @@ from __future__ import annotations
 import signal
 import subprocess
 
-import pytest
-
 from tests.agent.procs import BIN, AgentProc, wait_until
-from tests.conftest import require_root
-from tests.wg.netns import NetnsLab
+from tests.wg.conftest import one_host_env
 
 IH = "0f" * 20
 
@@ -41,19 +38,8 @@ class FleetAgent(AgentProc):
                                      stderr=subprocess.STDOUT)
 
 
-@pytest.fixture
-def host():
-    require_root("wireguard-go", "ip")
-    with NetnsLab(1) as lab:
-        yield lab
-    assert lab.leftovers() == []
-
-
 def test_three_fleets_on_one_machine_each_with_its_own_interface_and_ports(host, tmp_path):
-    run_dir = host.sock_dir(0)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    env = {"TVA_WG_BACKEND": "auto", "TVA_WG_SOCKET_DIR": str(run_dir), "TVA_TICK_INTERVAL_MS": "500"}
-    prefix = ("ip", "netns", "exec", host.ns(0))
+    prefix, env = one_host_env(host)
     agents = [FleetAgent(tmp_path, fleet, prefix=prefix, env=env) for fleet in (None, "family", "friends")]
     default, family, _friends = agents
     try:
@@ -94,4 +80,4 @@ def test_three_fleets_on_one_machine_each_with_its_own_interface_and_ports(host,
     finally:
         for a in agents:
             a.kill(signal.SIGTERM)
-    assert not list(run_dir.glob("*.sock")), "a wireguard-go outlived its agent"
+    assert not list(host.sock_dir(0).glob("*.sock")), "a wireguard-go outlived its agent"
