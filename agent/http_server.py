@@ -253,9 +253,11 @@ class _Conn:
         method = request.method.decode("ascii", "replace")
         target = request.target.decode("latin-1")
         raw_path, _, query = target.partition("?")
-        if _CONTROL_CHARS.search(unquote(raw_path)):
+        if "%" in raw_path and _CONTROL_CHARS.search(unquote(raw_path)):
             # No route takes them, and a router whose patterns end in `$` would match a path with a
-            # final newline as the path without it (…/items/a%0A answered as …/items/a).
+            # final newline as the path without it (…/items/a%0A answered as …/items/a). Only a
+            # percent-escape can carry one: h11 refuses raw control characters in the target, and
+            # the hot reads (no "%") skip the decoding.
             await self._send_whole(400, json.dumps({"error": "control characters in the path",
                                                     "hint": "percent-encoded control characters (%00–%1F, %7F) "
                                                             "are never part of a route"}).encode())
