@@ -128,7 +128,9 @@ async def test_a_client_leaving_stops_its_transcode_and_slots_are_bounded(tmp_pa
         async with trio.open_nursery() as nursery:
             nursery.start_soon(fetch, "first", first)
             with trio.fail_after(10):
-                while not plane.hls.running() or plane.hls.running()[0].waiters == 0:
+                # The run is listed (with its waiter) before its ffmpeg has started: wait for both.
+                while not plane.hls.running() or plane.hls.running()[0].waiters == 0 \
+                        or plane.hls.running()[0].process is None:
                     await trio.sleep(0.02)
             pid = plane.hls.running()[0].process.pid
             status, headers, _ = await http(plane.port, second)  # the only slot is busy with a waiting client
