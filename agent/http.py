@@ -17,6 +17,17 @@ log = logging.getLogger("tva.http")
 REFUSAL_LOG_INTERVAL_S = 60.0
 
 
+def os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError inside ``exc`` (servers raise it wrapped in exception groups), if any."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := os_error_in(inner)) is not None:
+                return found
+    return None
+
+
 def bind_text(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 

@@ -47,3 +47,17 @@ def disk_free_bytes(path: Path) -> int | None:
     except OSError:
         return None
     return st.f_bavail * st.f_frsize
+
+
+DISK_FREE_CHANGE_BYTES_MIN = 256 * 1024**2  # and at least 1 % of the last value sent
+UPTIME_CHANGE_MIN = 0.02  # the policy quantises uptime into quarters anyway
+
+
+def soft_state_moved(last, new) -> bool:
+    """Whether ``new`` soft state (mesh.core.types.SetSoftState) differs from ``last`` sent enough to
+    matter to planning: every submission becomes a presence record rumoured to the whole fleet."""
+    if last is None or last.endpoints != new.endpoints or last.host_class != new.host_class:
+        return True
+    disk_step = max(DISK_FREE_CHANGE_BYTES_MIN, last.disk_free_bytes // 100)
+    return (abs(new.disk_free_bytes - last.disk_free_bytes) >= disk_step
+            or abs(new.uptime_score - last.uptime_score) >= UPTIME_CHANGE_MIN)

@@ -24,14 +24,14 @@ from functools import partial
 
 import trio
 
-from agent import feed_upkeep, revocation, rpc, secrets, views
+from agent import feed_upkeep, peer_queries, revocation, transports, views
 from agent.api_context import ApiContext
 from agent.config import Config
 from agent.discovery import remove_daemon_file, write_daemon_file
 from agent.fabric import FabricManager
 from agent.fleet_key import FleetKeyKeeper
 from agent.friends import FriendsManager
-from agent.http import bind_text, serve_api
+from agent.http import bind_text, os_error_in, serve_api
 from agent.jobs import Jobs
 from agent.joining import JoinListener
 from agent.logs import PeerLog
@@ -40,25 +40,19 @@ from agent.netinfo import dialable
 from agent.persistence import Persistence
 from agent.policy.custody import CustodyConfig
 from agent.presence_memory import PresenceMemory
-from agent.probes import UptimeScore, disk_free_bytes
+from agent.probes import UptimeScore, disk_free_bytes, soft_state_moved
 from agent.service import Service, wall_ms
 from agent.state import NodeState
 from agent.supervisor import Supervisor
 from crdt import records
 from mesh.core import types as t
 from mesh.transport import Transport
-from tva.errors import InvalidInput, RemoteDataError, TvaError
+from tva.errors import InvalidInput, TvaError
 
 log = logging.getLogger("tva.agent")
 
 INCARNATION_EPOCH_S = 1_577_836_800  # 2020-01-01
-# What a revoked host stops (the rest — saving, jobs, the local API — goes on).
-PARTICIPATION = ("mesh", "join", "fleet_key", "torrents", "presence", "fabric", "policy", "housekeeping",
-                 "overlay_api", "notify", "media", "friends")
 EXIT_STATE_UNWRITABLE = 5
-NOTICE_ATTEMPTS = 5
-NOTICE_TIMEOUT_MS = 10_000
-NOTICE_RETRY_S = 3.0
 
 
 class Agent:
@@ -84,10 +78,8 @@ class Agent:
         self._stopping = trio.Event()
         self._api_port = 0
         self._soft_sent: t.SetSoftState | None = None
-        self._revoked_logged = False
         self._nursery: trio.Nursery | None = None
-        self._notifying: set[str] = set()  # revoked peers being told so (see _notify_revoked)
-        self._known_revocations = frozenset(state.revoked())
+        self.revocations = revocation.RevocationWatch(self)
         self.exit_code = 0
         self.exit_reason: str | None = None
         self.uptime = UptimeScore(state.local.uptime_score, state.local.uptime_sample_ms).after_downtime(clock_ms())
@@ -95,13 +87,13 @@ class Agent:
         mesh_config = mesh_config or MeshConfig(
             gossip_interval_ms=cfg.gossip_interval_ms, sync_interval_ms=cfg.sync_interval_ms,
             probe_interval_ms=cfg.probe_interval_ms, probe_timeout_ms=max(1, cfg.probe_interval_ms // 2),
-            frame_bytes_max=transport_frame_max(transport))
+            frame_bytes_max=transports.frame_bytes_max(transport))
         # Seconds since 2020 as the first incarnation: it grows across restarts, so a restarted agent
         # outbids what peers remember of its previous run (liveness records and presence alike).
         self.node = MeshNode(state.peer_id, mesh_config, feeds=state.feeds, doc=state.doc,
                              rng=rng or random.Random(os.urandom(16)), signer=state.key,
                              incarnation=max(0, clock_ms() // 1000 - INCARNATION_EPOCH_S))
-        self.driver = MeshDriver(self.node, transport, on_liveness=self._on_liveness, on_state=self._on_remote_state,
+        self.driver = MeshDriver(self.node, transport, on_liveness=self._on_liveness, on_state=self.on_remote_state,
                                  peer_log=PeerLog(logging.getLogger("tva.mesh"), describe=self._describe_peer))
         # Peers' presence survives a restart in the state dir (agent.presence_memory).
         self.presence_memory = PresenceMemory(state.store, self_id=state.peer_id, presence=self.node.presence,
@@ -116,19 +108,20 @@ class Agent:
         # [friends] friend fleets: links, the views that cross, serving their gateways (agent.friends)
         self.friends = FriendsManager(cfg, state, self.service, clock_ms=clock_ms,
                                       commit=lambda: self.service.commit(doc_changed=True),
-                                      client_factory=self._friend_client,
+                                      client_factory=lambda fleet_id: transports.friend_client(
+                                          state, fleet_id, self.transport, self.join.transport),
                                       mesh_request=lambda peer, data, t: self.transport.request(peer, data, t),
                                       live=self._live_peers, own_join_addrs=self._join_addrs)
         self._card_extra: dict = {}
         from agent.torrents import TorrentManager
 
         self.torrents = TorrentManager(cfg, state, self.service, clock_ms=clock_ms, on_card=self._update_card,
-                                       fetch_torrent=self._fetch_torrent_file)
+                                       fetch_torrent=lambda peer, ih: peer_queries.fetch_torrent_file(self.transport, peer, ih))
         self.fabric = FabricManager(cfg, state, on_card=self._update_card, reconcile_interval_ms=cfg.tick_interval_ms,
                                     on_health=partial(self.supervisor.report, "fabric"))
         self.jobs = Jobs(clock_ms=clock_ms)
         # Joiners and members behind on the fleet key knock here (agent.joining), not on the mesh.
-        make_join = new_join_transport or partial(_join_transport, cfg, state, transport)
+        make_join = new_join_transport or partial(transports.join_transport, cfg, state, transport)
         self.join = JoinListener(state, join_transport or make_join(), new_transport=make_join,
                                  commit=lambda: self.service.commit(doc_changed=True),
                                  on_admitted=self._learn_peer_addrs, clock_ms=clock_ms,
@@ -172,7 +165,7 @@ class Agent:
                 if self.state.revocation() is None:
                     await self._start_participation(nursery)
                 else:
-                    self._stop_participating()
+                    self.revocations.stop_participating()
                 await sup.start(nursery, "api", partial(self._run_api, app))
                 if self.cfg.overlay_api and self.state.revocation() is None:
                     await sup.start(nursery, "overlay_api", partial(self._overlay_api_loop, app))
@@ -253,8 +246,8 @@ class Agent:
     async def _run_mesh(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The transport and the mesh driver over it: one component (a new transport per run)."""
         transport = self._fresh_transport()
-        transport.set_peer_filter(self._peer_allowed)
-        transport.set_request_handler(self._handle_request)
+        transport.set_peer_filter(self.revocations.peer_allowed)
+        transport.set_request_handler(partial(peer_queries.answer, self))
         self.transport = transport
         self._learn_peer_addrs()
         async with trio.open_nursery() as nursery:
@@ -286,7 +279,7 @@ class Agent:
                 self._api_port = await nursery.start(serve_api, app, [bind_text(host, port)],
                                                      self.state.local.api_token)
             except (OSError, BaseExceptionGroup) as exc:
-                taken = _os_error(exc)
+                taken = os_error_in(exc)
                 if taken is None or taken.errno != errno.EADDRINUSE or self.cfg.api != Config().api or port == 0:
                     raise
                 log.warning("api: %s:%d is taken (%s): another agent on this host? using a free port",
@@ -298,80 +291,21 @@ class Agent:
                                                    "peer_id": self.state.peer_id})
             task_status.started()
 
-    # --- revocation ---------------------------------------------------------------------------
+    # --- revocation (agent.revocation) ---------------------------------------------------------
 
-    def _peer_allowed(self, peer: str) -> bool:
-        return peer not in self.state.revoked() or peer in self._notifying
-
-    def _revocations_changed(self) -> None:
-        """After any change of the fleet document: tell hosts this node just revoked, and stop
-        taking part if this host is the one revoked."""
-        now = frozenset(self.state.revoked())
-        fresh, self._known_revocations = now - self._known_revocations, now
-        records_ = self.state.doc.revocations()
-        for peer in fresh:
-            if records_[peer].by == self.state.peer_id and peer != self.state.peer_id:
-                self._spawn(self._notify_revoked, peer, records_[peer])
-        if self.state.revocation() is not None and not self._revoked_logged and self._nursery is not None:
-            self._revoked_logged = True
-            # Not from here: this may run inside the mesh component (a request handler), which the
-            # stop cancels; a moment later the handler's reply is out.
-            self._spawn(self._stop_participating_soon)
-
-    async def _stop_participating_soon(self) -> None:
-        await trio.sleep(0.5)
-        self._stop_participating()
-        self.persistence.mark_dirty()
-
-    def _stop_participating(self) -> None:
-        rev = self.state.revocation()
-        self._revoked_logged = True
-        by = self.service._name(rev.by) or rev.by
-        log.warning("this host was revoked from fleet %s by %s (%s): it no longer takes part; its data is kept "
-                    "and the local API keeps answering", self.state.fleet.fleet_name, by, rev.reason or "no reason")
-        for name in PARTICIPATION:
-            self.supervisor.stop(name, "this host was revoked from the fleet")
-        self.service.invalidate()
-
-    def _spawn(self, fn, *args) -> None:
-        """A helper task in the daemon's nursery: a bug in it is logged, never the daemon's end."""
+    def spawn(self, fn, *args) -> bool:
+        """A helper task in the daemon's nursery: a bug in it is logged, never the daemon's end.
+        False (nothing started) before the daemon runs."""
         async def guarded() -> None:
             try:
                 await fn(*args)
             except Exception:
                 log.exception("%s failed", getattr(fn, "__name__", fn))
 
-        if self._nursery is not None:
-            self._nursery.start_soon(guarded)
-
-    async def _notify_revoked(self, peer: str, rev) -> None:
-        """Tell ``peer`` it was revoked (signed by this node, the revoker). The mesh cuts a revoked
-        host off at once, so without this notice it would never learn and never stop."""
-        body = revocation.notice_body(self.state, peer)
-        name = self.service._name(peer) or peer[:16]
-        self._notifying.add(peer)
-        why = "no attempt"
-        try:
-            for _attempt in range(NOTICE_ATTEMPTS):
-                try:
-                    reply = await self.transport.request(peer, rpc.encode_query("revoked", body), NOTICE_TIMEOUT_MS)
-                    rpc.raise_if_refused(rpc.decode_reply(reply))
-                    log.info("told %s that it was revoked", name)
-                    return
-                except TvaError as exc:
-                    why = exc.message
-                await trio.sleep(NOTICE_RETRY_S)
-            log.info("could not tell %s that it was revoked (%s)", name, why)
-        finally:
-            self._notifying.discard(peer)
-            self.transport.set_peer_filter(self._peer_allowed)  # drops any connection it still has
-
-    def _revocation_notice(self, sender: str, body: dict) -> bytes:
-        version = self.state.doc.version
-        revoked = revocation.apply_notice(self.state, sender, body)
-        if self.state.doc.version != version:  # the notice carried decisions we lacked
-            self._on_remote_state(False, True)
-        return rpc.encode_reply({"ok": True, "revoked": revoked})
+        if self._nursery is None:
+            return False
+        self._nursery.start_soon(guarded)
+        return True
 
     # --- state changes ------------------------------------------------------------------------
 
@@ -379,19 +313,19 @@ class Agent:
         self.persistence.mark_dirty()
         if doc_changed:
             self._members_changed()
-            self._revocations_changed()
+            self.revocations.changed()
             self.fleet_key.check()
             self.friends.kick()
         self.driver.submit(t.LocalChanged(delta=delta, doc_changed=doc_changed))
 
-    def _on_remote_state(self, feeds: bool, doc: bool) -> None:
+    def on_remote_state(self, feeds: bool, doc: bool) -> None:
         self.persistence.mark_dirty()
         if doc:
             self.state.refresh_membership()
             self._members_changed()
             # refresh_membership may drop feeds: the core caches its digest, so tell it.
             self.driver.submit(t.LocalChanged())
-            self._revocations_changed()
+            self.revocations.changed()
             self.fleet_key.check()
             self.friends.kick()
         if feeds:
@@ -526,58 +460,12 @@ class Agent:
 
     # --- peer queries -------------------------------------------------------------------------
 
-    async def _handle_request(self, peer: str, payload: bytes) -> bytes:
-        try:
-            query = rpc.decode_query(payload)
-            if query.kind == "join":
-                raise RemoteDataError("joins go to the join listener", hint="use an invite from tva-agent 0.2+")
-            if query.kind == "revoked":
-                return self._revocation_notice(peer, query.body)
-            if peer not in self.state.members():
-                raise RemoteDataError("only members may query this agent")
-        except TvaError as exc:
-            # An expected refusal travels as data, so the asker can show why (not just "refused").
-            return rpc.encode_refusal(exc.message, exc.hint)
-        if query.kind in ("media_url", "player"):  # [media] agent.playback
-            return await self.playback.handle_rpc(peer, query.kind, query.body)
-        if query.kind == "peers_for":
-            ih = query.body["infohash"]
-            return rpc.encode_reply(self.service.peers_for(ih, external=self.torrents.external_peers(ih)))
-        if query.kind == "own_feed":
-            return rpc.encode_reply(feed_upkeep.answer_own_feed(self.state, peer, query.body))
-        if query.kind == "friend_views":  # [friends] a member asks a gateway for a friend's view
-            return rpc.encode_reply(self.friends.answer_member(peer, query.body))
-        if query.kind == "torrent_file":  # a repair of a private item asks a holder for its .torrent
-            return rpc.encode_reply({"torrent": await self.torrents.shareable_torrent(query.body["infohash"])})
-        return rpc.encode_reply(self.service.status())
-
     def _live_peers(self) -> frozenset[str]:
         return frozenset(p for p, s in self._liveness.items() if s in ("alive", "suspect"))
 
-    def _friend_client(self, fleet_id: str) -> tuple[Transport, bool]:
-        """A requests-only host on a friend fleet's join network (their join key, our identity);
-        beside an in-memory mesh (tests), our join listener's own in-memory transport."""
-        network = getattr(self.transport, "network", None)
-        if network is not None and hasattr(network, "sibling"):
-            return self.join.transport, False
-        from mesh.libp2p_transport import Libp2pTransport
-
-        transport = Libp2pTransport(self.state.key.seed, secrets.join_psk(fleet_id),
-                                    listen_addrs=("/ip4/127.0.0.1/tcp/0",), serve_frames=False)
-        transport.set_peer_filter(lambda _peer: True)
-        transport.set_request_handler(_refuse_requests)
-        return transport, True
-
-    async def _fetch_torrent_file(self, peer: str, infohash: str) -> bytes | None:
-        reply = rpc.decode_reply(await self.transport.request(peer, rpc.encode_query("torrent_file", {
-            "infohash": infohash}), NOTICE_TIMEOUT_MS))
-        rpc.raise_if_refused(reply)
-        data = reply.get("torrent")
-        return data if isinstance(data, bytes) else None
-
     def _decisions_learnt(self) -> None:
         """Decisions arrived outside the mesh (a join listener's rekey answer): process them as synced ones."""
-        self._on_remote_state(False, True)
+        self.on_remote_state(False, True)
         self.driver.submit(t.LocalChanged(doc_changed=True))
 
     # --- discovery by the CLI -----------------------------------------------------------------
@@ -596,21 +484,6 @@ class Agent:
                 "components": self.supervisor.status(), "save_problem": self.persistence.problem}
 
 
-async def _refuse_requests(_peer: str, _payload: bytes) -> bytes:
-    return rpc.encode_refusal("this host asks; it answers nothing here")
-
-
-def _os_error(exc: BaseException) -> OSError | None:
-    """The OSError inside ``exc`` (servers raise it wrapped in exception groups), if any."""
-    if isinstance(exc, OSError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            if (found := _os_error(inner)) is not None:
-                return found
-    return None
-
-
 def _public_of(peer: str) -> bytes:
     from crdt.identity import public_from_peer_id
 
@@ -618,32 +491,3 @@ def _public_of(peer: str) -> bytes:
         return public_from_peer_id(peer)
     except TvaError:
         return b""
-
-
-DISK_FREE_CHANGE_BYTES_MIN = 256 * 1024**2  # and at least 1 % of the last value sent
-UPTIME_CHANGE_MIN = 0.02  # the policy quantises uptime into quarters anyway
-
-
-def soft_state_moved(last: t.SetSoftState | None, new: t.SetSoftState) -> bool:
-    if last is None or last.endpoints != new.endpoints or last.host_class != new.host_class:
-        return True
-    disk_step = max(DISK_FREE_CHANGE_BYTES_MIN, last.disk_free_bytes // 100)
-    return (abs(new.disk_free_bytes - last.disk_free_bytes) >= disk_step
-            or abs(new.uptime_score - last.uptime_score) >= UPTIME_CHANGE_MIN)
-
-
-def transport_frame_max(transport: Transport) -> int:
-    limits = getattr(transport, "limits", None)
-    return getattr(limits, "frame_bytes_max", 4 * 1024 * 1024)
-
-
-def _join_transport(cfg: Config, state: NodeState, mesh_transport: Transport) -> Transport:
-    """The join listener's transport: a requests-only libp2p host on the fleet's join network — or,
-    beside an in-memory mesh (tests), the same peers' in-memory join network."""
-    network = getattr(mesh_transport, "network", None)
-    if network is not None and hasattr(network, "sibling"):
-        return network.sibling("join").transport(state.peer_id)
-    from mesh.libp2p_transport import Libp2pTransport
-
-    return Libp2pTransport(state.key.seed, secrets.join_psk(state.fleet.fleet_id),
-                           listen_addrs=cfg.join_listen_addrs(), serve_frames=False)

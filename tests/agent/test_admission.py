@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from agent import rpc, secrets
+from agent import peer_queries, rpc, secrets
 from agent.config import Config
 from agent.joining import encode_join_query, fleet_key_from
 from agent.runtime import Agent
@@ -128,9 +128,9 @@ async def test_garbage_other_requests_and_floods_are_refused_as_data(founder):
 
 async def test_the_mesh_transport_answers_no_joins_and_only_members(founder):
     query = rpc.encode_query("join", {"invite": _token(founder), "card_delta": _card_delta(JOINER)})
-    reply = rpc.decode_reply(await founder._handle_request(JOINER.peer_id, query))
+    reply = rpc.decode_reply(await peer_queries.answer(founder, JOINER.peer_id, query))
     assert "join listener" in reply["error"]
-    reply = rpc.decode_reply(await founder._handle_request(
+    reply = rpc.decode_reply(await peer_queries.answer(founder,
         JOINER.peer_id, rpc.encode_query("peers_for", {"infohash": "ab" * 20})))
     assert "members" in reply["error"]
     assert JOINER.peer_id not in founder.state.members()
