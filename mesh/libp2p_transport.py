@@ -36,6 +36,7 @@ import trio
 from crdt.identity import NodeKey, is_peer_id
 from mesh.framing import FrameDecoder, encode_frame
 from mesh.libp2p_addrs import check_listen_addr_free, parse_peer_addr, psk_hex
+from mesh.libp2p_host import make_host
 from mesh.libp2p_streams import (
     READ_CHUNK_BYTES,
     STREAM_CLOSE_TIMEOUT_MS,
@@ -54,6 +55,7 @@ from mesh.transport import (
     PeerFilter,
     PeerId,
     RequestHandler,
+    RequestServer,
     TransportLimits,
     VersionHandler,
     WireVersions,
@@ -62,9 +64,8 @@ from mesh.transport import (
     decode_hello,
     decode_reply,
     encode_hello,
-    encode_reply_error,
-    encode_reply_ok,
     negotiate,
+    refusal_text,
 )
 from tva.errors import (
     DecodeError,
@@ -128,61 +129,14 @@ class Libp2pTransport:
         self._addrs: dict[PeerId, list[str]] = {}
         self._out: dict[tuple[PeerId, bool], _Outbound] = {}  # (peer, bulk lane)
         self._filter: PeerFilter = lambda _peer: True
-        self._handler: RequestHandler | None = None
         self._counters = Counters()
         self._backoff = Backoff(self.limits)
-        self._requests_in_flight = 0
+        self._requests = RequestServer(self._counters)
         self._inbound_streams: dict[tuple[PeerId, bool], int] = {}
         self._incoming = IncomingFrames(self.limits)
         self._connect_waiters = ConnectWaiters()
 
     # --- lifecycle ------------------------------------------------------------------------------
-
-    def _make_host(self) -> Any:
-        from libp2p import new_host
-        from libp2p.crypto.ed25519 import Ed25519PrivateKey
-        from libp2p.crypto.keys import KeyPair
-        from libp2p.crypto.x25519 import create_new_key_pair as new_x25519
-        from libp2p.network.config import ConnectionConfig, RetryConfig
-        from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
-        from libp2p.security.noise.transport import Transport as NoiseTransport
-
-        private = Ed25519PrivateKey.from_bytes(self._key.seed)
-        key_pair = KeyPair(private, private.get_public_key())
-        dial_s = self.limits.dial_timeout_ms / 1000
-        host = new_host(
-            key_pair=key_pair,
-            sec_opt={NOISE_ID: NoiseTransport(key_pair, noise_privkey=new_x25519().private_key)},
-            psk=self._psk,
-            enable_mDNS=False,
-            enable_upnp=False,
-            enable_autotls=False,
-            bootstrap=None,
-            connection_config=ConnectionConfig(
-                dial_timeout=dial_s,
-                # A peer with the wrong PSK stalls the handshake; don't hold its socket for 10 s.
-                inbound_upgrade_timeout=dial_s,
-                outbound_upgrade_timeout=dial_s,
-                outbound_stream_protocol_negotiation_timeout=dial_s,
-                inbound_stream_protocol_negotiation_timeout=dial_s,
-                # A requests-only host (the join network) needs one connection per peer, and with
-                # one allowed a dial returns as soon as it connects instead of waiting out
-                # libp2p's 250 ms happy-eyeballs pause for a second address it does not have.
-                # (Mesh hosts keep the default: simultaneous dials there must not be trimmed.)
-                **({} if self._serve_frames else {"max_connections_per_peer": 1}),
-            ),
-        )
-        got = host.get_id().to_base58()
-        if got != self.local_peer:  # would mean libp2p changed how peer ids are derived
-            raise InvalidInput(f"libp2p peer id {got} differs from crdt.identity's {self.local_peer}")
-        swarm = host.get_network()
-        swarm.retry_config = RetryConfig(max_retries=0)
-
-        async def _stay_stopped() -> None:
-            return None
-
-        swarm.auto_connector.start = _stay_stopped
-        return host
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         from multiaddr import Multiaddr
@@ -191,7 +145,7 @@ class Libp2pTransport:
             raise InvalidInput("this transport already ran; create a new one to restart")
         for addr in self._listen:
             check_listen_addr_free(addr)
-        host = self._host = self._make_host()
+        host = self._host = make_host(self._key, self._psk, self.limits, one_connection_per_peer=not self._serve_frames)
         if self._serve_frames:
             host.set_stream_handler(FRAMES_PROTOCOL, self._on_priority_stream)
             host.set_stream_handler(BULK_PROTOCOL, self._on_bulk_stream)
@@ -257,7 +211,7 @@ class Libp2pTransport:
         return self._agreed.get(peer)
 
     def set_request_handler(self, handler: RequestHandler) -> None:
-        self._handler = handler
+        self._requests.handler = handler
 
     def set_peer_filter(self, allowed: PeerFilter) -> None:
         self._filter = allowed
@@ -563,7 +517,7 @@ class Libp2pTransport:
                 await close_stream(stream)
         if not ok:
             self._counters.add("request_failures")
-            raise RequestRefused(f"peer {peer[:16]}… refused: {body[:200].decode('utf-8', 'replace')}")
+            raise RequestRefused(refusal_text(peer, body))
         return body
 
     async def _on_request_stream(self, stream: Any) -> None:
@@ -584,22 +538,4 @@ class Libp2pTransport:
             await close_stream(stream)
 
     async def _answer(self, peer: PeerId, stream: Any) -> bytes:
-        payload = await read_one(stream, self.limits.request_bytes_max)
-        if self._handler is None:
-            return encode_reply_error("peer serves no requests")
-        if self._requests_in_flight >= self.limits.requests_in_flight_max:
-            return encode_reply_error("peer is busy")
-        self._counters.add("requests_in")
-        self._requests_in_flight += 1
-        try:
-            body = await self._handler(peer, payload)
-        except Exception as exc:
-            self._counters.add("handler_errors")
-            log.warning("request handler failed for %s: %r", peer[:16], exc)
-            return encode_reply_error(f"handler failed: {type(exc).__name__}")
-        finally:
-            self._requests_in_flight -= 1
-        if not isinstance(body, bytes | bytearray) or len(body) > self.limits.response_bytes_max:
-            self._counters.add("handler_errors")
-            return encode_reply_error("reply too large or not bytes")
-        return encode_reply_ok(bytes(body))
+        return await self._requests.answer(peer, await read_one(stream, self.limits.request_bytes_max), self.limits)

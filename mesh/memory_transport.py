@@ -23,12 +23,15 @@ from mesh.transport import (
     PeerFilter,
     PeerId,
     RequestHandler,
+    RequestServer,
     TransportLimits,
     VersionHandler,
     WireVersions,
     check_frame_size,
     check_request_size,
+    decode_reply,
     negotiate,
+    refusal_text,
 )
 from tva.errors import InvalidInput, PeerUnavailable, RequestRefused, TooLarge, UnsupportedVersion
 
@@ -100,12 +103,11 @@ class MemoryTransport:
         self._addrs: dict[PeerId, list[str]] = {}
         self._contacted_by: set[PeerId] = set()
         self._filter: PeerFilter = lambda _peer: True
-        self._handler: RequestHandler | None = None
         self._counters = Counters()
         self._backoff = Backoff(limits)
         self._incoming = IncomingFrames(limits)
         self._send_waiters: dict[tuple[PeerId, bool], int] = {}
-        self._requests_in_flight = 0
+        self._requests = RequestServer(self._counters)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -140,7 +142,7 @@ class MemoryTransport:
         return self._agreed.get(peer)
 
     def set_request_handler(self, handler: RequestHandler) -> None:
-        self._handler = handler
+        self._requests.handler = handler
 
     def set_peer_filter(self, allowed: PeerFilter) -> None:
         self._filter = allowed
@@ -270,24 +272,10 @@ class MemoryTransport:
             raise PeerUnavailable("connection refused by the peer")
         if len(payload) > self.limits.request_bytes_max:
             raise RequestRefused("request too large for the peer")
-        if self._handler is None:
-            raise RequestRefused("peer serves no requests")
-        if self._requests_in_flight >= self.limits.requests_in_flight_max:
-            raise RequestRefused("peer is busy")
-        self._counters.add("requests_in")
-        self._requests_in_flight += 1
-        try:
-            reply = await self._handler(src, payload)
-        except Exception as exc:  # the handler's bug must not cross into the caller's node
-            self._counters.add("handler_errors")
-            log.warning("request handler failed for %s: %r", src[:16], exc)
-            raise RequestRefused(f"peer's handler failed: {type(exc).__name__}") from None
-        finally:
-            self._requests_in_flight -= 1
-        if not isinstance(reply, bytes | bytearray) or len(reply) > self.limits.response_bytes_max:
-            self._counters.add("handler_errors")
-            raise RequestRefused("reply too large or not bytes")
-        return bytes(reply)
+        ok, body = decode_reply(await self._requests.answer(src, payload, self.limits))
+        if not ok:
+            raise RequestRefused(refusal_text(self.local_peer, body))
+        return body
 
     # --- helpers --------------------------------------------------------------------------------
 

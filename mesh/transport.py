@@ -36,6 +36,7 @@ Kept free of libp2p imports so importing this module stays cheap.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
@@ -53,6 +54,7 @@ PeerFilter = Callable[[PeerId], bool]
 VersionHandler = Callable[[PeerId, int], None]
 
 MiB = 1024 * 1024
+log = logging.getLogger("mesh.transport")
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,44 @@ def decode_reply(data: bytes) -> tuple[bool, bytes]:
     if not data or data[0] not in (_REPLY_OK, _REPLY_ERROR):
         raise DecodeError("reply without a valid status byte")
     return data[0] == _REPLY_OK, data[1:]
+
+
+class RequestServer:
+    """The answering side of ``request``, the same in every transport: the handler runs at most
+    ``requests_in_flight_max`` times at once, and its failures and bad replies become refusals —
+    they never reach the transport's nursery, nor the asker as anything but a refusal."""
+
+    def __init__(self, counters: Counters) -> None:
+        self.handler: RequestHandler | None = None
+        self.in_flight = 0
+        self._counters = counters
+
+    async def answer(self, peer: PeerId, payload: bytes, limits: TransportLimits) -> bytes:
+        """The reply to ``peer``'s request on the wire (``encode_reply_ok`` / ``encode_reply_error``),
+        under the transport's limits of the moment."""
+        if self.handler is None:
+            return encode_reply_error("peer serves no requests")
+        if self.in_flight >= limits.requests_in_flight_max:
+            return encode_reply_error("peer is busy")
+        self._counters.add("requests_in")
+        self.in_flight += 1
+        try:
+            body = await self.handler(peer, payload)
+        except Exception as exc:  # the handler's bug must not cross into the transport or the asker
+            self._counters.add("handler_errors")
+            log.warning("request handler failed for %s: %r", peer[:16], exc)
+            return encode_reply_error(f"handler failed: {type(exc).__name__}")
+        finally:
+            self.in_flight -= 1
+        if not isinstance(body, bytes | bytearray) or len(body) > limits.response_bytes_max:
+            self._counters.add("handler_errors")
+            return encode_reply_error("reply too large or not bytes")
+        return encode_reply_ok(bytes(body))
+
+
+def refusal_text(peer: PeerId, body: bytes) -> str:
+    """What ``request`` raises (``RequestRefused``) for a refusal ``body`` from ``peer``."""
+    return f"peer {peer[:16]}… refused: {body[:REPLY_ERROR_CHARS_MAX].decode('utf-8', 'replace')}"
 
 
 def check_frame_size(frame: bytes, limits: TransportLimits) -> None:
