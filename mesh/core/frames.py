@@ -36,8 +36,8 @@ Frames (version 2):
                                                      other side lacks (not re-broadcast)
 Items:
   member    [0, state_rank, peer, incarnation, origin, own_rank|nil, sig]
-            origin: the suspector ("" otherwise); (own_rank, sig): the peer's own signed statement
-            at this incarnation (``signing.member_message``), nil/empty only at incarnation 0
+            origin: the suspector, or the node declaring a death ("" otherwise); (own_rank, sig):
+            the peer's own signed statement at this incarnation (``signing.member_message``), nil/empty only at incarnation 0
   presence  [1, body, sig, remaining_ms]   body = msgpack [peer, incarnation, pseq, disk_free_bytes,
             uptime_score, [endpoint...], host_class, asleep], signed by the peer; remaining_ms: how
             long the sender still holds it valid (a relay cannot make it live longer)

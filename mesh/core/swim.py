@@ -5,6 +5,9 @@ probed at least once every two rounds); no ack within ``probe_timeout_ms`` → `
 helpers are asked to ping it (PING_REQ); still nothing by the end of the period → it is *suspected*.
 A suspicion becomes *dead* after ``suspicion_timeout_ms(n, confirmations)``, which starts long and
 shrinks as other members independently suspect the same incarnation (Lifeguard's "dogpile").
+A death is each node's own verdict: another member's "dead" is taken as its suspicion (starting or
+confirming ours), so the member has our whole timeout to refute — one member, honest but wrong or
+compromised, cannot make the others hold a live host dead, even for a moment.
 
 What each node believes about a member is a record (state, incarnation). Records merge by the
 lexicographic maximum of (incarnation, rank) with rank alive < asleep < suspect < dead < left, a
@@ -107,7 +110,8 @@ class Member:
     sig: bytes = b""
 
     def record(self) -> MemberRecord:
-        origin = self.suspectors[0] if self.state is SUSPECT and self.suspectors else ""
+        # a suspicion names its first suspector, a death the node that declared it (us: see apply)
+        origin = self.suspectors[0] if self.state in (SUSPECT, DEAD) and self.suspectors else ""
         return MemberRecord(self.state, self.peer, self.incarnation, origin, self.own, self.sig)
 
     def claim(self, state: Liveness, origin: str) -> MemberRecord:
@@ -257,6 +261,13 @@ class Swim:
             self.out.count("records_about_nonmember")
             return False
         new, cur = (rec.incarnation, rec.state.rank), (m.incarnation, m.state.rank)
+        if rec.state is DEAD and rec.origin != self.self_id and new > cur:
+            # A death is each node's own verdict. Another's is a suspicion it holds (which is its
+            # right): it starts or confirms ours, and the member has our whole timeout to refute.
+            # So no single member — nor a compromised one — makes others hold a live host dead.
+            self.out.count("dead_claims_taken_as_suspicion")
+            rec = replace(rec, state=SUSPECT)
+            new = (rec.incarnation, SUSPECT.rank)
         if new < cur:
             self._corrections.append(m.record())  # the sender is behind: tell it what we hold
             return False
@@ -279,6 +290,7 @@ class Swim:
             self.alive.add(m.peer)
         elif rec.state is DEAD:
             self.dead.add(m.peer)
+            m.suspectors = [self.self_id]  # only our own verdict gets here
         if rec.state is SUSPECT:
             m.suspectors = [rec.origin or self.self_id]
             m.suspect_start_ms = now

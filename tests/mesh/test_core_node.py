@@ -363,10 +363,10 @@ def test_leave_and_sleep_are_told_directly_to_every_live_member():
 
 def test_a_peer_with_a_stale_record_is_corrected():
     node, _, _ = _node()
-    node.handle(FrameReceived("p2", encode_frame(Gossip((signed_member(DEAD, "p1", 3, "p2"),)))), 10)
-    assert node.liveness()["p1"] is DEAD
+    node.handle(FrameReceived("p2", encode_frame(Gossip((signed_member(SUSPECT, "p1", 3, "p2"),)))), 10)
+    assert node.liveness()["p1"] is SUSPECT
     sent = _sent_frames(node.handle(FrameReceived("p3", encode_frame(Gossip((signed_member(ALIVE, "p1", 1),)))), 20))
-    assert ("p3", Gossip((signed_member(DEAD, "p1", 3),))) in sent
+    assert ("p3", Gossip((signed_member(SUSPECT, "p1", 3, "p2"),))) in sent
     # rate-limited: the same staleness within correction_interval_ms gets no second answer
     again = node.handle(FrameReceived("p3", encode_frame(Gossip((signed_member(ALIVE, "p1", 2),)))), 30)
     assert not _sent_frames(again)

@@ -95,8 +95,9 @@ def test_the_victim_leaving_itself_still_works():
 
 
 def test_suspicions_are_allowed_but_move_the_incarnation_by_one_step_each():
-    # A member may suspect or declare dead (that is failure detection); it must carry the
-    # victim's own statement, so the victim refutes at +1 — never at a number someone else chose.
+    # A member may suspect (that is failure detection), and its "dead" counts as no more than
+    # that: a suspicion carrying the victim's own statement, so the victim refutes at +1 — never at
+    # a number someone else chose — and no honest node holds the live victim dead, even once.
     h, rogue, victim, honest = _fleet()
     start = h.nodes[victim].incarnation()
     rounds = 20
@@ -105,6 +106,8 @@ def test_suspicions_are_allowed_but_move_the_incarnation_by_one_step_each():
         _inject(h, rogue, honest, Gossip((signed_member(DEAD, victim, inc, rogue),)))
         h.run_until(h.now + 3_000)
         assert h.nodes[victim].incarnation() <= start + i + 1
+    assert not h.ever(victim, DEAD)
+    assert _sum(h, honest, "dead_claims_taken_as_suspicion") >= rounds
     assert h.run_until_true(lambda: all(h.nodes[p].liveness()[victim] is ALIVE for p in honest if p != victim),
                             h.now + 10_000) is not None
     assert start < h.nodes[victim].incarnation() <= start + rounds

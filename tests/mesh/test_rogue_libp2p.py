@@ -7,6 +7,8 @@ like any member, runs a real MeshNode so it answers probes, and also sends frame
 frozen presence for it, and a flood of 4 MiB frames on both lanes plus a stream announcing a
 frame far over the limit. Afterwards every honest node still holds every honest host alive —
 never suspected, dead or left — with the presence its owner issued, and has counted the refusals.
+Then the rogue claims the victim dead with the victim's real statement (within the rules): that is
+its suspicion only; the victim refutes and no honest node ever holds it dead.
 """
 
 from __future__ import annotations
@@ -127,6 +129,16 @@ async def _flood(t: Libp2pTransport, targets: list[str], frames_per_lane: int) -
             pass
 
 
+async def _collect_events(procs: list[Proc]) -> None:
+    """Every liveness change the processes logged meanwhile, into their ``events``."""
+    for p in procs:
+        with trio.move_on_after(0.5):
+            while True:
+                ev = await p.line()
+                if ev["event"] == "liveness":
+                    p.events.append(ev)
+
+
 async def test_a_rogue_member_over_real_libp2p_changes_no_honest_nodes_liveness_or_presence(tmp_path):
     psk = os.urandom(32)
     honest_keys = [NodeKey(os.urandom(32)) for _ in range(3)]
@@ -188,17 +200,29 @@ async def test_a_rogue_member_over_real_libp2p_changes_no_honest_nodes_liveness_
             await trio.sleep(15)  # several probe rounds and sync intervals, and past the suspicion time-out
 
             after = [await p.report() for p in procs]
-            for p in procs:  # collect every liveness change logged meanwhile
-                with trio.move_on_after(0.5):
-                    while True:
-                        ev = await p.line()
-                        if ev["event"] == "liveness":
-                            p.events.append(ev)
+            await _collect_events(procs)
+
+            # --- then a death claimed with the victim's real statement: within the rules, it is
+            # the rogue's suspicion, nothing more; the victim refutes and nobody holds it dead.
+            claimed = [p.events[:] for p in procs]
+            claim = rnode.swim.members[victim.peer].claim(Liveness.DEAD, rogue_key.peer_id)
+            for o in observers:
+                assert await rogue.send(o.peer, encode_frame(Gossip((claim,))))
+            await trio.sleep(5)
+            after_claim = [await p.report() for p in procs]
+            await _collect_events(procs)
             nursery.cancel_scope.cancel()
     finally:
         for p in procs:
             p.kill()
 
+    for p, r, before_claim in zip(procs, after_claim, claimed, strict=True):
+        about_victim = [e["state"] for e in p.events[len(before_claim):] if e["peer"] == victim.peer]
+        assert "dead" not in about_victim, f"{p.peer[:12]} held the victim dead: {about_victim}"
+        assert r["liveness"].get(victim.peer, "alive") == "alive"  # (the victim holds no record of itself)
+        if p is not victim:
+            assert r["core"].get("dead_claims_taken_as_suspicion", 0) >= 1, r["core"]
+        p.events[:] = before_claim
     for p, r in zip(procs, after, strict=True):
         changed = [e for e in p.events if e["peer"] in honest]
         assert changed == [], f"{p.peer[:12]} saw honest hosts change liveness: {changed}"
