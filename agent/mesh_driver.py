@@ -6,7 +6,8 @@ bounded queue per peer and lane. Why per peer: a send to a host that is down wai
 time-out, and that must not delay gossip to every other host. Why per lane: a ping or an ack
 queued behind a 4 MiB delta to the same peer would arrive late, and a late ack is a false
 suspicion — so ``Send.bulk`` frames have their own queue (bounded in bytes) and their own
-stream. A full queue drops the frame (counted) — anti-entropy repairs what rumour mongering loses.
+stream; all bulk queues together are bounded too. A full queue drops the frame (counted) —
+anti-entropy repairs what rumour mongering loses.
 
 Each ``run`` is given the transport it drives (a restarted mesh component brings a new one). What
 people read about a peer is one line per change of state — "cannot reach B …", "B reachable
@@ -30,6 +31,9 @@ log = logging.getLogger("tva.mesh")
 
 PEER_QUEUE_FRAMES_MAX = 32
 PEER_BULK_QUEUE_BYTES_MAX = 8 * 1024 * 1024  # deltas waiting for one peer; two whole 4 MiB frames
+# ... and for all peers together: a fleet of 100 slow peers must not hold 800 MiB of deltas (the sync
+# protocol re-sends what was dropped, by digest, once a peer drains).
+NODE_BULK_QUEUE_BYTES_MAX = 64 * 1024 * 1024
 TIMER_SLICE_MS_MAX = 1000  # wake at least this often even if the core asks for later
 
 
@@ -49,6 +53,7 @@ class MeshDriver:
         self.peer_log = peer_log or PeerLog(log)
         self._queues: dict[tuple[str, bool], trio.MemorySendChannel[bytes]] = {}  # (peer, bulk)
         self._bulk_bytes: dict[str, int] = {}  # queued on each peer's bulk lane
+        self.bulk_bytes_queued = 0  # on all of them
         self._nursery: trio.Nursery | None = None
         self.counters: dict[str, int] = {}
         self.traffic: dict[tuple[str, str], list[int]] = {}  # (in|out, frame kind) -> [frames, bytes]
@@ -110,6 +115,9 @@ class MeshDriver:
         if bulk and self._bulk_bytes.get(peer, 0) + len(data) > PEER_BULK_QUEUE_BYTES_MAX:
             self._count("send_queue_drops")
             return
+        if bulk and self.bulk_bytes_queued + len(data) > NODE_BULK_QUEUE_BYTES_MAX:
+            self._count("send_queue_drops_node_bound")
+            return
         try:
             queue.send_nowait(data)
         except trio.WouldBlock:
@@ -117,12 +125,11 @@ class MeshDriver:
             return
         if bulk:
             self._bulk_bytes[peer] = self._bulk_bytes.get(peer, 0) + len(data)
+            self.bulk_bytes_queued += len(data)
 
     async def _sender(self, peer: str, bulk: bool, receive: trio.MemoryReceiveChannel[bytes]) -> None:
         async with receive:
             async for data in receive:
-                if bulk:
-                    self._bulk_bytes[peer] -= len(data)
                 self._account("out", data)
                 try:
                     ok = await self.transport.send(peer, data, bulk=bulk)
@@ -130,6 +137,10 @@ class MeshDriver:
                     self._count("send_errors")
                     self.peer_log.send_error(peer, exc)
                     ok = False
+                finally:
+                    if bulk:  # counted until sent: the frame being written is held as well
+                        self._bulk_bytes[peer] -= len(data)
+                        self.bulk_bytes_queued -= len(data)
                 if not bulk:
                     self.peer_log.reachability(peer, ok)
                 if not ok and not bulk:  # a probe's fate decides liveness; a delta's does not
@@ -154,6 +165,7 @@ class MeshDriver:
             self._nursery = None
             self._queues.clear()
             self._bulk_bytes.clear()
+            self.bulk_bytes_queued = 0
 
     async def _receive_loop(self) -> None:
         async for peer, data in self.transport.incoming():
