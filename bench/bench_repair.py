@@ -289,13 +289,14 @@ def main() -> None:
             losses.append(loss_round(Path(tmp), size))
         print(f"loss round {r + 1}: holder loss → ok {losses[-1]['ok']:.1f} s", flush=True)
     mib = args.size_mib
-    e, p = statistics.median(repair), statistics.median(plain)
-    ratios = [b / a for a, b in zip(repair, plain, strict=True)]
     print(f"\n{mib} MiB over loopback, {args.rounds} rounds, order alternating (cores: {os.cpu_count()}, "
           f"load now {os.getloadavg()[0]:.2f})")
-    print(f"  repair copy, agent → agent:               {spread(repair)} s  {mib / e:7.1f} MiB/s at the median")
-    print(f"  plain libtorrent → libtorrent (baseline): {spread(plain)} s  {mib / p:7.1f} MiB/s at the median")
-    print(f"  repair throughput / baseline, per round:  {spread(ratios, '{:.0%}')} (target ≥ 80%)")
+    if repair:  # --rounds 0: the holder-loss rounds only
+        e, p = statistics.median(repair), statistics.median(plain)
+        ratios = [b / a for a, b in zip(repair, plain, strict=True)]
+        print(f"  repair copy, agent → agent:               {spread(repair)} s  {mib / e:7.1f} MiB/s at the median")
+        print(f"  plain libtorrent → libtorrent (baseline): {spread(plain)} s  {mib / p:7.1f} MiB/s at the median")
+        print(f"  repair throughput / baseline, per round:  {spread(ratios, '{:.0%}')} (target ≥ 80%)")
     if losses:
         for k in ("under", "intent", "ok"):
             print(f"  holder loss → {k:6s} {spread([x[k] for x in losses], '{:.1f}')} s")
