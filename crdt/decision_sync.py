@@ -29,7 +29,6 @@ HEADS_MAX = 256
 WANTS_MAX = 256
 AUTHORS_MAX = 4096
 OPS_PER_MESSAGE_MAX = 4096
-REFUSED_REMEMBERED_MAX = 4096
 _OVERHEAD_BYTES = 64
 
 
@@ -88,7 +87,11 @@ class Syncer:
         self.bytes_max = bytes_max
         self.peers_max = peers_max
         self.peers: dict[str, PeerSync] = {}
-        self.refused: dict[bytes, str] = {}  # op hash -> why (a negative cache: not re-verified)
+
+    @property
+    def refused(self) -> dict[bytes, str]:
+        """Op hash -> why it was refused (the log's negative cache: not re-verified)."""
+        return self.log.refused
 
     def forget(self, peer: str) -> None:
         self.peers.pop(peer, None)
@@ -178,9 +181,7 @@ class Syncer:
             except RemoteDataError as exc:
                 why = type(exc).__name__
                 refused[why] = refused.get(why, 0) + 1
-                if len(self.refused) >= REFUSED_REMEMBERED_MAX:
-                    self.refused.pop(next(iter(self.refused)))
-                self.refused[op.hash] = why
+                self.log.remember_refused(op.hash, why)
         st.their_vc, st.their_heads, st.sent = vc, heads, {}
         st.asked = [h for h in wants if h in self.log.nodes]
         for why, n in refused.items():
