@@ -39,6 +39,7 @@ RATE_WINDOW_MS = 3_600_000  # … within any hour of its own clock
 STATE_BYTES_MAX = 128 * 1024 * 1024  # the causal past of any op
 ORPHANS_MAX = 4_096  # ops held until their parents arrive
 ORPHAN_BYTES_MAX = 8 * 1024 * 1024
+REFUSED_REMEMBERED_MAX = 4096  # hashes of refused ops (a negative cache: never re-verified nor asked for)
 
 
 class Unauthorized(RemoteDataError):
@@ -85,6 +86,7 @@ class DecisionLog:
         self.fork_seq: dict[bytes, int] = {}  # author -> lowest equivocated seq
         self.orphans: dict[bytes, Op] = {}
         self.orphan_bytes = 0
+        self.refused: dict[bytes, str] = {}  # op hash -> why; ops chained on a refused op are refused too
         self.stats = Stats()
         self.state = rules.State(self)
         self.bytes = 0
@@ -97,6 +99,7 @@ class DecisionLog:
         new.chains = {a: list(c) for a, c in self.chains.items()}
         new.forks = {a: list(c) for a, c in self.forks.items()}
         new.fork_seq, new.orphans, new.orphan_bytes = dict(self.fork_seq), dict(self.orphans), self.orphan_bytes
+        new.refused = dict(self.refused)
         new.stats, new.bytes = Stats(), self.bytes
         new.state = self.state.copy(new)
         return new
@@ -112,9 +115,9 @@ class DecisionLog:
         return self.genesis.op.author if self.genesis else None
 
     def missing(self) -> list[bytes]:
-        """Parents orphans wait for (what to ask peers for)."""
+        """Parents orphans wait for (what to ask peers for); never one refused here."""
         want = {p for op in self.orphans.values() for p in op.parents if p not in self.nodes}
-        return sorted(want - set(self.orphans))
+        return sorted(h for h in want if h not in self.orphans and h not in self.refused)
 
     def is_ancestor(self, x: Node, of: Node) -> bool:
         """Is ``x`` in the causal past of ``of`` (``of`` itself included)? Exact."""
@@ -281,9 +284,36 @@ class DecisionLog:
         if node.valid:
             self.state.apply(node)
 
+    def remember_refused(self, h: bytes, why: str) -> None:
+        """``h`` was refused: it is never asked for, and ops chained on it are dropped, not kept
+        waiting (a rogue's flood past its budget once kept every pair of replicas asking each
+        other for the first op past it for ever)."""
+        gone = [h]
+        waiting: dict[bytes, list[bytes]] = {}
+        if any(h in op.parents for op in self.orphans.values()):
+            for oh, op in self.orphans.items():
+                for p in op.parents:
+                    waiting.setdefault(p, []).append(oh)
+        while gone:
+            g = gone.pop()
+            if len(self.refused) >= REFUSED_REMEMBERED_MAX:
+                self.refused.pop(next(iter(self.refused)))
+            self.refused[g] = why
+            for oh in waiting.pop(g, ()):
+                op = self.orphans.pop(oh, None)
+                if op is not None:
+                    self.orphan_bytes -= op.size
+                    self.stats.orphans_dropped += 1
+                    gone.append(oh)
+
     def _park(self, op: Op) -> None:
         if op.hash in self.orphans:
             self.stats.duplicates += 1
+            return
+        refused = next((self.refused[p] for p in op.parents if p in self.refused), None)
+        if refused is not None:  # it can never be stored
+            self.stats.orphans_dropped += 1
+            self.remember_refused(op.hash, refused)
             return
         while self.orphans and (len(self.orphans) >= ORPHANS_MAX or self.orphan_bytes + op.size > ORPHAN_BYTES_MAX):
             oldest = next(iter(self.orphans))
@@ -306,4 +336,5 @@ class DecisionLog:
                         added.append(self._insert_ready(op))
                     except RemoteDataError as exc:
                         self.stats.refuse(type(exc).__name__)
+                        self.remember_refused(h, type(exc).__name__)
         return added

@@ -99,8 +99,14 @@ def make_op(key: NodeKey, *, seq: int, parents: list[bytes] | tuple[bytes, ...],
               key.sign(_SIGN_DOMAIN + digest))
 
 
-def decode_op(wire: bytes) -> Op:
-    """Decode and verify one op from a peer or a file. RemoteDataError on anything wrong."""
+def hash_of_wire(wire: bytes) -> bytes:
+    """The hash of the op in ``wire``, without decoding its body or checking its signature: enough
+    to skip an op already held (a replica hears the same ops from many peers). RemoteDataError
+    when even the outer shape is wrong."""
+    return _op_hash(_split_wire(wire)[0])
+
+
+def _split_wire(wire: bytes) -> tuple[bytes, bytes]:
     if not isinstance(wire, bytes | bytearray):
         raise DecodeError("a decision change must be bytes")
     if len(wire) > OP_BYTES_MAX + 16:
@@ -113,7 +119,12 @@ def decode_op(wire: bytes) -> Op:
     if not (isinstance(outer, list) and len(outer) == 2 and isinstance(outer[0], bytes)
             and isinstance(outer[1], bytes) and len(outer[1]) == SIGNATURE_BYTES):
         raise DecodeError("a decision change has an unknown structure")
-    packed, signature = outer
+    return outer[0], outer[1]
+
+
+def decode_op(wire: bytes) -> Op:
+    """Decode and verify one op from a peer or a file. RemoteDataError on anything wrong."""
+    packed, signature = _split_wire(wire)
     try:
         fields = msgpack.unpackb(packed, raw=False, use_list=True, strict_map_key=True,
                                  max_bin_len=BODY_BYTES_FIELD_MAX * 2, max_str_len=BODY_TEXT_CHARS_MAX,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import msgpack
 
 from crdt.decision_log import DecisionLog
-from crdt.decision_ops import HASH_BYTES, OP_BYTES_MAX, Op, decode_op
+from crdt.decision_ops import HASH_BYTES, OP_BYTES_MAX, Op, decode_op, hash_of_wire
 from crdt.identity import PUBLIC_KEY_BYTES
 from tva.errors import DecodeError, RemoteDataError, TooLarge
 
@@ -29,7 +29,6 @@ HEADS_MAX = 256
 WANTS_MAX = 256
 AUTHORS_MAX = 4096
 OPS_PER_MESSAGE_MAX = 4096
-REFUSED_REMEMBERED_MAX = 4096
 _OVERHEAD_BYTES = 64
 
 
@@ -88,7 +87,11 @@ class Syncer:
         self.bytes_max = bytes_max
         self.peers_max = peers_max
         self.peers: dict[str, PeerSync] = {}
-        self.refused: dict[bytes, str] = {}  # op hash -> why (a negative cache: not re-verified)
+
+    @property
+    def refused(self) -> dict[bytes, str]:
+        """Op hash -> why it was refused (the log's negative cache: not re-verified)."""
+        return self.log.refused
 
     def forget(self, peer: str) -> None:
         self.peers.pop(peer, None)
@@ -161,15 +164,16 @@ class Syncer:
         changed = False
         for wire in ops:
             try:
+                h = hash_of_wire(wire)  # most ops a replica hears it holds already: skip those cheaply
+                if h in self.refused:
+                    refused["repeated"] = refused.get("repeated", 0) + 1
+                    continue
+                if h in self.log.nodes or h in self.log.orphans:
+                    self.log.stats.duplicates += 1
+                    continue
                 op = decode_op(wire)
             except RemoteDataError as exc:
                 refused[type(exc).__name__] = refused.get(type(exc).__name__, 0) + 1
-                continue
-            if op.hash in self.refused:
-                refused["repeated"] = refused.get("repeated", 0) + 1
-                continue
-            if op.hash in self.log.nodes or op.hash in self.log.orphans:
-                self.log.stats.duplicates += 1
                 continue
             self.before_insert()
             try:
@@ -178,9 +182,7 @@ class Syncer:
             except RemoteDataError as exc:
                 why = type(exc).__name__
                 refused[why] = refused.get(why, 0) + 1
-                if len(self.refused) >= REFUSED_REMEMBERED_MAX:
-                    self.refused.pop(next(iter(self.refused)))
-                self.refused[op.hash] = why
+                self.log.remember_refused(op.hash, why)
         st.their_vc, st.their_heads, st.sent = vc, heads, {}
         st.asked = [h for h in wants if h in self.log.nodes]
         for why, n in refused.items():

@@ -350,6 +350,38 @@ def test_budgets_refuse_a_flood_for_everyone_alike():
     assert STATE_BYTES_MAX >= 1 << 20
 
 
+def test_ops_chained_on_a_refused_op_are_dropped_and_never_asked_for():
+    """A member floods past its budget in one message: the first op past it is refused, and the
+    ones chained on it can never be stored. Replicas must not keep them waiting and ask each
+    other for the refused op (that kept every pair of honest replicas talking for ever), whether
+    the flood arrives after the budget's ops (admin) or before them, as orphans (owner)."""
+    from crdt.decision_sync import encode
+
+    owner, admin, tv, _ = fleet()
+    for i in range(RATE_OPS + 1):
+        try:
+            tv._log.insert(rogue_op(tv, KEYS[2], "pin", {"content": f"c{i}", "min": 1, "max": None}, at_ms=9_000 + i))
+        except TooLarge:
+            break
+    chain = tv._log.chains[KEYS[2].public]
+    parents, seq, past = [chain[-1].op.hash], len(chain) + 1, []
+    for i in range(3):
+        op = make_op(KEYS[2], seq=seq, parents=parents, at_ms=chain[-1].op.at_ms, kind="pin",
+                     body={"content": f"past{i}", "min": 1, "max": None})
+        past.append(op)
+        parents, seq = [op.hash], seq + 1
+    flood = encode([], {}, [], past)
+    owner.receive_sync_message(PEERS[2], flood)
+    assert len(owner._log.orphans) == 3  # its parents have not arrived yet
+    sync(owner, admin, tv)
+    admin.receive_sync_message(PEERS[2], flood)
+    for doc in (owner, admin):
+        assert doc.stats.refused == {"TooLarge": 1}
+        assert (doc._log.orphans, doc.stats.orphans_dropped, doc._log.missing()) == ({}, 2, [])
+    assert sync(owner, admin) <= 2  # each tells the other its heads once, then both are quiet
+    assert owner.heads() == admin.heads() and len(owner.pins()) == RATE_OPS
+
+
 # --- genesis, limits, persistence -------------------------------------------------------------------
 
 
