@@ -9,7 +9,9 @@ The rogue (``RogueNode``, a real node with extra moves, tools in ``simulations.r
   fleet-key rotation, a friend link; plus what a member *may* do (unpin a pin someone else set,
   pin, override itself), which honest nodes must follow;
 * **forged liveness and presence** about honest hosts: LEFT at the maximum incarnation, a death
-  with a forged statement, presence frozen at the maximum (no disk, portable, asleep);
+  with a forged statement, presence frozen at the maximum (no disk, portable, asleep); and, within
+  the rules, a death claimed with the victim's real statement (honest nodes take it as the rogue's
+  suspicion, which the victim refutes);
 * **floods**: decisions up to its hourly budget and past it, its feed up to the byte limit and a
   hand-signed delta past it, garbage frames; ops no replica stores (a tampered signature, a key
   nobody admitted, an op over the size limit);
@@ -20,7 +22,8 @@ The rogue (``RogueNode``, a real node with extra moves, tools in ``simulations.r
 
 Checkers (beside the common ones, which compare honest nodes only but every feed, the rogue's
 too): every honest node holds the expected membership, roles, settings, friends, pins and other
-hosts' overrides; no honest host is held left/dead or carries a forged presence at the end; no
+hosts' overrides; no honest host is held left/dead or carries a forged presence at the end, and no
+running host was ever held dead at its current incarnation (``no_false_dead``); no
 honest host fetched what the rogue asked for (safety, at every step); honest replicas hold one
 signed head per feed (equal version vectors are not enough after an equivocation); each honest
 node counted the refusals (ineffective decisions, budget refusals, equivocations, forged records,
@@ -120,6 +123,9 @@ class RogueNode(RealNode):
             items = (tools.forged_left(self.key, v), tools.forged_dead(self.key, v, incarnations[v]),
                      tools.forged_presence(self.key, v))
             out += self._send_all(Gossip(items), self.honest)
+            held = self.mesh.swim.members.get(v)
+            if held is not None:  # its real statement, relabelled as a death the rogue declares
+                out += self._send_all(Gossip((held.claim(Liveness.DEAD, self.peer_id),)), self.honest)
             out += self._send_all(Gossip(items[:1]), self.honest)
             out += self._send_all(Gossip(items[2:]), self.honest)
         self.made["forged_records"] = 3 * len(victims)
@@ -290,7 +296,9 @@ class ByzantineWatch:
             "liveness_unforged": self.liveness_unforged,
             "refusals_counted": self.refusals_counted,
             "one_head_per_feed": self.one_head_per_feed,
+            "no_false_dead": self.no_false_dead,
         })
+        sim.checker.false_dead_by_incarnation = True
         sim.metric_sources.append(self.figures)
         sim.checker.never_fetch.add("rogue-huge")
         sim.checker.rogues.add(rogue_peer)
@@ -332,6 +340,10 @@ class ByzantineWatch:
                     bad.append(f"{q[-6:]} holds a forged presence of {peer[-6:]}")
         return not bad, ("no honest host held left, dead or with a forged presence" if not bad
                          else "; ".join(bad[:5]))
+
+    def no_false_dead(self) -> tuple[bool, str]:
+        m = self.sim.metrics
+        return m.false_dead == 0, f"{m.false_dead} false of {m.declared_dead} death verdicts"
 
     def one_head_per_feed(self) -> tuple[bool, str]:
         """Stronger than equal version vectors: equal signed heads (an equivocation gives two
