@@ -54,11 +54,13 @@ STEADY_FROM_MS = 5000
 
 # The cyclic collector at its default thresholds (700, 10, 10) walks a run's young objects every
 # 700 allocations and its whole heap (a thousand nodes' member tables, presence and feeds: millions
-# of objects) whenever it grew by a quarter: 18 % of a 1000-node churn run's CPU. Nearly all the
-# run's garbage is freed by reference counting; what needs the collector (a crashed node's state,
-# whose parts refer to each other) waits a little longer: young objects are looked at every 50,000
-# allocations, the whole heap still whenever it grew by a quarter (peak RSS +1.5 % at 1000 nodes).
-GC_THRESHOLDS = (50_000, 20, 1)
+# of objects) whenever it grew by a quarter: 18 % of a 1000-node churn run's CPU (31 of 172 s).
+# Nearly all the run's garbage is freed by reference counting; what needs the collector (a crashed
+# node's state, whose parts refer to each other) waits a little longer: young objects are looked
+# at every 50,000 allocations, the whole heap still whenever it grew by a quarter. Measured at
+# 1000 nodes: (50000, 20, 1) 15 s of collector CPU, peak RSS +2-4 %; (50000, 20, 10) 8 s, +6 %
+# (a full collection never came); (20000, 10, 1) 22 s, +1 %.
+GC_THRESHOLDS = (50_000, 10, 1)
 
 
 @contextmanager
