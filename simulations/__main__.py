@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 
@@ -109,5 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if result["ok"] else 1
 
 
+def exit_now(code: int) -> None:
+    """Exit without tearing the heap down: a 1000-node run leaves millions of objects that refer to
+    each other, which the interpreter's exit would collect and free one by one (~5 s at 1000
+    nodes); the OS takes the memory back at once. Output is flushed first; the trace file is
+    closed by ``main``. Under a profiler or a tracer (cProfile, coverage), which write their
+    results at exit, the exit is the ordinary one."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        raise SystemExit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_now(main())

@@ -38,10 +38,10 @@ class Trace:
 
     def record(self, line: str) -> None:
         self.events += 1
-        self._hash.update(line.encode())
-        self._hash.update(b"\n")
+        line += "\n"
+        self._hash.update(line.encode())  # the digest of the lines, one update each
         if self._out is not None:
-            self._out.write(line + "\n")
+            self._out.write(line)
 
     def digest(self) -> str:
         return self._hash.hexdigest()
@@ -52,6 +52,9 @@ def describe(data: Any) -> str:
     if isinstance(data, bytes | bytearray):
         return f"{len(data)}:{zlib.crc32(data):08x}"
     if isinstance(data, tuple):
+        if len(data) == 2 and type(data[0]) is str and type(data[1]) is bytes:
+            # a delivery, (sender, frame): most events; the general case's line, made at once
+            return f"{data[0]},{len(data[1])}:{zlib.crc32(data[1]):08x}"
         return ",".join(describe(x) for x in data)
     if data is None:
         return "-"

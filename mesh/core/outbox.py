@@ -180,6 +180,10 @@ def _item_counter_names(kind: str) -> tuple[str, str]:
     return f"items_sent_{kind}", f"item_bytes_sent_{kind}"
 
 
+_MISSES_MAX = 32  # entries one take passes over for not fitting before it stops looking
+_NO_FLOOR = 1 << 62
+
+
 @dataclass
 class _Entry:
     item: Item
@@ -203,6 +207,9 @@ class BroadcastQueue:
         self.transmits_at_exit: _Tally[int] = _Tally()
         self.depth_max = 0
         self.taken_bytes = 0  # wire bytes of the items the last take returned (their sizes are known here)
+        # no entry is smaller (a lower bound, reset when the queue empties): once a frame's room
+        # is below it, ``take`` knows every further entry is a miss without visiting it
+        self._size_floor = _NO_FLOOR
 
     @property
     def dropped(self) -> int:
@@ -225,6 +232,8 @@ class BroadcastQueue:
             return
         self._buckets[0][key] = _Entry(item, size, 0)
         self._where[key] = 0
+        if size < self._size_floor:
+            self._size_floor = size
         if len(self._where) > self._entries_max:
             # full: forget the most-sent, oldest broadcast; anti-entropy covers what it carried
             for t in range(len(self._buckets) - 1, -1, -1):
@@ -251,9 +260,11 @@ class BroadcastQueue:
             self.taken_bytes = 0
             return []
         chosen: list[tuple[int, Hashable]] = []
-        spent = misses = 0
+        spent = misses = seen = 0
+        floor = self._size_floor
         for t, bucket in enumerate(self._buckets):
             for key, e in reversed(bucket.items()):
+                seen += 1
                 if spent + e.size <= budget_bytes:
                     chosen.append((t, key))
                     spent += e.size
@@ -262,7 +273,12 @@ class BroadcastQueue:
                     spent = budget_bytes
                 else:
                     misses += 1
-                if budget_bytes - spent < 16 or misses > 32 or len(chosen) >= items_max:
+                if budget_bytes - spent < 16 or misses > _MISSES_MAX or len(chosen) >= items_max:
+                    break
+                if chosen and budget_bytes - spent < floor:
+                    # nothing further fits: each entry left would be one more miss, up to the limit
+                    # (most of a piggyback's walk; the outcome is the walk's, without walking it)
+                    misses += min(len(self._where) - seen, _MISSES_MAX + 1 - misses)
                     break
             else:
                 continue
@@ -287,6 +303,8 @@ class BroadcastQueue:
         self.counts["transmits"] += len(items)
         while len(self._buckets) > 1 and not self._buckets[-1]:
             self._buckets.pop()
+        if not self._where:
+            self._size_floor = _NO_FLOOR
         return items
 
 

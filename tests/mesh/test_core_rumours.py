@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mesh.core import LocalChanged, MembersChanged, MeshConfig, Send, SetSoftState, Tick
@@ -26,7 +26,7 @@ from mesh.core.frames import (
     item_size,
     item_wire,
 )
-from mesh.core.outbox import ITEM_KINDS, wire_item_size
+from mesh.core.outbox import ITEM_KINDS, BroadcastQueue, wire_item_size
 from mesh.core.types import Liveness
 from tests.mesh.harness import Harness, MemDoc, MemFeeds, Net, make_node
 
@@ -198,3 +198,36 @@ items_st = st.one_of(
 @given(items_st)
 def test_an_items_counted_size_is_its_encoded_size(item):
     assert wire_item_size(item) == item_size(item)
+
+
+# one queue operation: put (key, payload bytes) or take (budget, retransmit limit, alone max, items
+# max); records of a kind are of about one size (the shortcut needs a floor above the 16-byte rest),
+# and puts outnumber takes, so queues grow past the miss limit
+_put = st.tuples(st.just("put"), st.integers(0, 99), st.integers(40, 60) | st.integers(20, 300))
+_take = st.tuples(st.just("take"), st.integers(0, 1200), st.integers(1, 4), st.sampled_from([0, 100, 400, 10_000]),
+                  st.integers(1, 40))
+_queue_ops = st.lists(st.one_of(_put, _put, _put, _take), min_size=50, max_size=300)
+
+
+@settings(max_examples=200)
+@given(_queue_ops)
+# 60 equal entries, 20 fit, 20 bytes left: the rest are skipped up to the miss limit
+@example([("put", k, 46) for k in range(60)] + [("take", 1020, 4, 0, 40)])
+def test_a_take_that_stops_early_when_nothing_fits_returns_and_counts_what_the_full_walk_would(ops):
+    # The reference walks every entry up to the miss limit (its size floor kept at 0, so the
+    # "nothing further fits" shortcut never fires); both must hand out the same items, count the
+    # same misses and end in the same state.
+    fast, ref = BroadcastQueue(80), BroadcastQueue(80)  # room for more entries than the miss limit
+    for op in ops:
+        ref._size_floor = 0
+        if op[0] == "put":
+            item = DeltaItem(bytes(op[2]))
+            fast.put(op[1], item)
+            ref.put(op[1], item)
+        else:
+            _, budget, limit, alone, items_max = op
+            got = fast.take(budget, limit, alone_bytes_max=alone, items_max=items_max)
+            want = ref.take(budget, limit, alone_bytes_max=alone, items_max=items_max)
+            assert got == want and fast.taken_bytes == ref.taken_bytes
+        assert fast.counts == ref.counts and fast.transmits_at_exit == ref.transmits_at_exit
+        assert [fast.get(k) for k in range(100)] == [ref.get(k) for k in range(100)]

@@ -46,6 +46,40 @@ def test_a_failing_run_prints_the_replay_command_and_exits_1(capsys):
     assert "--set anti_entropy=False" in last
 
 
+def test_the_command_exits_with_its_code_and_all_its_output_through_a_pipe():
+    # ``python -m simulations`` leaves without tearing its heap down (os._exit): what it printed
+    # must still all arrive, and the exit code must be the run's
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a pipe's buffered output
+    ok = subprocess.run([sys.executable, "-m", "simulations", "--scenario", "steady", *QUICK, "--json"],
+                        capture_output=True, text=True, check=False, env=env)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True
+    failing = ["--scenario", "partition-heal", "--nodes", "12", "--seed", "3", "--set", "duration_s=12",
+               "--set", "bound_s=10", "--set", "core=standin", "--set", "link=lossy", "--set", "anti_entropy=false"]
+    bad = subprocess.run([sys.executable, "-m", "simulations", *failing], capture_output=True, text=True,
+                         check=False, env=env)
+    assert bad.returncode == 1 and bad.stdout.splitlines()[-1].startswith("FAIL — replay: ")
+
+
+def test_a_run_tunes_the_cyclic_collector_and_gives_the_callers_thresholds_back():
+    import gc
+
+    from simulations.run import GC_THRESHOLDS, collector_tuned
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(123, 4, 5)
+        with pytest.raises(RuntimeError), collector_tuned():
+            assert gc.get_threshold() == GC_THRESHOLDS
+            raise RuntimeError("a run that fails")
+        assert gc.get_threshold() == (123, 4, 5)
+        assert main(["--scenario", "steady", *QUICK]) == 0
+        assert gc.get_threshold() == (123, 4, 5)
+    finally:
+        gc.set_threshold(*before)
+
+
 @pytest.mark.parametrize("args", [
     ["--set", "warp=9"], ["--set", "duration_s"], ["--set", "duration_s=soon"], ["--set", "link=carrier-pigeon"],
     ["--set", "anti_entropy=maybe"], ["--nodes", "2"], ["--set", "copies_min=0"], ["--set", "core=quantum"],
