@@ -86,11 +86,10 @@ def _transport(cfg: Config, seed: bytes, psk: bytes, listen: tuple[str, ...] | N
 
 
 def _join_net_transport(seed: bytes, fleet_id: str, listen: tuple[str, ...]):
-    """A requests-only host on the fleet's join network (public key: see agent.secrets.join_psk)."""
-    from agent import secrets
-    from mesh.libp2p_transport import Libp2pTransport
+    """A requests-only host on the fleet's join network (agent.transports)."""
+    from agent.transports import join_network_host
 
-    return Libp2pTransport(seed, secrets.join_psk(fleet_id), listen_addrs=listen, serve_frames=False)
+    return join_network_host(seed, fleet_id, listen)
 
 
 async def join(cfg: Config, token: str, progress: Callable[[str], None] = lambda _m: None, *,

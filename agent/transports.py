@@ -25,15 +25,19 @@ def _in_memory_network(transport: Transport):
     return network if network is not None and hasattr(network, "sibling") else None
 
 
+def join_network_host(seed: bytes, fleet_id: str, listen_addrs: tuple[str, ...]) -> Transport:
+    """A requests-only libp2p host on ``fleet_id``'s join network (its public join key, our identity)."""
+    from mesh.libp2p_transport import Libp2pTransport
+
+    return Libp2pTransport(seed, secrets.join_psk(fleet_id), listen_addrs=listen_addrs, serve_frames=False)
+
+
 def join_transport(cfg: Config, state: NodeState, mesh_transport: Transport) -> Transport:
     """The join listener's transport on the fleet's join network."""
     network = _in_memory_network(mesh_transport)
     if network is not None:
         return network.sibling("join").transport(state.peer_id)
-    from mesh.libp2p_transport import Libp2pTransport
-
-    return Libp2pTransport(state.key.seed, secrets.join_psk(state.fleet.fleet_id),
-                           listen_addrs=cfg.join_listen_addrs(), serve_frames=False)
+    return join_network_host(state.key.seed, state.fleet.fleet_id, cfg.join_listen_addrs())
 
 
 def friend_client(state: NodeState, fleet_id: str, mesh_transport: Transport,
@@ -43,10 +47,7 @@ def friend_client(state: NodeState, fleet_id: str, mesh_transport: Transport,
     listener's own in-memory transport."""
     if _in_memory_network(mesh_transport) is not None:
         return join_listener_transport, False
-    from mesh.libp2p_transport import Libp2pTransport
-
-    transport = Libp2pTransport(state.key.seed, secrets.join_psk(fleet_id),
-                                listen_addrs=("/ip4/127.0.0.1/tcp/0",), serve_frames=False)
+    transport = join_network_host(state.key.seed, fleet_id, ("/ip4/127.0.0.1/tcp/0",))
     transport.set_peer_filter(lambda _peer: True)
     transport.set_request_handler(_refuse_requests)
     return transport, True

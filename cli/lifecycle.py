@@ -24,7 +24,7 @@ def _progress(message: str) -> None:
 
 
 JOIN_IMPORTS = ("agent.joining", "agent.lifecycle", "agent.logs", "agent.secrets", "agent.service", "agent.state",
-                "agent.store", "crdt.feedset", "crdt.records", "mesh.invites", "mesh.libp2p_addrs",
+                "agent.store", "agent.transports", "crdt.feedset", "crdt.records", "mesh.invites", "mesh.libp2p_addrs",
                 "mesh.libp2p_transport", "mesh.rekeyable_transport",
                 "libp2p.network.connection.swarm_connection")  # imported by libp2p on the first dial
 # The daemon's own (the components, pyroute2 for tva0). FastAPI is imported by Agent.run on the main
