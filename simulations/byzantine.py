@@ -296,7 +296,7 @@ class ByzantineWatch:
             "liveness_unforged": self.liveness_unforged,
             "refusals_counted": self.refusals_counted,
             "one_head_per_feed": self.one_head_per_feed,
-            "no_false_dead": self.no_false_dead,
+            "no_false_dead": self.sim.checker.no_false_dead,
         })
         sim.checker.false_dead_by_incarnation = True
         sim.metric_sources.append(self.figures)
@@ -340,10 +340,6 @@ class ByzantineWatch:
                     bad.append(f"{q[-6:]} holds a forged presence of {peer[-6:]}")
         return not bad, ("no honest host held left, dead or with a forged presence" if not bad
                          else "; ".join(bad[:5]))
-
-    def no_false_dead(self) -> tuple[bool, str]:
-        m = self.sim.metrics
-        return m.false_dead == 0, f"{m.false_dead} false of {m.declared_dead} death verdicts"
 
     def one_head_per_feed(self) -> tuple[bool, str]:
         """Stronger than equal version vectors: equal signed heads (an equivocation gives two

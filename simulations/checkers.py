@@ -180,6 +180,11 @@ class Checker:
         if copies < pin[0]:
             self._fail(now_ms, "trim-below-n", f"{eff.holder[-8:]} trimmed {eff.item}: {copies} < {pin[0]} copies")
 
+    def no_false_dead(self) -> tuple[bool, str]:
+        """A liveness check for scenarios that count a false death as a failure."""
+        m = self.sim.metrics
+        return m.false_dead == 0, f"{m.false_dead} false of {m.declared_dead} death verdicts"
+
     def declared_dead(self, declarer: str, peer: str, incarnation: int, now_ms: int) -> None:
         m = self.sim.metrics
         if declarer in self.sim.revoked:

@@ -180,7 +180,7 @@ class LongHaulWatch:
             "pins_within_min_max": lambda: self._verdict("pins", "every pin at min <= copies <= max, every day"),
             "decision_log_bounded": lambda: self._verdict("log", "every replica: genesis + the decisions made"),
             "state_per_node_bounded": lambda: self._verdict("state", "every node's state within its bound"),
-            "no_false_dead": self._no_false_dead,
+            "no_false_dead": self.sim.checker.no_false_dead,
             "mixed_builds_talk": self._mixed_builds_talk,
         })
         sim.metric_sources.append(self.figures)
@@ -248,10 +248,6 @@ class LongHaulWatch:
         heard = sum(1 for n in older if n.mesh.stats.get("items_unknown_kind", 0) > 0)
         ok = bool(newer) and bool(older) and heard == len(older)
         return ok, f"{len(newer)} nodes on the newer build, {heard} of {len(older)} older ones read its items"
-
-    def _no_false_dead(self) -> tuple[bool, str]:
-        m = self.sim.metrics
-        return m.false_dead == 0, f"{m.false_dead} false of {m.declared_dead} death verdicts"
 
     def figures(self) -> dict:
         sim = self.sim
